@@ -1,0 +1,75 @@
+"""Small array-API helpers used by every compute module (after scipy's ``_lib/_array_api.py``).
+
+Everything here takes the namespace from the arrays it is given; nothing imports a backend.
+"""
+
+from __future__ import annotations
+
+import array_api_compat as compat
+
+from xpnet._typing import Array, Device, Namespace
+
+_BACKEND_TESTS = (
+    ("numpy", compat.is_numpy_namespace),
+    ("cupy", compat.is_cupy_namespace),
+    ("torch", compat.is_torch_namespace),
+    ("jax", compat.is_jax_namespace),
+    ("dask", compat.is_dask_namespace),
+    ("array_api_strict", compat.is_array_api_strict_namespace),
+)
+
+
+def namespace_of(*arrays: Array, what: str = "input") -> Namespace:
+    """Return the array namespace of ``arrays``, with a readable error for non-arrays."""
+    try:
+        return compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = ", ".join(sorted({type(a).__name__ for a in arrays}))
+        raise TypeError(
+            f"{what} must be arrays of one array-API namespace (got {kinds}); "
+            "convert with xpnet.get_backend(name).asarray(...) first"
+        ) from exc
+
+
+def backend_name(xp: Namespace) -> str:
+    """Name of the backend behind namespace ``xp`` (``'numpy'``, ``'torch'``...)."""
+    for name, is_namespace in _BACKEND_TESTS:
+        if is_namespace(xp):
+            return name
+    return xp.__name__
+
+
+def device_name(device: Device) -> str:
+    """A short, readable name of a device object (``'cpu'``, ``'cuda:0'``, ``'device1'``)."""
+    inner = getattr(device, "_device", None)  # array_api_strict.Device keeps its name here
+    if isinstance(inner, str):
+        return inner
+    if type(device).__module__.startswith("cupy"):
+        return f"cuda:{device.id}"
+    return str(device)
+
+
+def describe(x: Array) -> str:
+    """``'<backend> on <device>'`` for array ``x``, as error messages print it."""
+    return f"{backend_name(compat.array_namespace(x))} on {device_name(compat.device(x))}"
+
+
+def as_floating(x: Array, xp: Namespace, what: str) -> Array:
+    """Return ``x`` if it is real floating; convert bool and integer input to the default float.
+
+    Integer and bool input (as in the textbook's ``softmax(np.array([1010, 1000, 990]))``)
+    is converted to the namespace's default real floating dtype on ``x``'s device
+    (float64 for NumPy, float32 for PyTorch); complex input is refused.
+    """
+    if xp.isdtype(x.dtype, "real floating"):
+        return x
+    if xp.isdtype(x.dtype, ("integral", "bool")):
+        device = compat.device(x)
+        default = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+        return xp.astype(x, default)
+    raise TypeError(f"{what} needs real input, got dtype {x.dtype}")
+
+
+def scalar_like(value: float, x: Array, xp: Namespace) -> Array:
+    """A 0-d array holding ``value`` in ``x``'s dtype, on ``x``'s device."""
+    return xp.asarray(value, dtype=x.dtype, device=compat.device(x))

@@ -1,0 +1,78 @@
+"""The textbook's activation functions and softmax, for any array-API backend.
+
+Each function takes its namespace from its input, keeps the input's floating dtype and
+device, works on arrays of any shape, and never writes into its input. Integer and bool
+input is converted to the namespace's default floating dtype (see ``as_floating``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from xpnet._array_api import as_floating, namespace_of, scalar_like
+from xpnet._typing import Array
+
+
+def identity_function(x: Array) -> Array:
+    """Return ``x`` unchanged (the output activation of a regression network)."""
+    xp = namespace_of(x)
+    return as_floating(x, xp, "identity_function")
+
+
+def step_function(x: Array) -> Array:
+    """1 where ``x > 0``, else 0, in ``x``'s floating dtype (NaN gives 0)."""
+    xp = namespace_of(x)
+    x = as_floating(x, xp, "step_function")
+    return xp.astype(x > 0, x.dtype)
+
+
+def sigmoid(x: Array) -> Array:
+    """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
+
+    ``exp`` only ever sees ``-|x|``, so float32 input of any size (±100, ±inf) gives
+    results in [0, 1] with no overflow warning, and tiny outputs keep their relative
+    precision. NaN propagates.
+    """
+    xp = namespace_of(x)
+    x = as_floating(x, xp, "sigmoid")
+    decay = xp.exp(-xp.abs(x))
+    positive = 1.0 / (1.0 + decay)
+    return xp.where(x >= 0, positive, decay * positive)
+
+
+def relu(x: Array) -> Array:
+    """``max(x, 0)``; NaN propagates."""
+    xp = namespace_of(x)
+    x = as_floating(x, xp, "relu")
+    return xp.maximum(x, scalar_like(0.0, x, xp))
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    """Softmax along ``axis``, safe from overflow (the maximum is subtracted first).
+
+    Slices along ``axis`` sum to 1. Special values, as limits of finite inputs:
+    a slice holding +inf shares all probability equally among its +inf entries;
+    a slice that is entirely -inf is uniform; a slice holding NaN is all NaN.
+    """
+    xp = namespace_of(x)
+    x = as_floating(x, xp, "softmax")
+    peak = xp.max(x, axis=axis, keepdims=True)
+    infinite = xp.isinf(peak)
+    zero = scalar_like(0.0, x, xp)
+    # Rows whose peak is ±inf would give inf - inf = NaN: take the limit instead, where the
+    # entries equal to the peak share everything. NaN peaks propagate through x - peak.
+    limit = xp.where(x == peak, zero, scalar_like(-math.inf, x, xp))
+    shifted = xp.where(infinite, limit, x - xp.where(infinite, zero, peak))
+    exps = xp.exp(shifted)
+    return exps / xp.sum(exps, axis=axis, keepdims=True)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "identity": identity_function,
+    "step": step_function,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "softmax": softmax,
+}
+"""Activation functions by the names that networks and weight files use."""

@@ -1,0 +1,90 @@
+"""The forward pass, batched, and its accuracy on labelled data, for any backend.
+
+Results stay on the input's device; only the final count of correct answers comes back
+to the host, once, as a Python int.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from xpnet._typing import Array
+from xpnet.activations import ACTIVATIONS
+from xpnet.network import NetworkLike, as_network
+
+DEFAULT_BATCH_SIZE = 100
+"""The textbook's batch size; ``batch_size=None`` runs the whole input as one batch."""
+
+
+def iter_batches(*arrays: Array, batch_size: int) -> Iterator[tuple[Array, ...]]:
+    """Yield aligned slices of ``arrays`` along their first axis, ``batch_size`` rows each.
+
+    The last batch may be shorter; an empty input yields nothing. Slices are views or
+    lazy slices of the originals (never copies to another device).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    lengths = {a.shape[0] for a in arrays}
+    if len(lengths) != 1:
+        raise ValueError(f"arrays to batch must have the same length, got {sorted(lengths)}")
+    (length,) = lengths
+    for start in range(0, length, batch_size):
+        stop = min(start + batch_size, length)  # array-api-strict refuses stops past the end
+        yield tuple(a[start:stop, ...] for a in arrays)
+
+
+def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
+    """Forward pass of ``network`` over ``x`` (one sample or a batch along axis 0).
+
+    ``network`` is a :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``
+    (sigmoid, sigmoid, softmax). ``x`` must share the network's namespace and device and is
+    cast to the network's dtype. ``batch_size`` splits the work into batches of that many
+    rows and joins the results; ``None`` runs ``x`` whole.
+    """
+    net = as_network(network)
+    x = net.check_input(x)
+    if batch_size is not None:
+        parts = [_forward(net.layers, xb) for (xb,) in iter_batches(x, batch_size=batch_size)]
+        return net.xp.concat(parts, axis=0) if parts else _forward(net.layers, x)
+    return _forward(net.layers, x)
+
+
+def _forward(layers: tuple, x: Array) -> Array:
+    for layer in layers:
+        x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
+    return x
+
+
+def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
+    """The predicted class of each row of ``x`` (argmax of :func:`predict`), on x's device."""
+    net = as_network(network)
+    return net.xp.argmax(predict(net, x, batch_size=batch_size), axis=-1)
+
+
+def count_correct(
+    network: NetworkLike, x: Array, t: Array, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> int:
+    """How many rows of ``x`` the network classifies as labelled by ``t``.
+
+    ``t`` holds class indices ``(N,)`` or one-hot rows ``(N, classes)``. Counting happens
+    on the device with ``count_nonzero``; the total crosses to the host once.
+    """
+    net = as_network(network)
+    xp = net.xp
+    if t.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]} labels")
+    correct = 0
+    for xb, tb in iter_batches(x, t, batch_size=batch_size):
+        labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
+        predicted = predict_labels(net, xb)
+        correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
+    return int(correct)
+
+
+def accuracy(
+    network: NetworkLike, x: Array, t: Array, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> float:
+    """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input)."""
+    total = x.shape[0]
+    correct = count_correct(network, x, t, batch_size=batch_size)
+    return correct / total if total else float("nan")

@@ -1,0 +1,225 @@
+"""The network type: dense layers with named activations, built, checked and moved as a unit.
+
+A :class:`Network` holds weights ``(in, out)`` and biases ``(out,)`` of one namespace, device
+and floating dtype. The textbook's parameter dict (``W1, b1, W2, b2, W3, b3``, as in
+``sample_weight.pkl``) converts to and from it, so both are accepted wherever a network is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import array_api_compat as compat
+import numpy as np
+
+from xpnet._array_api import describe, device_name
+from xpnet._typing import Array, Namespace
+from xpnet.activations import ACTIVATIONS
+from xpnet.backends import Backend, backend_of, get_backend, to_host
+from xpnet.errors import BackendMismatchError, NetworkError
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One dense layer: ``activation(x @ weight + bias)``."""
+
+    weight: Array
+    bias: Array
+    activation: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """A feed-forward network of dense layers, checked for consistent shapes and placement."""
+
+    layers: tuple[Layer, ...]
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise NetworkError("a network needs at least one layer")
+        arrays = [a for layer in self.layers for a in (layer.weight, layer.bias)]
+        places = {describe(a) for a in arrays}
+        if len(places) > 1:
+            raise BackendMismatchError(
+                f"a network's arrays must share one backend and device; got {sorted(places)}"
+            )
+        xp = compat.array_namespace(*arrays)
+        dtypes = {str(a.dtype) for a in arrays}
+        if len(dtypes) > 1 or not xp.isdtype(arrays[0].dtype, "real floating"):
+            raise NetworkError(f"a network's arrays must share one floating dtype; got {dtypes}")
+        previous = None
+        for number, layer in enumerate(self.layers, start=1):
+            _check_layer(number, layer, previous)
+            previous = layer.weight.shape[1]
+
+    @classmethod
+    def from_mapping(
+        cls, params: Mapping[str, Array], activations: Sequence[str] | None = None
+    ) -> Network:
+        """Build from the textbook's dict ``{"W1": ..., "b1": ..., ...}``.
+
+        ``activations`` defaults to the textbook's choice: sigmoid on every hidden layer,
+        softmax on the output.
+        """
+        numbers = sorted(int(m[1]) for key in params if (m := re.fullmatch(r"W(\d+)", key)))
+        if numbers != list(range(1, len(numbers) + 1)) or not numbers:
+            raise NetworkError(
+                f"expected weight keys W1, W2, ... with biases b1, b2, ...; got {sorted(params)}"
+            )
+        missing = [f"b{n}" for n in numbers if f"b{n}" not in params]
+        if missing:
+            raise NetworkError(f"the parameters lack the bias(es) {', '.join(missing)}")
+        chosen = list(activations or textbook_activations(len(numbers)))
+        if len(chosen) != len(numbers):
+            raise NetworkError(f"{len(numbers)} layers need {len(numbers)} activations, got {chosen}")
+        return cls(tuple(Layer(params[f"W{n}"], params[f"b{n}"], a) for n, a in zip(numbers, chosen)))
+
+    def to_mapping(self) -> dict[str, Array]:
+        """The textbook's dict ``{"W1": ..., "b1": ..., ...}`` of this network's arrays."""
+        params = {}
+        for n, layer in enumerate(self.layers, start=1):
+            params[f"W{n}"] = layer.weight
+            params[f"b{n}"] = layer.bias
+        return params
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Units per layer, input first: ``(784, 50, 100, 10)`` for the textbook network."""
+        return (self.layers[0].weight.shape[0], *(layer.weight.shape[1] for layer in self.layers))
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation name of each layer."""
+        return tuple(layer.activation for layer in self.layers)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend and device the network's arrays live on."""
+        return backend_of(self.layers[0].weight)
+
+    @property
+    def xp(self) -> Namespace:
+        """The array namespace of the network's arrays."""
+        return self.backend.xp
+
+    @property
+    def dtype(self) -> object:
+        """The floating dtype of the network's arrays."""
+        return self.layers[0].weight.dtype
+
+    def check_input(self, x: Array) -> Array:
+        """Return ``x`` in the network's dtype after checking namespace, device and width.
+
+        Raises :class:`BackendMismatchError` naming both sides and how to move the network,
+        rather than copying data between devices behind the caller's back.
+        """
+        here = self.backend
+        try:
+            there = backend_of(x)
+        except TypeError:
+            raise BackendMismatchError(
+                f"x must be an array of the network's backend ({here}), got {type(x).__name__}; "
+                f"convert it with xpnet.get_backend({here.name!r}).asarray(x)"
+            ) from None
+        if there.name != here.name or device_name(there.device) != device_name(here.device):
+            raise BackendMismatchError(
+                f"the network is on {here} but x is on {there}; move the network with "
+                f"xpnet.to_backend(network, {there.name!r}, device={device_name(there.device)!r}) "
+                "(xpnet never copies between devices implicitly)"
+            )
+        if x.ndim == 0 or x.shape[-1] != self.sizes[0]:
+            raise NetworkError(
+                f"x has shape {tuple(x.shape)} but the network's first layer expects "
+                f"{self.sizes[0]} features in the last axis"
+            )
+        return x if x.dtype == self.dtype else here.xp.astype(x, self.dtype)
+
+
+def _check_layer(number: int, layer: Layer, inputs: int | None) -> None:
+    weight, bias = layer.weight, layer.bias
+    if layer.activation not in ACTIVATIONS:
+        raise NetworkError(
+            f"layer {number}: unknown activation {layer.activation!r}; "
+            f"choose one of {', '.join(ACTIVATIONS)}"
+        )
+    if weight.ndim != 2 or bias.ndim != 1 or bias.shape[0] != weight.shape[1]:
+        raise NetworkError(
+            f"layer {number}: weight must be (in, out) and bias (out,); "
+            f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
+        )
+    if inputs is not None and weight.shape[0] != inputs:
+        raise NetworkError(
+            f"layer {number} takes {weight.shape[0]} inputs but layer {number - 1} gives {inputs}"
+        )
+
+
+def textbook_activations(depth: int) -> tuple[str, ...]:
+    """Sigmoid on each hidden layer and softmax on the output, as the textbook's network."""
+    return (*(["sigmoid"] * (depth - 1)), "softmax")
+
+
+NetworkLike: TypeAlias = Network | Mapping[str, Array]
+"""A :class:`Network` or the textbook's parameter dict."""
+
+
+def as_network(network: NetworkLike) -> Network:
+    """Accept a :class:`Network` or the textbook's parameter dict."""
+    if isinstance(network, Network):
+        return network
+    if isinstance(network, Mapping):
+        return Network.from_mapping(network)
+    raise TypeError(f"expected a Network or a dict of W1, b1, ... arrays, got {type(network).__name__}")
+
+
+def init_network(
+    sizes: Sequence[int],
+    *,
+    activations: Sequence[str] | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    backend: str = "numpy",
+    device: str | None = None,
+) -> Network:
+    """A network with seeded random weights, the same values on every backend.
+
+    Weights are Gaussian with Xavier scaling (``1/sqrt(fan_in)``), or He scaling
+    (``sqrt(2/fan_in)``) for ReLU layers; biases start at zero. ``activations`` defaults to
+    the textbook's (sigmoid hidden layers, softmax output).
+    """
+    if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
+        raise NetworkError(f"sizes must list at least two positive layer widths, got {list(sizes)}")
+    chosen = list(activations or textbook_activations(len(sizes) - 1))
+    if len(chosen) != len(sizes) - 1:
+        raise NetworkError(f"{len(sizes) - 1} layers need as many activations, got {chosen}")
+    target = get_backend(backend, device)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for fan_in, fan_out, activation in zip(sizes[:-1], sizes[1:], chosen):
+        gain = 2.0 if activation == "relu" else 1.0
+        weight = rng.standard_normal((fan_in, fan_out)) * math.sqrt(gain / fan_in)
+        layers.append(
+            Layer(
+                target.asarray(weight, dtype=dtype),
+                target.asarray(np.zeros(fan_out), dtype=dtype),
+                activation,
+            )
+        )
+    return Network(tuple(layers))
+
+
+def to_backend(network: NetworkLike, backend: str, device: str | None = None) -> Network:
+    """Copy a network (or the textbook's dict) onto ``backend`` and ``device``, dtype kept."""
+    source = as_network(network)
+    target = get_backend(backend, device)
+    return Network(
+        tuple(
+            Layer(target.asarray(to_host(layer.weight)), target.asarray(to_host(layer.bias)),
+                  layer.activation)
+            for layer in source.layers
+        )
+    )
+
