@@ -57,6 +57,8 @@ def softmax(x: Array, axis: int = -1) -> Array:
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "softmax")
+    if x.ndim == 0:
+        raise ValueError("softmax needs an array with at least one axis, got a 0-d array")
     peak = xp.max(x, axis=axis, keepdims=True)
     infinite = xp.isinf(peak)
     zero = scalar_like(0.0, x, xp)

@@ -75,9 +75,11 @@ class Backend:
 
 
 def _row_chunks(host: np.ndarray) -> tuple[int, ...]:
-    row_bytes = max(1, host[:1].nbytes)
-    rows = max(1, min(len(host), (100 << 20) // row_bytes)) if host.ndim else 1
-    return (rows, *host.shape[1:]) if host.ndim else ()
+    if host.ndim == 0:
+        return ()
+    row_bytes = max(1, host.itemsize * int(np.prod(host.shape[1:])))
+    rows = max(1, min(len(host), (100 << 20) // row_bytes))
+    return (rows, *host.shape[1:])
 
 
 def _no_wait(device: Device) -> None:
@@ -207,7 +209,9 @@ def _resolve_jax(device: str | None) -> tuple[Namespace, Device]:
         raise BackendUnavailableError(f"jax has no {platform!r} device here: {exc}") from None
     position = int(index or 0)
     if position >= len(devices):
-        raise BackendUnavailableError(f"jax has {len(devices)} {platform} device(s), not {position + 1}")
+        raise BackendUnavailableError(
+            f"jax has {len(devices)} {platform} device(s), not {position + 1}"
+        )
     return importlib.import_module("jax.numpy"), devices[position]
 
 

@@ -75,8 +75,12 @@ class Network:
             raise NetworkError(f"the parameters lack the bias(es) {', '.join(missing)}")
         chosen = list(activations or textbook_activations(len(numbers)))
         if len(chosen) != len(numbers):
-            raise NetworkError(f"{len(numbers)} layers need {len(numbers)} activations, got {chosen}")
-        return cls(tuple(Layer(params[f"W{n}"], params[f"b{n}"], a) for n, a in zip(numbers, chosen)))
+            raise NetworkError(
+                f"{len(numbers)} layers need {len(numbers)} activations, got {chosen}"
+            )
+        return cls(
+            tuple(Layer(params[f"W{n}"], params[f"b{n}"], a) for n, a in zip(numbers, chosen))
+        )
 
     def to_mapping(self) -> dict[str, Array]:
         """The textbook's dict ``{"W1": ..., "b1": ..., ...}`` of this network's arrays."""
@@ -172,7 +176,9 @@ def as_network(network: NetworkLike) -> Network:
         return network
     if isinstance(network, Mapping):
         return Network.from_mapping(network)
-    raise TypeError(f"expected a Network or a dict of W1, b1, ... arrays, got {type(network).__name__}")
+    raise TypeError(
+        f"expected a Network or a dict of W1, b1, ... arrays, got {type(network).__name__}"
+    )
 
 
 def init_network(
@@ -217,9 +223,11 @@ def to_backend(network: NetworkLike, backend: str, device: str | None = None) ->
     target = get_backend(backend, device)
     return Network(
         tuple(
-            Layer(target.asarray(to_host(layer.weight)), target.asarray(to_host(layer.bias)),
-                  layer.activation)
+            Layer(
+                target.asarray(to_host(layer.weight)),
+                target.asarray(to_host(layer.bias)),
+                layer.activation,
+            )
             for layer in source.layers
         )
     )
-

@@ -1,0 +1,79 @@
+"""Backend selection for the test suite, after scipy's and array-api-extra's ``xp`` fixture.
+
+Choose backends with ``pytest --backend torch --backend array_api_strict`` (repeatable) or
+``XPNET_TEST_BACKENDS=torch,array_api_strict``; by default every backend xpnet knows is
+tried and those that cannot run here are skipped with their reason. Each backend runs on
+its default device; array-api-strict also runs on its non-default ``device1``, which
+catches any code that creates arrays on the default device or copies through NumPy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from xpnet.backends import BACKENDS, Backend, get_backend
+from xpnet.errors import BackendUnavailableError
+
+DEVICES: dict[str, tuple[str | None, ...]] = {
+    "numpy": (None,),
+    "cupy": ("cuda:0",),
+    "torch": ("cpu", "cuda:0"),
+    "jax": (None,),
+    "dask": (None,),
+    "array_api_strict": (None, "device1"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        choices=BACKENDS,
+        help="array backend to test (repeatable); default: $XPNET_TEST_BACKENDS or all",
+    )
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    """The backends chosen on the command line, in the environment, or all of them."""
+    chosen = config.getoption("--backend") or [
+        name for name in os.environ.get("XPNET_TEST_BACKENDS", "").split(",") if name.strip()
+    ]
+    unknown = sorted(set(chosen) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {BACKENDS}")
+    return chosen or list(BACKENDS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    params = []
+    for name in selected_backends(metafunc.config):
+        for device in DEVICES[name]:
+            params.append(pytest.param((name, device), id=f"{name}-{device or 'default'}"))
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The backend under test, bound to its device; skipped with the reason if unavailable."""
+    name, device = request.param
+    try:
+        return get_backend(name, device)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def xp(backend: Backend):  # type: ignore[no-untyped-def]
+    """The array namespace under test."""
+    return backend.xp
+
+
+@pytest.fixture
+def device(backend: Backend) -> object:
+    """The device under test (``device1`` for one of the array-api-strict cases)."""
+    return backend.device

@@ -1,0 +1,60 @@
+"""The backend registry: names, devices, availability reasons, host transfers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.backends import backend_of, to_host
+
+
+def test_registry_names_every_backend():
+    assert xpnet.BACKENDS == ("numpy", "cupy", "torch", "jax", "dask", "array_api_strict")
+    assert "numpy" in xpnet.available_backends()
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(
+        xpnet.BackendUnavailableError, match="unknown backend 'mxnet'; choose one of numpy"
+    ):
+        xpnet.get_backend("mxnet")
+
+
+def test_status_gives_a_reason_for_what_cannot_run():
+    for name in xpnet.BACKENDS:
+        ok, reason = xpnet.backend_status(name)
+        assert ok == (reason == ""), name
+        if not ok:
+            assert "not installed" in reason or "GPU" in reason or "device" in reason
+
+
+def test_cupy_without_a_gpu_says_so():
+    ok, reason = xpnet.backend_status("cupy")
+    if ok:
+        pytest.skip("this machine has a CUDA device, so cupy is available")
+    assert "NVIDIA GPU" in reason
+
+
+@pytest.mark.parametrize(
+    ("name", "device", "message"),
+    [
+        ("numpy", "cuda:0", "has only the device 'cpu'"),
+        ("array_api_strict", "device9", "no device 'device9'; choose one of CPU_DEVICE, device1"),
+    ],
+)
+def test_bad_device_is_explained(name, device, message):
+    with pytest.raises(xpnet.BackendUnavailableError, match=message):
+        xpnet.get_backend(name, device)
+
+
+def test_asarray_places_converts_and_copies_back(backend):
+    host = np.arange(12, dtype=np.float64).reshape(3, 4)
+    x = backend.asarray(host, dtype="float32")
+    assert x.dtype == backend.xp.float32
+    assert backend_of(x).name == backend.name
+    assert str(backend_of(x)) == str(backend)
+    back = to_host(x)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host.astype(np.float32))
+    backend.synchronize()

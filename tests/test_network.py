@@ -1,0 +1,140 @@
+"""The Network type: construction, validation, seeded init, moving, and mismatch errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from array_api_extra.testing import assert_equal
+
+import xpnet
+from xpnet.backends import to_host
+
+TEXTBOOK = (784, 50, 100, 10)
+
+
+def test_init_network_is_seeded_and_the_same_on_every_backend(backend):
+    network = xpnet.init_network(
+        TEXTBOOK, seed=7, backend=backend.name, device=_device_name(backend)
+    )
+    reference = xpnet.init_network(TEXTBOOK, seed=7)
+    assert network.sizes == TEXTBOOK
+    assert network.activations == ("sigmoid", "sigmoid", "softmax")
+    for mine, theirs in zip(network.layers, reference.layers):
+        np.testing.assert_array_equal(to_host(mine.weight), to_host(theirs.weight))
+        assert mine.weight.dtype == backend.xp.float32
+    assert str(network.backend) == str(backend)
+    other = xpnet.init_network(TEXTBOOK, seed=8)
+    assert not np.array_equal(to_host(other.layers[0].weight), to_host(reference.layers[0].weight))
+
+
+def test_init_network_places_on_non_default_device():
+    network = xpnet.init_network(
+        (6, 4, 3), seed=0, dtype="float64", backend="array_api_strict", device="device1"
+    )
+    assert str(network.backend) == "array_api_strict on device1"
+    assert network.dtype == network.xp.float64
+
+
+def test_init_network_scales_by_activation():
+    network = xpnet.init_network(
+        (4000, 500, 500), activations=("relu", "sigmoid"), seed=0, dtype="float64"
+    )
+    assert np.std(to_host(network.layers[0].weight)) == pytest.approx(np.sqrt(2 / 4000), rel=0.02)
+    assert np.std(to_host(network.layers[1].weight)) == pytest.approx(np.sqrt(1 / 500), rel=0.02)
+    assert not np.any(to_host(network.layers[0].bias))
+
+
+def test_to_backend_moves_values_and_keeps_dtype(backend):
+    source = xpnet.init_network((6, 5, 3), seed=1, dtype="float64")
+    moved = xpnet.to_backend(source, backend.name, _device_name(backend))
+    assert moved.backend.name == backend.name
+    for mine, theirs in zip(moved.layers, source.layers):
+        assert_equal(mine.weight, backend.asarray(to_host(theirs.weight)))
+
+
+def test_to_backend_accepts_the_textbook_dict():
+    params = xpnet.init_network((6, 5, 3), seed=1).to_mapping()
+    assert sorted(params) == ["W1", "W2", "b1", "b2"]
+    moved = xpnet.to_backend(params, "array_api_strict", "device1")
+    assert str(moved.backend) == "array_api_strict on device1"
+
+
+def test_mismatched_namespace_names_both_sides_and_the_fix():
+    network = xpnet.init_network((6, 3), seed=0)
+    x = xpnet.get_backend("array_api_strict", "device1").asarray(np.zeros((2, 6)), dtype="float32")
+    with pytest.raises(xpnet.BackendMismatchError) as info:
+        xpnet.predict(network, x)
+    message = str(info.value)
+    assert "network is on numpy on cpu" in message
+    assert "x is on array_api_strict on device1" in message
+    assert "xpnet.to_backend(network, 'array_api_strict', device='device1')" in message
+
+
+def test_mismatched_device_of_one_backend_is_refused():
+    network = xpnet.init_network((6, 3), seed=0, backend="array_api_strict")
+    x = xpnet.get_backend("array_api_strict", "device1").asarray(np.zeros((2, 6)), dtype="float32")
+    with pytest.raises(xpnet.BackendMismatchError, match=r"CPU_DEVICE but x is on .*device1"):
+        xpnet.accuracy(network, x, xpnet.get_backend("array_api_strict", "device1").asarray([0, 1]))
+
+
+def test_host_array_for_a_device_network_is_refused():
+    network = xpnet.init_network((6, 3), seed=0, backend="array_api_strict", device="device1")
+    with pytest.raises(xpnet.BackendMismatchError, match="x is on numpy on cpu"):
+        xpnet.predict(network, np.zeros((2, 6), dtype=np.float32))
+    with pytest.raises(xpnet.BackendMismatchError, match="got list"):
+        xpnet.predict(network, [[0.0] * 6])
+
+
+def test_network_arrays_must_share_a_device():
+    strict = xpnet.get_backend("array_api_strict", "device1")
+    params = xpnet.init_network((6, 4, 3), seed=0, backend="array_api_strict").to_mapping()
+    params["W2"] = strict.asarray(np.zeros((4, 3)), dtype="float32")
+    with pytest.raises(xpnet.BackendMismatchError, match="share one backend and device"):
+        xpnet.Network.from_mapping(params)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.pop("b2"), "lack the bias"),
+        (lambda p: p.pop("W1"), "expected weight keys W1"),
+        (
+            lambda p: p.update(W2=np.zeros((5, 3), np.float32)),
+            "layer 2 takes 5 inputs but layer 1 gives 4",
+        ),
+        (lambda p: p.update(b1=np.zeros(3, np.float32)), "bias \\(out,\\)"),
+        (lambda p: p.update(b1=np.zeros(4, np.float64)), "one floating dtype"),
+    ],
+)
+def test_malformed_parameters_are_explained(change, message):
+    params = xpnet.init_network((6, 4, 3), seed=0).to_mapping()
+    change(params)
+    with pytest.raises(xpnet.XpnetError, match=message):
+        xpnet.Network.from_mapping(params)
+
+
+def test_unknown_activation_and_wrong_width():
+    params = xpnet.init_network((6, 4, 3), seed=0).to_mapping()
+    with pytest.raises(xpnet.NetworkError, match="unknown activation 'tanhh'"):
+        xpnet.Network.from_mapping(params, ["tanhh", "softmax"])
+    with pytest.raises(xpnet.NetworkError, match=r"shape \(2, 5\).*expects 6 features"):
+        xpnet.predict(params, np.zeros((2, 5), np.float32))
+
+
+def test_import_loads_no_optional_backend():
+    code = (
+        "import sys, xpnet; "
+        "print(sorted(m for m in ('torch', 'jax', 'cupy', 'dask', 'array_api_strict', "
+        "'matplotlib', 'pooch', 'tqdm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _device_name(backend):
+    from xpnet._array_api import device_name
+
+    return None if backend.name in ("numpy", "dask") else device_name(backend.device)

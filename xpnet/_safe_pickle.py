@@ -1,0 +1,209 @@
+"""Read the textbook's pickles (``sample_weight.pkl``, the ``mnist.pkl`` cache) without running code.
+
+``pickle.load`` calls every callable a file names, so a pickle from the web can run any
+command. :class:`_ArrayUnpickler` admits only the globals that NumPy's array pickling names
+and hands out a stand-in for each, which rebuilds a plain numeric array from its raw bytes:
+no callable named by the file ever runs, and no real ``numpy.ndarray`` or ``numpy.dtype``
+reaches the pickle's stack (``ndarray(shape, object, buffer)`` or a dtype's ``BUILD`` state
+could otherwise forge object pointers from bytes).
+
+How NumPy pickles (``ndarray.__reduce__``, ``__reduce_ex__`` and ``dtype.__reduce__``):
+
+* array: ``_reconstruct(ndarray, (0,), b"b")``, then ``BUILD`` with
+  ``(1, shape, dtype, is_fortran, raw_bytes)`` (protocols 2-4);
+  ``_frombuffer(raw_bytes, dtype, shape, order)`` (protocol 5);
+* dtype: ``dtype(code, False, True)``, then ``BUILD`` with
+  ``(3, byte_order, None, None, None, -1, -1, 0)`` for a plain numeric dtype;
+* bytes at protocol 2, written by Python 3: ``_codecs.encode(text, "latin1")``.
+
+``BUILD`` reaches only the stand-ins' own ``__setstate__``, which check the state; every
+other ``BUILD`` target (dict, list, a stand-in callable) fails.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import reprlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from xpnet.errors import WeightsError, XpnetError
+
+_NUMERIC_CODE = re.compile(r"[biuf]\d{1,2}")
+"""dtype codes of bool, signed and unsigned integer and real floating arrays (``"f4"``)."""
+
+
+class _Refused(Exception):
+    """The pickle asks for something xpnet will not do; the message says what."""
+
+
+class _StandIn:
+    """What the unpickler hands out for an admitted global: callable, but its state is fixed."""
+
+    __slots__ = ("_call", "name")
+
+    def __init__(self, name: str, call: Callable[..., object] | None) -> None:
+        self.name = name
+        self._call = call
+
+    def __call__(self, *args: object) -> object:
+        if self._call is None:
+            raise _Refused(f"the pickle calls {self.name}, which NumPy's array pickling never does")
+        return self._call(*args)
+
+    def __setstate__(self, state: object) -> None:
+        raise _Refused(f"the pickle tries to set the state of {self.name}")
+
+
+class _DtypeStandIn:
+    """A plain numeric dtype: created by ``numpy.dtype(code, ...)``, byte order set by ``BUILD``."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+
+    def __setstate__(self, state: object) -> None:
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 8
+            and state[0] == 3
+            and state[1] in ("<", ">", "|", "=")
+            and state[2:] == (None, None, None, -1, -1, 0)
+        ):
+            raise _Refused(
+                f"the dtype {self.dtype} comes with the state {reprlib.repr(state)}; "
+                "xpnet admits only plain numeric dtypes (no fields, subarrays or flags)"
+            )
+        self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _ArrayStandIn:
+    """An array: created empty by ``_reconstruct``, filled by ``BUILD``; or whole by ``_frombuffer``."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray | None = None) -> None:
+        self.array = array
+
+    def __setstate__(self, state: object) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            raise pickle.UnpicklingError("an array's state is not (1, shape, dtype, is_fortran, data)")
+        _, shape, dtype, fortran, raw = state
+        self.array = _build_array(raw, dtype, shape, "F" if fortran else "C")
+
+
+def _build_array(raw: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    """A native-byte-order copy of ``raw`` read as ``shape`` and ``dtype``, after checking all."""
+    if isinstance(raw, str):  # a Python 2 pickle's str, read with encoding="latin1"
+        raw = raw.encode("latin1")
+    if not isinstance(dtype, _DtypeStandIn):
+        raise pickle.UnpicklingError("an array's dtype is not a numpy.dtype")
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise pickle.UnpicklingError(f"an array's shape {reprlib.repr(shape)} is not a tuple of sizes")
+    if not isinstance(raw, (bytes, bytearray)) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("an array's data is not raw bytes in C or Fortran order")
+    count = math.prod(shape)
+    if len(raw) != count * dtype.dtype.itemsize:
+        raise pickle.UnpicklingError(
+            f"an array of shape {shape} and dtype {dtype.dtype} needs "
+            f"{count * dtype.dtype.itemsize} bytes but holds {len(raw)}"
+        )
+    flat = np.frombuffer(raw, dtype=dtype.dtype, count=count)
+    return flat.reshape(shape, order=order).astype(dtype.dtype.newbyteorder("="))
+
+
+def _reconstruct(subtype: object, shape: object, typecode: object) -> _ArrayStandIn:
+    """``numpy.core.multiarray._reconstruct``: an empty array that ``BUILD`` fills."""
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError("_reconstruct is asked for something other than a numpy.ndarray")
+    return _ArrayStandIn()
+
+
+def _frombuffer(raw: object, dtype: object, shape: object, order: object) -> _ArrayStandIn:
+    """``numpy.core.numeric._frombuffer`` (protocol 5): a whole array from raw bytes."""
+    return _ArrayStandIn(_build_array(raw, dtype, shape, order))
+
+
+def _dtype(code: object, align: object = False, copy: object = True) -> _DtypeStandIn:
+    """``numpy.dtype(code, align, copy)`` for bool, integer and real floating codes only."""
+    if not (isinstance(code, str) and _NUMERIC_CODE.fullmatch(code)):
+        why = " (object arrays hold pickled Python objects)" if str(code)[:1] == "O" else ""
+        raise _Refused(
+            f"the pickle holds an array of dtype {reprlib.repr(code)}{why}; "
+            "xpnet loads only bool, integer and floating arrays"
+        )
+    return _DtypeStandIn(np.dtype(code))
+
+
+def _latin1_encode(text: object, encoding: object) -> bytes:
+    """``_codecs.encode(text, "latin1")``: how Python 3 writes bytes at protocol 2."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise _Refused(f"the pickle calls _codecs.encode with the encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_NDARRAY = _StandIn("numpy.ndarray", None)
+_ADMITTED: dict[tuple[str, str], _StandIn] = {
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _StandIn("numpy.dtype", _dtype),
+    ("_codecs", "encode"): _StandIn("_codecs.encode", _latin1_encode),
+    **{
+        (f"{package}.{module}", name): _StandIn(f"{package}.{module}.{name}", call)
+        for package in ("numpy.core", "numpy._core")  # NumPy 1.x and 2.x
+        for module, name, call in (
+            ("multiarray", "_reconstruct", _reconstruct),
+            ("numeric", "_frombuffer", _frombuffer),
+        )
+    },
+}
+"""Every global a pickle may name, keyed by ``(module, name)``, with its stand-in."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of NumPy's array pickling, to stand-ins."""
+
+    def find_class(self, module: str, name: str, /) -> Any:
+        try:
+            return _ADMITTED[module, name]
+        except KeyError:
+            raise _Refused(
+                f"the pickle names the global {module}.{name}, which is not part of "
+                "NumPy's array pickling"
+            ) from None
+
+
+def load_textbook_pickle(
+    path: str | os.PathLike[str], *, error: type[XpnetError] = WeightsError
+) -> dict[str, np.ndarray]:
+    """Load a pickled dict of NumPy arrays, as the textbook writes them, without running code.
+
+    Reads ``sample_weight.pkl`` and the ``mnist.pkl`` cache (protocols 2 to 5, NumPy 1.x or
+    2.x, Python 2 or 3). Anything else a pickle may hold (a global outside NumPy's array
+    pickling, object or structured arrays, a top level other than a dict of str to arrays)
+    and corrupt or truncated files raise ``error`` with a one-line message naming the file.
+    """
+    try:
+        with open(path, "rb") as file:
+            loaded = _ArrayUnpickler(file, encoding="latin1").load()
+    except _Refused as exc:
+        raise error(f"{os.fspath(path)}: refused: {exc}; xpnet never runs code from a data file") from None
+    except OSError as exc:
+        raise error(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    except Exception as exc:  # the stand-ins alone run, so any failure means a corrupt file
+        raise error(f"{os.fspath(path)} is not a valid pickle of NumPy arrays: {exc}") from None
+    if not (
+        isinstance(loaded, dict)
+        and all(isinstance(k, str) for k in loaded)
+        and all(isinstance(v, _ArrayStandIn) and v.array is not None for v in loaded.values())
+    ):
+        raise error(
+            f"{os.fspath(path)} holds a {type(loaded).__name__}, "
+            "not a dict of names to NumPy arrays"
+        )
+    return {key: value.array for key, value in loaded.items()}
