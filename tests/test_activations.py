@@ -103,7 +103,8 @@ def test_sigmoid_stable_for_large_magnitudes(backend, dtype):
     assert values.dtype == np.dtype(dtype)
     assert np.all((values >= 0) & (values <= 1))
     expected = reference.sigmoid(host).astype(dtype)
-    np.testing.assert_allclose(values, expected, rtol=RTOL[dtype], atol=0)
+    # XLA and GPUs may flush subnormal results (sigmoid(-100) in float32) to zero.
+    np.testing.assert_allclose(values, expected, rtol=RTOL[dtype], atol=np.finfo(dtype).tiny)
 
 
 def test_nan_propagates_except_through_step(backend):
@@ -168,7 +169,14 @@ def test_sigmoid_bounded_and_monotone(backend, host):
 
 
 @property_settings
-@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3), elements=st.floats(-1e6, 1e6)))
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(max_dims=3),
+        # XLA flushes subnormal numbers to zero; relu is exact for every normal float.
+        elements=st.floats(-1e6, 1e6, allow_subnormal=False),
+    )
+)
 def test_relu_nonnegative_and_exact(backend, host):
     values = xpnet.relu(backend.asarray(host))
     assert_equal(values, backend.asarray(np.maximum(host, 0.0)))
