@@ -77,3 +77,12 @@ def xp(backend: Backend):  # type: ignore[no-untyped-def]
 def device(backend: Backend) -> object:
     """The device under test (``device1`` for one of the array-api-strict cases)."""
     return backend.device
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Keep every test's parsed-data and download cache out of the user's real cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XPNET_CACHE_DIR", str(tmp_path_factory.mktemp("xpnet-cache")))
+    yield
+    patch.undo()

@@ -4,6 +4,7 @@ Every function takes its array namespace from its inputs, so the same call runs 
 CPU or a GPU. ``import xpnet`` loads no optional backend.
 """
 
+from xpnet._safe_pickle import load_textbook_pickle
 from xpnet.activations import identity_function, relu, sigmoid, softmax, step_function
 from xpnet.backends import (
     BACKENDS,
@@ -13,7 +14,14 @@ from xpnet.backends import (
     get_backend,
     to_host,
 )
-from xpnet.errors import BackendMismatchError, BackendUnavailableError, NetworkError, XpnetError
+from xpnet.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    DataError,
+    NetworkError,
+    WeightsError,
+    XpnetError,
+)
 from xpnet.inference import (
     accuracy,
     count_correct,
@@ -22,6 +30,7 @@ from xpnet.inference import (
     predict_labels,
 )
 from xpnet.network import Layer, Network, init_network, to_backend
+from xpnet.weights import load_weights, read_weights_info, save_weights
 
 __version__ = "0.1.0"
 
@@ -30,9 +39,11 @@ __all__ = [
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
+    "DataError",
     "Layer",
     "Network",
     "NetworkError",
+    "WeightsError",
     "XpnetError",
     "accuracy",
     "available_backends",
@@ -42,9 +53,13 @@ __all__ = [
     "identity_function",
     "init_network",
     "iter_batches",
+    "load_textbook_pickle",
+    "load_weights",
     "predict",
     "predict_labels",
+    "read_weights_info",
     "relu",
+    "save_weights",
     "sigmoid",
     "softmax",
     "step_function",

@@ -1,4 +1,4 @@
-"""Read the textbook's pickles (``sample_weight.pkl``, the ``mnist.pkl`` cache) without running code.
+"""Read the textbook's pickles (``sample_weight.pkl``, the ``mnist.pkl`` cache), running no code.
 
 ``pickle.load`` calls every callable a file names, so a pickle from the web can run any
 command. :class:`_ArrayUnpickler` admits only the globals that NumPy's array pickling names
@@ -14,7 +14,8 @@ How NumPy pickles (``ndarray.__reduce__``, ``__reduce_ex__`` and ``dtype.__reduc
   ``_frombuffer(raw_bytes, dtype, shape, order)`` (protocol 5);
 * dtype: ``dtype(code, False, True)``, then ``BUILD`` with
   ``(3, byte_order, None, None, None, -1, -1, 0)`` for a plain numeric dtype;
-* bytes at protocol 2, written by Python 3: ``_codecs.encode(text, "latin1")``.
+* bytes at protocol 2, written by Python 3: ``_codecs.encode(text, "latin1")``, or
+  ``bytes()`` when empty (the data of an empty array).
 
 ``BUILD`` reaches only the stand-ins' own ``__setstate__``, which check the state; every
 other ``BUILD`` target (dict, list, a stand-in callable) fails.
@@ -28,6 +29,7 @@ import pickle
 import re
 import reprlib
 from collections.abc import Callable
+from pickle import UnpicklingError
 from typing import Any
 
 import numpy as np
@@ -84,7 +86,7 @@ class _DtypeStandIn:
 
 
 class _ArrayStandIn:
-    """An array: created empty by ``_reconstruct``, filled by ``BUILD``; or whole by ``_frombuffer``."""
+    """An array, made by ``_reconstruct`` and filled by ``BUILD``, or whole by ``_frombuffer``."""
 
     __slots__ = ("array",)
 
@@ -93,7 +95,7 @@ class _ArrayStandIn:
 
     def __setstate__(self, state: object) -> None:
         if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
-            raise pickle.UnpicklingError("an array's state is not (1, shape, dtype, is_fortran, data)")
+            raise UnpicklingError("an array's state is not (1, shape, dtype, is_fortran, data)")
         _, shape, dtype, fortran, raw = state
         self.array = _build_array(raw, dtype, shape, "F" if fortran else "C")
 
@@ -103,14 +105,14 @@ def _build_array(raw: object, dtype: object, shape: object, order: object) -> np
     if isinstance(raw, str):  # a Python 2 pickle's str, read with encoding="latin1"
         raw = raw.encode("latin1")
     if not isinstance(dtype, _DtypeStandIn):
-        raise pickle.UnpicklingError("an array's dtype is not a numpy.dtype")
+        raise UnpicklingError("an array's dtype is not a numpy.dtype")
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-        raise pickle.UnpicklingError(f"an array's shape {reprlib.repr(shape)} is not a tuple of sizes")
+        raise UnpicklingError(f"an array's shape {reprlib.repr(shape)} is not a tuple of sizes")
     if not isinstance(raw, (bytes, bytearray)) or order not in ("C", "F"):
-        raise pickle.UnpicklingError("an array's data is not raw bytes in C or Fortran order")
+        raise UnpicklingError("an array's data is not raw bytes in C or Fortran order")
     count = math.prod(shape)
     if len(raw) != count * dtype.dtype.itemsize:
-        raise pickle.UnpicklingError(
+        raise UnpicklingError(
             f"an array of shape {shape} and dtype {dtype.dtype} needs "
             f"{count * dtype.dtype.itemsize} bytes but holds {len(raw)}"
         )
@@ -121,7 +123,7 @@ def _build_array(raw: object, dtype: object, shape: object, order: object) -> np
 def _reconstruct(subtype: object, shape: object, typecode: object) -> _ArrayStandIn:
     """``numpy.core.multiarray._reconstruct``: an empty array that ``BUILD`` fills."""
     if subtype is not _NDARRAY:
-        raise pickle.UnpicklingError("_reconstruct is asked for something other than a numpy.ndarray")
+        raise UnpicklingError("_reconstruct is asked for a type other than numpy.ndarray")
     return _ArrayStandIn()
 
 
@@ -136,7 +138,7 @@ def _dtype(code: object, align: object = False, copy: object = True) -> _DtypeSt
         why = " (object arrays hold pickled Python objects)" if str(code)[:1] == "O" else ""
         raise _Refused(
             f"the pickle holds an array of dtype {reprlib.repr(code)}{why}; "
-            "xpnet loads only bool, integer and floating arrays"
+            "only bool, integer and floating arrays are admitted"
         )
     return _DtypeStandIn(np.dtype(code))
 
@@ -144,8 +146,13 @@ def _dtype(code: object, align: object = False, copy: object = True) -> _DtypeSt
 def _latin1_encode(text: object, encoding: object) -> bytes:
     """``_codecs.encode(text, "latin1")``: how Python 3 writes bytes at protocol 2."""
     if not isinstance(text, str) or encoding != "latin1":
-        raise _Refused(f"the pickle calls _codecs.encode with the encoding {encoding!r}")
+        raise _Refused(f"the pickle calls _codecs.encode with {reprlib.repr(encoding)}")
     return text.encode("latin1")
+
+
+def _empty_bytes() -> bytes:
+    """``bytes()``: how Python 3 writes ``b""`` at protocol 2 (only this call is admitted)."""
+    return b""
 
 
 _NDARRAY = _StandIn("numpy.ndarray", None)
@@ -153,6 +160,10 @@ _ADMITTED: dict[tuple[str, str], _StandIn] = {
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _StandIn("numpy.dtype", _dtype),
     ("_codecs", "encode"): _StandIn("_codecs.encode", _latin1_encode),
+    **{
+        (module, "bytes"): _StandIn(f"{module}.bytes", _empty_bytes)
+        for module in ("__builtin__", "builtins")  # pickle's fix_imports=True, False
+    },
     **{
         (f"{package}.{module}", name): _StandIn(f"{package}.{module}.{name}", call)
         for package in ("numpy.core", "numpy._core")  # NumPy 1.x and 2.x
@@ -188,22 +199,27 @@ def load_textbook_pickle(
     pickling, object or structured arrays, a top level other than a dict of str to arrays)
     and corrupt or truncated files raise ``error`` with a one-line message naming the file.
     """
+    name = os.fspath(path)
     try:
         with open(path, "rb") as file:
             loaded = _ArrayUnpickler(file, encoding="latin1").load()
     except _Refused as exc:
-        raise error(f"{os.fspath(path)}: refused: {exc}; xpnet never runs code from a data file") from None
+        raise error(f"{name}: refused: {exc}; xpnet never runs code from a data file") from None
     except OSError as exc:
-        raise error(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    except Exception as exc:  # the stand-ins alone run, so any failure means a corrupt file
-        raise error(f"{os.fspath(path)} is not a valid pickle of NumPy arrays: {exc}") from None
-    if not (
-        isinstance(loaded, dict)
-        and all(isinstance(k, str) for k in loaded)
-        and all(isinstance(v, _ArrayStandIn) and v.array is not None for v in loaded.values())
-    ):
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+    except Exception as exc:  # only the stand-ins run, so any failure means a corrupt file
         raise error(
-            f"{os.fspath(path)} holds a {type(loaded).__name__}, "
-            "not a dict of names to NumPy arrays"
-        )
-    return {key: value.array for key, value in loaded.items()}
+            f"{name} is not a valid pickle of NumPy arrays ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise error(f"{name} holds a {type(loaded).__name__}, not a dict of names to NumPy arrays")
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in loaded.items():
+        if not (
+            isinstance(key, str) and isinstance(value, _ArrayStandIn) and value.array is not None
+        ):
+            raise error(
+                f"{name}: the entry {reprlib.repr(key)} is not a NumPy array under a str key"
+            )
+        arrays[key] = value.array
+    return arrays

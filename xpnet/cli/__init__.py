@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
-from xpnet.cli import backends, infer
+from xpnet.cli import backends, infer, plots
 from xpnet.errors import XpnetError
 
-COMMANDS = (infer, backends)
+COMMANDS = (infer, backends, plots)
 
 EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``xpnet`` command line; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = one_line_warning
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
@@ -51,8 +53,6 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, XpnetError) and text else f"{type(exc).__name__}: {text}"
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Options every subcommand shares."""
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback of a failure"
-    )
+def one_line_warning(message: Warning | str, *_: object, **__: object) -> str:
+    """Warnings print as ``xpnet: warning: ...`` on one line, without source lines."""
+    return f"xpnet: warning: {' '.join(str(message).split())}\n"

@@ -1,0 +1,316 @@
+"""load_mnist and load_fashion_mnist on the real files, and on small made-up datasets.
+
+The real MNIST files come from $XPNET_DATA_DIR (CI: ../shared/data/mnist), else from
+<repo>/../shared/data/mnist; tests that need them skip where they are absent. Every test
+gets its own cache folder (XPNET_CACHE_DIR) and downloads nothing (download=False).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpnet.datasets import (
+    DATASETS,
+    DataFile,
+    Dataset,
+    SplitFiles,
+    cache_dir,
+    get_dataset,
+    load_fashion_mnist,
+    load_mnist,
+    read_idx,
+    search_dirs,
+    write_idx,
+)
+from xpnet.datasets import parsed as parsed_module
+from xpnet.datasets.download import file_md5
+from xpnet.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(os.environ.get("XPNET_DATA_DIR") or REPO.parent / "shared/data/mnist").resolve()
+TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+_MNIST_ABSENT = pytest.mark.skipif(
+    not all((MNIST_DIR / name).is_file() for name in TEST_FILES),
+    reason=f"the MNIST test files are not in {MNIST_DIR} (set XPNET_DATA_DIR to their folder)",
+)
+
+
+def needs_mnist(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark a test as needing the real MNIST files (marker ``data``); skip it without them."""
+    return pytest.mark.data(_MNIST_ABSENT(test))
+
+needs_debian_fashion = pytest.mark.skipif(
+    not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian's package dataset-fashion-mnist is not installed",
+)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache folder; no data folder from the environment."""
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files parsed from source (not from the parsed cache), in order."""
+    seen: list[str] = []
+    real = parsed_module.read_verified
+
+    def spy(path: Path, spec: DataFile) -> np.ndarray:
+        seen.append(path.name)
+        return real(path, spec)
+
+    monkeypatch.setattr(parsed_module, "read_verified", spy)
+    return seen
+
+
+def linked(folder: Path, *names: str) -> Path:
+    """``folder`` holding symbolic links to the named real MNIST files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).symlink_to(MNIST_DIR / name)
+    return folder
+
+
+# The real MNIST test split ------------------------------------------------------------
+
+
+@needs_mnist
+def test_test_split_as_the_book_has_it(parses: list[str]) -> None:
+    x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    assert x.shape == (10000, 784) and x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert t.shape == (10000,) and t.dtype == np.int64
+    assert np.bincount(t).tolist() == TEST_COUNTS
+    assert sorted(parses) == sorted(TEST_FILES)  # only the test split's two files
+
+
+@needs_mnist
+def test_normalize_flatten_and_one_hot_variants() -> None:
+    x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    raw, _ = load_mnist(False, split="test", data_dir=MNIST_DIR, download=False)
+    assert raw.dtype == np.uint8 and raw.shape == (10000, 784) and raw.max() == 255
+    np.testing.assert_array_equal(raw.astype(np.float32) / 255.0, x)
+    square, _ = load_mnist(flatten=False, split="test", data_dir=MNIST_DIR, download=False)
+    assert square.shape == (10000, 1, 28, 28)
+    np.testing.assert_array_equal(square.reshape(10000, 784), x)
+    x64, hot = load_mnist(one_hot_label=True, split="test", data_dir=MNIST_DIR,
+                          download=False, dtype="float64")
+    assert x64.dtype == np.float64 and hot.shape == (10000, 10) and hot.dtype == np.float64
+    assert (hot.sum(axis=1) == 1).all() and (hot.argmax(axis=1) == t).all()
+    assert raw.flags.writeable and x.flags.writeable  # arrays the caller owns
+
+
+@needs_mnist
+def test_the_recompressed_test_images_are_accepted_by_their_payload() -> None:
+    images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+    spec = get_dataset("mnist").splits["test"].images
+    assert file_md5(images) != spec.md5  # the local copy was gzipped again
+    assert read_idx(images).shape == spec.shape
+
+
+@needs_mnist
+def test_a_changed_copy_is_rejected_by_name_and_reason(tmp_path: Path) -> None:
+    data = linked(tmp_path / "data", "t10k-labels-idx1-ubyte.gz")
+    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    images[0, 0, 0] ^= 1
+    write_idx(data / "t10k-images-idx3-ubyte", images)  # uncompressed: found by that name too
+    with pytest.raises(DataError) as info:
+        load_mnist(split="test", data_dir=data, download=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"{data / 't10k-images-idx3-ubyte'} is not the canonical t10k-images" in message
+    assert "download=False" in message
+
+
+@needs_mnist
+def test_a_bad_copy_is_skipped_with_a_warning_when_a_good_one_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x07")
+    monkeypatch.setenv("XPNET_DATA_DIR", str(MNIST_DIR))
+    with pytest.warns(UserWarning, match="skipped .*t10k-labels-idx1-ubyte is not the canon"):
+        _, t = load_mnist(split="test", data_dir=bad, download=False)
+    assert len(t) == 10000
+
+
+@needs_mnist
+def test_files_are_found_in_a_dataset_subfolder_of_xpnet_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    linked(tmp_path / "data" / "mnist", *TEST_FILES)
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "data"))
+    assert load_mnist(split="test", download=False)[0].shape == (10000, 784)
+
+
+@needs_mnist
+def test_array_api_strict_arrays_stay_on_their_device() -> None:
+    xp = pytest.importorskip("array_api_strict")
+    x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False,
+                      backend="array_api_strict", device="device1")
+    assert x.device == t.device == xp.Device("device1")
+    assert x.dtype == xp.float32 and t.dtype == xp.int64
+
+
+@needs_mnist
+def test_torch_labels_index_tensors() -> None:
+    torch = pytest.importorskip("torch")
+    x, t = load_mnist(one_hot_label=False, split="test", data_dir=MNIST_DIR, download=False,
+                      backend="torch")
+    assert x.dtype == torch.float32 and t.dtype == torch.int64
+    assert x[t == 7].shape == (1028, 784)
+
+
+@needs_mnist
+def test_a_repeat_load_reads_the_parsed_copy_not_the_gz(cache: Path, parses: list[str]) -> None:
+    first = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    copies = sorted(p.name for p in (cache / "mnist" / "parsed").iterdir())
+    assert [c.split("-")[:2] for c in copies] == [["t10k", "images"], ["t10k", "labels"]]
+    assert all(c.endswith(".npy") for c in copies)
+    parses.clear()
+    again = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    assert parses == []  # no gz opened, no checksum computed
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# Made-up datasets: the same code paths with small files -------------------------------
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Register a small MNIST-like dataset "toy" whose files lie in the returned folder."""
+    folder = tmp_path / "toy-data"
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, prefix, count in (("train", "train", 12), ("test", "t10k", 5)):
+        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        splits[split] = SplitFiles(
+            _toy_file(folder, f"{prefix}-images", images),
+            _toy_file(folder, f"{prefix}-labels", labels),
+        )
+    monkeypatch.setitem(DATASETS, "toy", Dataset("toy", (), splits))
+    return folder
+
+
+def _toy_file(folder: Path, name: str, array: np.ndarray) -> DataFile:
+    write_idx(folder / f"{name}.gz", array)
+    return DataFile(name, file_md5(folder / f"{name}.gz"), None, array.shape)
+
+
+def test_without_split_both_splits_come_back_as_in_the_book(toy: Path) -> None:
+    (x_train, t_train), (x_test, t_test) = load_mnist(dataset="toy", data_dir=toy, download=False)
+    assert x_train.shape == (12, 784) and x_test.shape == (5, 784)
+    assert t_train.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert t_test.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(x_test * 255, read_idx(toy / "t10k-images.gz").reshape(5, -1))
+
+
+def test_uncompressed_files_and_gz_files_are_both_found(toy: Path) -> None:
+    payload = gzip.decompress((toy / "t10k-labels.gz").read_bytes())
+    (toy / "t10k-labels.gz").unlink()
+    (toy / "t10k-labels").write_bytes(payload)
+    # No payload md5 is registered for toy files, so the raw copy passes on its shape.
+    assert load_mnist(dataset="toy", split="test", data_dir=toy, download=False)[1].shape == (5,)
+
+
+def test_labels_beyond_the_classes_are_an_error(toy: Path) -> None:
+    bad = _toy_file(toy, "t10k-labels", np.array([0, 1, 2, 3, 10], np.uint8))
+    DATASETS["toy"].splits["test"] = SplitFiles(DATASETS["toy"].splits["test"].images, bad)
+    with pytest.raises(DataError, match="toy labels reach 10, but toy has 10 classes"):
+        load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+
+
+def test_image_and_label_counts_must_agree(toy: Path) -> None:
+    write_idx(toy / "train-images.gz", np.zeros((11, 28, 28), np.uint8))
+    expected = r"shape \(11, 28, 28\); train-images must be uint8 of shape \(12, 28, 28\)"
+    with pytest.raises(DataError, match=expected):
+        load_mnist(dataset="toy", data_dir=toy, download=False)
+
+
+def test_a_changed_source_is_parsed_again(toy: Path, parses: list[str]) -> None:
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    os.utime(toy / "t10k-labels.gz", ns=(1, 1))
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    assert parses == ["t10k-images.gz", "t10k-labels.gz", "t10k-labels.gz"]
+
+
+def test_a_damaged_parsed_copy_is_not_trusted(toy: Path, cache: Path, parses: list[str]) -> None:
+    spec = DATASETS["toy"].splits["test"].images
+    copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"\x93NUMPY half a file")
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    assert parses == ["t10k-images.gz", "t10k-labels.gz"]
+    assert np.load(copy, allow_pickle=False).shape == (5, 28, 28)  # rewritten whole
+    assert not [p for p in copy.parent.iterdir() if p.suffix != ".npy"]  # no temporary files
+
+
+def test_offline_without_files_names_the_files_and_folders(tmp_path: Path, cache: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        load_mnist(split="test", data_dir=empty, download=False)
+    message = str(info.value)
+    assert "\n" not in message
+    for words in (*TEST_FILES, str(empty), str(cache / "mnist"), "download=False", "data_dir=",
+                  "XPNET_DATA_DIR", "--data-dir"):
+        assert words in message
+
+
+def test_the_search_order(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
+    assert search_dirs(get_dataset("fashion-mnist"), tmp_path / "arg") == [
+        tmp_path / "arg", tmp_path / "env", DEBIAN_FASHION, cache / "fashion-mnist"]
+    assert search_dirs(get_dataset("mnist"), None) == [tmp_path / "env", cache / "mnist"]
+
+
+def test_the_default_cache_is_the_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    platformdirs = pytest.importorskip("platformdirs")
+    monkeypatch.delenv("XPNET_CACHE_DIR")
+    expected = Path(platformdirs.user_cache_dir("xpnet")) / "fashion-mnist"
+    assert cache_dir(get_dataset("fashion-mnist")) == expected
+    monkeypatch.setitem(sys.modules, "platformdirs", None)
+    with pytest.raises(DataError, match=r"pip install 'xpnet\[data\]'\), or set XPNET_CACHE_DIR"):
+        cache_dir(get_dataset("mnist"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+     ({"split": "val"}, "unknown split 'val' of mnist"),
+     ({"dtype": "int32"}, "dtype must be a floating type")],
+)
+def test_bad_arguments_are_value_errors(arguments: dict[str, str], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        load_mnist(download=False, **arguments)  # type: ignore[call-overload]
+
+
+# Fashion-MNIST from Debian's package ----------------------------------------------------
+
+
+@needs_debian_fashion
+def test_fashion_mnist_is_found_in_debians_folder(parses: list[str]) -> None:
+    (x_train, t_train), (x_test, t_test) = load_fashion_mnist(download=False)
+    assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
+    assert np.bincount(t_train).tolist() == [6000] * 10
+    assert np.bincount(t_test).tolist() == [1000] * 10
+    spec = get_dataset("fashion-mnist").splits["test"].images
+    assert file_md5(DEBIAN_FASHION / spec.gz_name) != spec.md5  # Debian re-wrote the gz headers
+    assert len(parses) == 4

@@ -1,0 +1,148 @@
+"""The IDX reader and writer: round trips, and every damaged file is one DataError."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+
+from xpnet.datasets.idx import idx_bytes, read_idx, write_idx
+from xpnet.errors import DataError
+
+DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
+FUZZ = settings(
+    max_examples=150, derandomize=True, database=None, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+SAMPLE = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 7
+SAMPLE_RAW = idx_bytes(SAMPLE)
+SAMPLE_GZ = gzip.compress(SAMPLE_RAW, mtime=0)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_round_trip(tmp_path: Path, name: str, dtype: str) -> None:
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype(dtype)
+    if dtype == "uint8":
+        array = array + np.uint8(30)
+    write_idx(tmp_path / name, array)
+    back = read_idx(tmp_path / name)
+    assert back.dtype == array.dtype and back.dtype.isnative
+    np.testing.assert_array_equal(back, array)
+    assert back.flags.writeable
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_gzip_is_detected_by_content_not_name(tmp_path: Path) -> None:
+    np.testing.assert_array_equal(read_idx(write_bytes(tmp_path / "raw.gz", SAMPLE_RAW)), SAMPLE)
+    np.testing.assert_array_equal(read_idx(write_bytes(tmp_path / "zipped", SAMPLE_GZ)), SAMPLE)
+
+
+def test_header_matches_the_mnist_layout() -> None:
+    header = idx_bytes(np.zeros((10000, 28, 28), np.uint8))[:16]
+    assert header == bytes.fromhex("00000803" "00002710" "0000001c" "0000001c")  # magic 2051
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "shorter than the 4-byte magic"),
+        (b"\x01\x00\x08\x01" + b"\x00" * 5, "magic number starts with 0x0100"),
+        (b"\x00\x00\x07\x01" + b"\x00" * 5, "unknown type code 0x07"),
+        (b"\x00\x00\x08\x00", "no dimensions"),
+        (SAMPLE_RAW[:10], "truncated in the header"),
+        (SAMPLE_RAW[:-1], "promises 24 data bytes, the file has 23"),
+        (SAMPLE_RAW + b"\x00", "bytes follow the 24 data bytes"),
+        (SAMPLE_GZ[:-9], "truncated"),
+        (SAMPLE_GZ[:-8] + b"\x00\x00\x00\x00" + SAMPLE_GZ[-4:], "CRC check failed"),
+        (SAMPLE_GZ + b"junk", "corrupt gzip data"),
+        (SAMPLE_GZ[:12] + b"\xff" * 8 + SAMPLE_GZ[20:], "corrupt gzip data"),
+    ],
+    ids=["empty", "magic", "type", "rank0", "short-header", "short-data", "trailing",
+         "gz-cut", "gz-crc", "gz-trailing", "gz-deflate"],
+)
+def test_damaged_files_are_one_data_error(tmp_path: Path, data: bytes, words: str) -> None:
+    path = write_bytes(tmp_path / "bad", data)
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    message = str(info.value)
+    assert str(path) in message and words in message and "\n" not in message
+
+
+def test_unreadable_paths_are_data_errors(tmp_path: Path) -> None:
+    for path in (tmp_path / "missing.gz", tmp_path):
+        with pytest.raises(DataError, match="cannot read"):
+            read_idx(path)
+
+
+def test_write_rejects_what_idx_cannot_hold(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot hold"):
+        write_idx(tmp_path / "a", np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="cannot hold"):
+        write_idx(tmp_path / "a", np.float32(1.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.idx"
+    write_idx(path, SAMPLE)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_idx(path, SAMPLE[:1])
+    np.testing.assert_array_equal(read_idx(path), SAMPLE)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.idx"]
+
+
+@FUZZ
+@given(
+    array=arrays(st.sampled_from(DTYPES), array_shapes(max_dims=4, min_side=0, max_side=5)),
+    gz=st.booleans(),
+)
+def test_fuzz_round_trip(tmp_path: Path, array: np.ndarray, gz: bool) -> None:
+    path = tmp_path / ("a.gz" if gz else "a")
+    write_idx(path, array)
+    np.testing.assert_array_equal(read_idx(path), array)
+
+
+@FUZZ
+@given(data=st.data(), gz=st.booleans())
+def test_fuzz_truncation_is_a_data_error(tmp_path: Path, data: st.DataObject, gz: bool) -> None:
+    whole = SAMPLE_GZ if gz else SAMPLE_RAW
+    cut = data.draw(st.integers(0, len(whole) - 1), label="cut")
+    with pytest.raises(DataError):
+        read_idx(write_bytes(tmp_path / "cut", whole[:cut]))
+
+
+@FUZZ
+@given(data=st.data(), gz=st.booleans())
+def test_fuzz_corruption_is_a_data_error_or_a_correct_array(
+    tmp_path: Path, data: st.DataObject, gz: bool
+) -> None:
+    """A damaged header or gzip stream: either a DataError or exactly what the bytes say."""
+    whole = bytearray(SAMPLE_GZ if gz else SAMPLE_RAW)
+    header_end = len(whole) if gz else 4 + 4 * SAMPLE.ndim
+    at = data.draw(st.integers(0, header_end - 1), label="at")
+    value = data.draw(st.integers(0, 255).filter(lambda v: v != whole[at]), label="value")
+    whole[at] = value
+    try:
+        array = read_idx(write_bytes(tmp_path / "bad", bytes(whole)))
+    except DataError:
+        return
+    if gz:  # a gzip stream that still checks out (e.g. a new mtime) holds the same bytes
+        np.testing.assert_array_equal(array, SAMPLE)
+    else:  # a header that still adds up: the array it describes, byte for byte
+        assert idx_bytes(array) == bytes(whole)

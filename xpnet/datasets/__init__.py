@@ -1,0 +1,28 @@
+"""Datasets for the textbook's examples: MNIST and Fashion-MNIST as IDX files.
+
+``load_mnist`` and ``load_fashion_mnist`` find the files locally (``data_dir``,
+``$XPNET_DATA_DIR``, system folders, the cache) or download them (needs
+``pip install 'xpnet[data]'``), check them against known md5 sums, keep a parsed copy
+for fast repeat loads and return arrays on any backend.
+"""
+
+from xpnet.datasets.download import fetch
+from xpnet.datasets.idx import read_idx, write_idx
+from xpnet.datasets.locate import cache_dir, search_dirs
+from xpnet.datasets.mnist import load_fashion_mnist, load_mnist
+from xpnet.datasets.registry import DATASETS, DataFile, Dataset, SplitFiles, get_dataset
+
+__all__ = [
+    "DATASETS",
+    "DataFile",
+    "Dataset",
+    "SplitFiles",
+    "cache_dir",
+    "fetch",
+    "get_dataset",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
+    "search_dirs",
+    "write_idx",
+]

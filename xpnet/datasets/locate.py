@@ -1,0 +1,99 @@
+"""Find a dataset's files on disk, in a fixed order of folders, or download them.
+
+Folders, in order: the ``data_dir`` argument; ``$XPNET_DATA_DIR``; the dataset's system
+folders (Debian's ``/usr/share/datasets/fashion-mnist``); the cache folder. In each, a
+file may sit directly or in a subfolder named after the dataset, gzipped or not. The
+first copy that passes the checks (see :mod:`xpnet.datasets.verify`) is used; a copy that
+fails them is skipped with a warning, since MNIST and Fashion-MNIST share file names.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from xpnet.datasets.download import LOCAL_FILES_HINT, fetch
+from xpnet.datasets.parsed import load_parsed
+from xpnet.datasets.registry import DataFile, Dataset
+from xpnet.errors import DataError
+
+
+def cache_dir(dataset: Dataset) -> Path:
+    """The dataset's cache folder: ``$XPNET_CACHE_DIR/<name>``, else the user cache's.
+
+    The user cache is ``platformdirs.user_cache_dir("xpnet")``, e.g. ``~/.cache/xpnet``.
+    """
+    root = os.environ.get("XPNET_CACHE_DIR")
+    if not root:
+        try:
+            import platformdirs
+        except ImportError:
+            raise DataError(
+                "xpnet needs platformdirs to find its cache folder (pip install 'xpnet[data]'), "
+                "or set XPNET_CACHE_DIR"
+            ) from None
+        root = platformdirs.user_cache_dir("xpnet")
+    return Path(root) / dataset.name
+
+
+def search_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """The folders searched for the dataset's files, in order, without repeats."""
+    env = os.environ.get("XPNET_DATA_DIR")
+    dirs = [Path(d) for d in (data_dir, env) if d]
+    return list(dict.fromkeys([*dirs, *dataset.system_dirs, cache_dir(dataset)]))
+
+
+def load_files(
+    dataset: Dataset,
+    files: Sequence[DataFile],
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+) -> list[np.ndarray]:
+    """The arrays of ``files``: local copies first, then (if allowed) downloads.
+
+    Raises a one-line DataError naming the missing files, the folders searched, the
+    copies skipped and why, and how to point at local files.
+    """
+    dirs = search_dirs(dataset, data_dir)
+    cache = cache_dir(dataset)
+    found: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    for spec in files:
+        for path in _candidates(dirs, dataset, spec):
+            try:
+                found[spec.name] = load_parsed(path, spec, cache)
+                break
+            except DataError as exc:
+                skipped.append(str(exc))
+    missing = [spec for spec in files if spec.name not in found]
+    if missing:
+        where = (
+            f"{dataset.name}: {', '.join(spec.gz_name for spec in missing)} not found "
+            f"(looked in {', '.join(map(str, dirs))} and their {dataset.name}/ subfolders"
+            + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+            + ")"
+        )
+        if not download:
+            raise DataError(f"{where} and download=False; {LOCAL_FILES_HINT}")
+        for spec in missing:
+            try:
+                path = fetch(spec.gz_name, spec.md5, dataset.mirrors, cache)
+            except DataError as exc:
+                raise DataError(f"{where}, and {exc}") from None
+            found[spec.name] = load_parsed(path, spec, cache)
+    if skipped:
+        warnings.warn(f"xpnet skipped {'; '.join(skipped)}; used another copy", stacklevel=4)
+    return [found[spec.name] for spec in files]
+
+
+def _candidates(dirs: Sequence[Path], dataset: Dataset, spec: DataFile) -> Iterator[Path]:
+    """The existing files that may be ``spec``, in search order."""
+    for folder in dirs:
+        for where in (folder, folder / dataset.name):
+            for name in (spec.gz_name, spec.name):
+                if (where / name).is_file():
+                    yield where / name

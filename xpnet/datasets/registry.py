@@ -1,0 +1,140 @@
+"""The dataset registry: which files make up each dataset, their checksums and mirrors.
+
+``DATASETS`` maps a dataset name to a :class:`Dataset`; adding an entry (same IDX layout:
+uint8 images and labels, one pair of files per split) makes it loadable by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One IDX file of a dataset, as the mirrors serve it (gzipped)."""
+
+    name: str
+    """The file name without ``.gz``, e.g. ``"t10k-images-idx3-ubyte"``."""
+    md5: str
+    """The md5 of the canonical ``.gz`` file that the mirrors serve."""
+    payload_md5: str | None
+    """The md5 of the decompressed IDX bytes, where known: it accepts re-compressed copies."""
+    shape: tuple[int, ...]
+    """The shape of the uint8 array the file holds."""
+
+    @property
+    def gz_name(self) -> str:
+        """The file name on the mirrors."""
+        return f"{self.name}.gz"
+
+
+_DIGITS = tuple(str(digit) for digit in range(10))
+
+
+class SplitFiles(NamedTuple):
+    """The images file and the labels file of one split."""
+
+    images: DataFile
+    labels: DataFile
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset of uint8 images and integer labels stored as IDX files."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    """Base URLs tried in order; a file's URL is the base URL plus its ``.gz`` name."""
+    splits: dict[str, SplitFiles]
+    system_dirs: tuple[Path, ...] = ()
+    """Folders where an operating-system package installs the files."""
+    classes: tuple[str, ...] = _DIGITS
+    """The class names, indexed by label."""
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels index (labels run from 0 to this minus one)."""
+        return len(self.classes)
+
+
+def _mnist_layout(
+    name: str,
+    mirrors: tuple[str, ...],
+    md5: dict[str, str],
+    payload_md5: dict[str, str],
+    system_dirs: tuple[Path, ...] = (),
+    classes: tuple[str, ...] = _DIGITS,
+) -> Dataset:
+    """A dataset laid out like MNIST: 60,000 + 10,000 images of 28x28 pixels."""
+
+    def file(prefix: str, kind: str, shape: tuple[int, ...]) -> DataFile:
+        stem = f"{prefix}-{kind}"
+        return DataFile(stem, md5[stem], payload_md5.get(stem), shape)
+
+    splits = {
+        split: SplitFiles(
+            file(prefix, "images-idx3-ubyte", (count, 28, 28)),
+            file(prefix, "labels-idx1-ubyte", (count,)),
+        )
+        for split, prefix, count in (("train", "train", 60_000), ("test", "t10k", 10_000))
+    }
+    return Dataset(name, mirrors, splits, system_dirs, classes=classes)
+
+
+MNIST = _mnist_layout(
+    "mnist",
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    md5={
+        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    # No trusted payload md5 is known for train-images: a copy whose gz md5 differs is
+    # accepted on structure alone (a uint8 IDX array of shape (60000, 28, 28)).
+    payload_md5={
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+)
+
+# Debian's dataset-fashion-mnist re-wrote the gzip headers (file name dropped, time reset)
+# around the upstream deflate streams: putting the upstream header back reproduces each
+# upstream gz md5, so these payload md5s of Debian's copy are the upstream payloads'.
+FASHION_MNIST = _mnist_layout(
+    "fashion-mnist",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    md5={
+        "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    payload_md5={
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+    system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+)
+
+DATASETS: dict[str, Dataset] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
+"""Every dataset ``load_mnist(dataset=...)`` knows, by name."""
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered dataset ``name``; ValueError listing the known names otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None

@@ -1,0 +1,247 @@
+"""Minibatch training on any backend: shuffled epochs, optional image shifts, a scalar log.
+
+The data stays on its device. Each epoch, the shuffled order (and the random shifts, when
+augmenting) is drawn on the host from ``numpy.random.default_rng(seed)`` and copied to the
+device once; the epoch's shuffled (and shifted) copy of the data is gathered there with
+``take`` and cut into batches. Only the epoch's loss and accuracy cross to the host, as
+Python floats, once per epoch.
+
+Interrupting :func:`train` (Ctrl-C, or ``KeyboardInterrupt`` raised by a callback) ends it
+early without losing work: it returns the network as of the last completed step, with
+``history.interrupted`` set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import NamedTuple
+
+import array_api_compat as compat
+import numpy as np
+
+from xpnet._array_api import namespace_of
+from xpnet._typing import Array
+from xpnet.backends import to_host
+from xpnet.gradients import (
+    as_targets,
+    backprop,
+    check_trainable,
+    checked_batch,
+    cross_entropy,
+    forward_logits,
+)
+from xpnet.inference import DEFAULT_BATCH_SIZE, iter_batches
+from xpnet.network import Layer, Network, NetworkLike, as_network
+from xpnet.optimizers import Optimizer, make_optimizer
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch's log: mean training loss and accuracy (over its batches), validation."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    seconds: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """One step's progress; ``loss`` is a 0-d device array (converting it waits for the device)."""
+
+    epoch: int
+    batch: int
+    batches: int
+    loss: Array
+
+
+@dataclass
+class History:
+    """The log of a :func:`train` run, and whether it was interrupted."""
+
+    epochs: list[EpochStats] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def train(
+    network: NetworkLike,
+    x: Array,
+    t: Array,
+    *,
+    epochs: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    optimizer: str | Optimizer = "sgd",
+    lr: float | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    augment_shift: int = 0,
+    x_val: Array | None = None,
+    t_val: Array | None = None,
+    on_epoch: Callable[[EpochStats, Network], None] | None = None,
+    on_batch: Callable[[BatchStats], None] | None = None,
+) -> tuple[Network, History]:
+    """Train ``network`` on ``x`` with labels ``t``; return the trained network and the log.
+
+    ``t`` holds class indices ``(N,)`` or one-hot rows. ``optimizer`` is ``"sgd"``,
+    ``"momentum"``, ``"adam"`` (``lr=None`` takes its default rate) or an :class:`Optimizer`,
+    whose state then carries over between calls. ``weight_decay`` adds
+    ``weight_decay / 2 * sum(W**2)`` to the loss. ``seed`` fixes the shuffling and shifts:
+    the same call gives bitwise the same network; continue training with another seed.
+    ``augment_shift`` moves each square image (``x`` rows of ``side * side`` pixels) by up to
+    that many pixels along each axis, anew each epoch. ``on_epoch(stats, network)`` runs after
+    each epoch (to print, plot or checkpoint); ``on_batch(stats)`` after each step.
+    On ``KeyboardInterrupt`` the network so far comes back, with ``history.interrupted``.
+    """
+    net = as_network(network)
+    check_trainable(net)
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    x = checked_batch(net, x, t)
+    targets = as_targets(t, net.sizes[-1], net.dtype)
+    xp = net.xp
+    labels = xp.argmax(targets, axis=-1)
+    augment = _augmentation(net, augment_shift)
+    if (x_val is None) != (t_val is None):
+        raise ValueError("pass both x_val and t_val, or neither")
+    chosen = make_optimizer(optimizer, lr)
+    rng = np.random.default_rng(seed)
+    rows = x.shape[0]
+    history = History()
+    try:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            order = net.backend.asarray(rng.permutation(rows))
+            shuffled = [xp.take(a, order, axis=0) for a in (x, targets, labels)]
+            if augment_shift:
+                drawn = rng.integers(-augment_shift, augment_shift + 1, (rows, 2))
+                shuffled[0] = augment(shuffled[0], net.backend.asarray(drawn))
+            batches = iter_batches(*shuffled, batch_size=batch_size)
+            loss_sum: Array = 0.0
+            correct: Array = 0
+            for batch, step in enumerate(_steps(net, chosen, batches, weight_decay), start=1):
+                net = step.network
+                loss_sum = loss_sum + step.loss * float(step.rows)
+                correct = correct + step.correct
+                if on_batch is not None:
+                    on_batch(BatchStats(epoch, batch, math.ceil(rows / batch_size), step.loss))
+            stats = EpochStats(
+                epoch,
+                loss=float(to_host(loss_sum)) / rows,
+                accuracy=int(to_host(correct)) / rows,
+                seconds=time.perf_counter() - start,
+            )
+            if x_val is not None and t_val is not None:
+                val_loss, val_accuracy = evaluate(net, x_val, t_val, batch_size=batch_size)
+                stats = replace(stats, val_loss=val_loss, val_accuracy=val_accuracy)
+            history.epochs.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats, net)
+    except KeyboardInterrupt:
+        history.interrupted = True
+    return net, history
+
+
+def evaluate(
+    network: NetworkLike, x: Array, t: Array, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``network`` on ``x`` with labels ``t``, batched.
+
+    Sums stay on the device; two numbers cross to the host at the end.
+    """
+    net = as_network(network)
+    x = checked_batch(net, x, t)
+    targets = as_targets(t, net.sizes[-1], net.dtype)
+    xp = net.xp
+    loss_sum: Array = 0.0
+    correct: Array = 0
+    for xb, tb in iter_batches(x, targets, batch_size=batch_size):
+        logits = forward_logits(net, xb)
+        loss_sum = loss_sum + cross_entropy(logits, tb) * float(xb.shape[0])
+        correct = correct + _count_correct(logits, xp.argmax(tb, axis=-1))
+    return float(to_host(loss_sum)) / x.shape[0], int(to_host(correct)) / x.shape[0]
+
+
+def shift_images(
+    x: Array, shifts: Array, *, max_shift: int, image_shape: tuple[int, int] = (28, 28)
+) -> Array:
+    """Move image ``i`` (row ``i`` of ``x``) ``shifts[i, 0]`` pixels down and ``shifts[i, 1]``
+    right (negative: up, left), filling with zeros.
+
+    ``shifts`` is an integer array ``(N, 2)`` on ``x``'s device, values in
+    ``[-max_shift, max_shift]``. Each nonzero shift along each axis moves the whole batch
+    once and ``where`` picks, per image, the one it drew: ``4 * max_shift`` whole-array
+    operations instead of one per image. Returns a new array of ``x``'s shape and dtype.
+    """
+    xp = namespace_of(x, shifts)
+    count = x.shape[0]
+    images = xp.reshape(x, (count, *image_shape))
+    for axis in (1, 2):
+        per_image = xp.reshape(shifts[:, axis - 1], (count, 1, 1))
+        shifted = images
+        for amount in range(-max_shift, max_shift + 1):
+            if amount:
+                moved = _shift_axis(images, amount, axis)
+                shifted = xp.where(per_image == amount, moved, shifted)
+        images = shifted
+    return xp.reshape(images, x.shape)
+
+
+def _shift_axis(images: Array, amount: int, axis: int) -> Array:
+    """``images`` moved by ``amount`` along ``axis``, with zeros shifted in."""
+    xp = namespace_of(images)
+    size = images.shape[axis]
+    kept = [slice(None)] * images.ndim
+    kept[axis] = slice(0, size - amount) if amount > 0 else slice(-amount, size)
+    fill_shape = list(images.shape)
+    fill_shape[axis] = abs(amount)
+    fill = xp.zeros(tuple(fill_shape), dtype=images.dtype, device=compat.device(images))
+    parts = (fill, images[tuple(kept)]) if amount > 0 else (images[tuple(kept)], fill)
+    return xp.concat(parts, axis=axis)
+
+
+class _Step(NamedTuple):
+    network: Network
+    loss: Array
+    rows: int
+    correct: Array
+
+
+def _steps(
+    network: Network, optimizer: Optimizer, batches: Iterator[tuple[Array, ...]], decay: float
+) -> Iterator[_Step]:
+    """Take one optimizer step per batch ``(x, targets, labels)``; yield each new network."""
+    for xb, tb, lb in batches:
+        result = backprop(network, xb, tb, decay)
+        params = [a for layer in network.layers for a in (layer.weight, layer.bias)]
+        grads = [a for grad in result.gradients for a in (grad.weight, grad.bias)]
+        new = optimizer.step(params, grads)
+        network = Network(
+            tuple(
+                Layer(new[2 * i], new[2 * i + 1], layer.activation)
+                for i, layer in enumerate(network.layers)
+            )
+        )
+        yield _Step(network, result.loss, xb.shape[0], _count_correct(result.logits, lb))
+
+
+def _count_correct(logits: Array, labels: Array) -> Array:
+    xp = namespace_of(logits)
+    return xp.count_nonzero(xp.argmax(logits, axis=-1) == labels)
+
+
+def _augmentation(network: Network, max_shift: int) -> Callable[[Array, Array], Array]:
+    """:func:`shift_images` for the network's square input images, checked for ``max_shift``."""
+    width = network.sizes[0]
+    side = math.isqrt(width)
+    if max_shift < 0 or (max_shift and (side * side != width or max_shift >= side)):
+        raise ValueError(
+            f"augment_shift={max_shift} needs square images wider than the shift; "
+            f"the network takes {width} inputs"
+        )
+    return partial(shift_images, max_shift=max_shift, image_shape=(side, side))
