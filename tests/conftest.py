@@ -10,8 +10,10 @@ catches any code that creates arrays on the default device or copies through Num
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from realdata import require_book_weights
 
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
@@ -86,3 +88,9 @@ def private_cache_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore
     patch.setenv("XPNET_CACHE_DIR", str(tmp_path_factory.mktemp("xpnet-cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture
+def book_weights() -> Path:
+    """The textbook's ``sample_weight.pkl``; the test skips, saying why, where it is absent."""
+    return require_book_weights()

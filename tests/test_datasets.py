@@ -10,11 +10,11 @@ from __future__ import annotations
 import gzip
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from realdata import MNIST_DIR, TEST_COUNTS, TEST_FILES, needs_mnist
 
 from xpnet.datasets import (
     DATASETS,
@@ -33,21 +33,7 @@ from xpnet.datasets import parsed as parsed_module
 from xpnet.datasets.download import file_md5
 from xpnet.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("XPNET_DATA_DIR") or REPO.parent / "shared/data/mnist").resolve()
-TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-_MNIST_ABSENT = pytest.mark.skipif(
-    not all((MNIST_DIR / name).is_file() for name in TEST_FILES),
-    reason=f"the MNIST test files are not in {MNIST_DIR} (set XPNET_DATA_DIR to their folder)",
-)
-
-
-def needs_mnist(test: Callable[..., None]) -> Callable[..., None]:
-    """Mark a test as needing the real MNIST files (marker ``data``); skip it without them."""
-    return pytest.mark.data(_MNIST_ABSENT(test))
 
 needs_debian_fashion = pytest.mark.skipif(
     not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
@@ -107,8 +93,9 @@ def test_normalize_flatten_and_one_hot_variants() -> None:
     square, _ = load_mnist(flatten=False, split="test", data_dir=MNIST_DIR, download=False)
     assert square.shape == (10000, 1, 28, 28)
     np.testing.assert_array_equal(square.reshape(10000, 784), x)
-    x64, hot = load_mnist(one_hot_label=True, split="test", data_dir=MNIST_DIR,
-                          download=False, dtype="float64")
+    x64, hot = load_mnist(
+        one_hot_label=True, split="test", data_dir=MNIST_DIR, download=False, dtype="float64"
+    )
     assert x64.dtype == np.float64 and hot.shape == (10000, 10) and hot.dtype == np.float64
     assert (hot.sum(axis=1) == 1).all() and (hot.argmax(axis=1) == t).all()
     assert raw.flags.writeable and x.flags.writeable  # arrays the caller owns
@@ -161,8 +148,13 @@ def test_files_are_found_in_a_dataset_subfolder_of_xpnet_data_dir(
 @needs_mnist
 def test_array_api_strict_arrays_stay_on_their_device() -> None:
     xp = pytest.importorskip("array_api_strict")
-    x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False,
-                      backend="array_api_strict", device="device1")
+    x, t = load_mnist(
+        split="test",
+        data_dir=MNIST_DIR,
+        download=False,
+        backend="array_api_strict",
+        device="device1",
+    )
     assert x.device == t.device == xp.Device("device1")
     assert x.dtype == xp.float32 and t.dtype == xp.int64
 
@@ -170,8 +162,9 @@ def test_array_api_strict_arrays_stay_on_their_device() -> None:
 @needs_mnist
 def test_torch_labels_index_tensors() -> None:
     torch = pytest.importorskip("torch")
-    x, t = load_mnist(one_hot_label=False, split="test", data_dir=MNIST_DIR, download=False,
-                      backend="torch")
+    x, t = load_mnist(
+        one_hot_label=False, split="test", data_dir=MNIST_DIR, download=False, backend="torch"
+    )
     assert x.dtype == torch.float32 and t.dtype == torch.int64
     assert x[t == 7].shape == (1028, 784)
 
@@ -269,15 +262,26 @@ def test_offline_without_files_names_the_files_and_folders(tmp_path: Path, cache
         load_mnist(split="test", data_dir=empty, download=False)
     message = str(info.value)
     assert "\n" not in message
-    for words in (*TEST_FILES, str(empty), str(cache / "mnist"), "download=False", "data_dir=",
-                  "XPNET_DATA_DIR", "--data-dir"):
+    for words in (
+        *TEST_FILES,
+        str(empty),
+        str(cache / "mnist"),
+        "download=False",
+        "data_dir=",
+        "XPNET_DATA_DIR",
+        "--data-dir",
+    ):
         assert words in message
 
 
 def test_the_search_order(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
     assert search_dirs(get_dataset("fashion-mnist"), tmp_path / "arg") == [
-        tmp_path / "arg", tmp_path / "env", DEBIAN_FASHION, cache / "fashion-mnist"]
+        tmp_path / "arg",
+        tmp_path / "env",
+        DEBIAN_FASHION,
+        cache / "fashion-mnist",
+    ]
     assert search_dirs(get_dataset("mnist"), None) == [tmp_path / "env", cache / "mnist"]
 
 
@@ -293,9 +297,11 @@ def test_the_default_cache_is_the_user_cache(monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize(
     ("arguments", "words"),
-    [({"dataset": "cifar"}, "unknown dataset 'cifar'"),
-     ({"split": "val"}, "unknown split 'val' of mnist"),
-     ({"dtype": "int32"}, "dtype must be a floating type")],
+    [
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"split": "val"}, "unknown split 'val' of mnist"),
+        ({"dtype": "int32"}, "dtype must be a floating type"),
+    ],
 )
 def test_bad_arguments_are_value_errors(arguments: dict[str, str], words: str) -> None:
     with pytest.raises(ValueError, match=words):

@@ -22,20 +22,7 @@ from xpnet.backends import to_host
 from xpnet.errors import DataError, WeightsError, XpnetError
 from xpnet.weights import HEADER_KEY, load_weights, read_weights_info, save_weights
 
-BOOK_WEIGHTS = Path(
-    os.environ.get("XPNET_BOOK_WEIGHTS")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "book" / "sample_weight.pkl"
-)
 PACKAGE = Path(xpnet.__file__).parent
-
-
-@pytest.fixture
-def book_weights() -> Path:
-    if not BOOK_WEIGHTS.is_file():
-        pytest.skip(
-            f"the textbook's sample_weight.pkl is not at {BOOK_WEIGHTS} (XPNET_BOOK_WEIGHTS)"
-        )
-    return BOOK_WEIGHTS
 
 
 def _network(dtype: str = "float32") -> xpnet.Network:

@@ -201,7 +201,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 def _check_output(args: argparse.Namespace, *, directory: bool = False) -> None:
     """Fail before any work where the pictures could go nowhere or to an unknown format."""
     require_matplotlib()
-    if args.out is None and not (args.show and not missing_display()):
+    can_show = args.show and not missing_display()
+    if args.out is None and not can_show:
         why = f" ({missing_display()})" if args.show else ""
         raise XpnetError(f"nowhere to put the pictures: pass --out PATH{why}")
     if args.out is not None and not directory and args.out.suffix not in SUFFIXES:
@@ -231,9 +232,9 @@ def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI) -> None:
 
 def missing_display() -> str:
     """Why no window can open here, or ``""`` where one can (macOS, Windows, X11, Wayland)."""
-    if sys.platform in ("darwin", "win32") or {"DISPLAY", "WAYLAND_DISPLAY"} & {
-        name for name, value in os.environ.items() if value
-    }:
+    if sys.platform in ("darwin", "win32") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    ):
         return ""
     return "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set"
 

@@ -1,0 +1,50 @@
+"""Where the real data lives for tests, and markers that skip, saying why, where it is absent.
+
+CI sets ``XPNET_DATA_DIR`` (the MNIST folder) and ``XPNET_BOOK_WEIGHTS``; a developer's
+checkout falls back to ``../shared/data`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(os.environ.get("XPNET_DATA_DIR") or REPO.parent / "shared/data/mnist").resolve()
+BOOK_WEIGHTS = Path(
+    os.environ.get("XPNET_BOOK_WEIGHTS") or REPO.parent / "shared/data/book/sample_weight.pkl"
+).resolve()
+TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+BOOK_CORRECT = 9352
+"""Test images the textbook's weights classify correctly (accuracy 0.9352)."""
+
+Test = TypeVar("Test", bound=Callable[..., object])
+
+_MNIST_ABSENT = pytest.mark.skipif(
+    not all((MNIST_DIR / name).is_file() for name in TEST_FILES),
+    reason=f"the MNIST test files are not in {MNIST_DIR} (set XPNET_DATA_DIR to their folder)",
+)
+_WEIGHTS_REASON = f"the textbook's sample_weight.pkl is not at {BOOK_WEIGHTS} (XPNET_BOOK_WEIGHTS)"
+_WEIGHTS_ABSENT = pytest.mark.skipif(not BOOK_WEIGHTS.is_file(), reason=_WEIGHTS_REASON)
+
+
+def needs_mnist(test: Test) -> Test:
+    """Mark a test as needing the real MNIST test split (marker ``data``)."""
+    return pytest.mark.data(_MNIST_ABSENT(test))
+
+
+def needs_book_weights(test: Test) -> Test:
+    """Mark a test as needing the textbook's ``sample_weight.pkl`` (marker ``data``)."""
+    return pytest.mark.data(_WEIGHTS_ABSENT(test))
+
+
+def require_book_weights() -> Path:
+    """The path of ``sample_weight.pkl``; skips the calling test where it is absent."""
+    if not BOOK_WEIGHTS.is_file():
+        pytest.skip(_WEIGHTS_REASON)
+    return BOOK_WEIGHTS

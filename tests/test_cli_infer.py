@@ -1,0 +1,151 @@
+"""``xpnet infer`` / scripts/mnist_inference.py on the real data, and its one-line failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from realdata import BOOK_CORRECT, MNIST_DIR, REPO, needs_mnist
+
+import xpnet
+from xpnet._array_api import device_name
+from xpnet.backends import to_host
+from xpnet.cli import main
+from xpnet.datasets import load_mnist
+
+
+def infer(capsys, *args: str) -> tuple[int, str, str]:
+    status = main(["infer", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def device_option(backend) -> list[str]:
+    return [] if backend.name in ("numpy", "dask") else ["--device", device_name(backend.device)]
+
+
+@needs_mnist
+def test_book_accuracy_on_every_backend(backend, book_weights, capsys):
+    status, out, _ = infer(
+        capsys,
+        "--backend",
+        backend.name,
+        *device_option(backend),
+        "--weights",
+        str(book_weights),
+        "--data-dir",
+        str(MNIST_DIR),
+        "--json",
+    )
+    assert status == 0
+    report = json.loads(out)
+    assert report["correct"] == BOOK_CORRECT
+    assert report["accuracy"] == 0.9352
+    assert report["images"] == 10_000
+    assert report["backend"] == backend.name
+    assert report["device"] == device_name(backend.device)
+    assert report["images_per_second"] > 0
+    assert report["seconds"] >= report["compute_seconds"] > 0
+
+
+@needs_mnist
+def test_predicted_labels_identical_across_backends(backend, book_weights):
+    x, _ = load_mnist(split="test", data_dir=MNIST_DIR)
+    numpy_labels = to_host(xpnet.predict_labels(xpnet.load_weights(book_weights), x))
+    network = xpnet.load_weights(
+        book_weights,
+        backend=backend.name,
+        device=None if backend.name in ("numpy", "dask") else device_name(backend.device),
+    )
+    labels = xpnet.predict_labels(network, backend.asarray(x), batch_size=1000)
+    np.testing.assert_array_equal(to_host(labels), numpy_labels)
+
+
+@needs_mnist
+def test_human_output_uses_the_books_spelling(book_weights, capsys):
+    status, out, err = infer(
+        capsys,
+        "--weights",
+        str(book_weights),
+        "--data-dir",
+        str(MNIST_DIR),
+        "--limit",
+        "500",
+        "--batch-size",
+        "64",
+    )
+    assert status == 0
+    assert out.splitlines()[-1].startswith("Accuracy:0.9")
+    assert "images: 500" in out
+    assert "load" in out and "transfer" in out and "compute" in out
+    assert "numpy on cpu" in err
+
+
+def test_the_script_runs_as_a_program_and_fails_in_one_line(tmp_path):
+    script = REPO / "scripts" / "mnist_inference.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--weights",
+            str(tmp_path / "missing.npz"),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("xpnet: error:")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "cupy"], "cupy"),
+        (["--backend", "torch", "--device", "cuda:0"], "cuda"),
+        (["--backend", "array_api_strict", "--device", "device7"], "no device 'device7'"),
+    ],
+)
+def test_unusable_backend_is_one_line(capsys, args, message):
+    status, out, err = infer(capsys, *args, "--weights", "unused.npz")
+    assert status == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_missing_data_names_files_and_fix(book_weights, tmp_path, capsys):
+    status, _, err = infer(
+        capsys, "--weights", str(book_weights), "--data-dir", str(tmp_path), "--no-download"
+    )
+    last = err.strip().splitlines()[-1]
+    assert status == 1
+    assert "t10k-images-idx3-ubyte" in last and str(tmp_path) in last and "--data-dir" in last
+
+
+def test_bad_weights_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "weights.pkl"
+    bad.write_bytes(b"\x80\x04not really a pickle")
+    status, _, err = infer(capsys, "--weights", str(bad), "--data-dir", str(tmp_path))
+    assert status == 1
+    assert str(bad) in err.strip().splitlines()[-1]
+
+
+@needs_mnist
+def test_weights_that_do_not_fit_the_images(tmp_path, capsys):
+    narrow = tmp_path / "narrow.npz"
+    xpnet.save_weights(xpnet.init_network((780, 10), seed=0), narrow)
+    status, _, err = infer(capsys, "--weights", str(narrow), "--data-dir", str(MNIST_DIR))
+    assert status == 1
+    assert "expects 780 features" in err.strip().splitlines()[-1]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(xpnet.WeightsError):
+        main(["infer", "--weights", str(tmp_path / "missing.npz"), "--debug"])
