@@ -244,3 +244,34 @@ def test_load_mnist_downloads_missing_files_into_the_cache(
     assert sorted(server.requests) == ["/m/images.gz", "/m/labels.gz"]
     assert sorted(p.name for p in (tmp_path / "cache" / "toy").iterdir()) == [
         "images.gz", "labels.gz", "parsed"]
+
+
+def test_infer_fetches_the_book_weights_once(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, book_weights: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from xpnet.cli.infer import load_network
+    from xpnet.datasets import book
+
+    server.answers["gone"] = status(404)
+    server.answers["book"] = serve(book_weights.read_bytes())
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(book, "BOOK_WEIGHTS_MIRRORS", (server.url("gone"), server.url("book")))
+    network = load_network("book", "array_api_strict", "device1")
+    assert network.sizes == (784, 50, 100, 10)
+    assert str(network.backend) == "array_api_strict on device1"
+    assert (tmp_path / "book" / "sample_weight.pkl").read_bytes() == book_weights.read_bytes()
+    load_network("book", "numpy", None)
+    assert server.requests == ["/gone/sample_weight.pkl", "/book/sample_weight.pkl"]
+
+
+def test_book_weights_offline_error_says_to_pass_a_path(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xpnet.datasets import book, fetch_book_weights
+
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(book, "BOOK_WEIGHTS_MIRRORS", (server.url("gone"),))
+    with pytest.raises(DataError, match=r"sample_weight\.pkl.*HTTP 404.*--weights PATH"):
+        fetch_book_weights()
+    assert leftovers(tmp_path / "book") == []

@@ -174,35 +174,28 @@ def shift_images(
     right (negative: up, left), filling with zeros.
 
     ``shifts`` is an integer array ``(N, 2)`` on ``x``'s device, values in
-    ``[-max_shift, max_shift]``. Each nonzero shift along each axis moves the whole batch
-    once and ``where`` picks, per image, the one it drew: ``4 * max_shift`` whole-array
-    operations instead of one per image. Returns a new array of ``x``'s shape and dtype.
+    ``[-max_shift, max_shift]``. The batch is zero-padded by ``max_shift`` on every side
+    and each output pixel is gathered from it with one ``take``, so the cost does not grow
+    with the number of images or shifts. Returns a new array of ``x``'s shape and dtype.
     """
     xp = namespace_of(x, shifts)
-    count = x.shape[0]
-    images = xp.reshape(x, (count, *image_shape))
-    for axis in (1, 2):
-        per_image = xp.reshape(shifts[:, axis - 1], (count, 1, 1))
-        shifted = images
-        for amount in range(-max_shift, max_shift + 1):
-            if amount:
-                moved = _shift_axis(images, amount, axis)
-                shifted = xp.where(per_image == amount, moved, shifted)
-        images = shifted
-    return xp.reshape(images, x.shape)
+    device = compat.device(x)
+    count, (height, width), pad = x.shape[0], image_shape, max_shift
+    images = xp.reshape(x, (count, height, width))
+    side = xp.zeros((count, height, pad), dtype=x.dtype, device=device)
+    images = xp.concat((side, images, side), axis=2)
+    top = xp.zeros((count, pad, width + 2 * pad), dtype=x.dtype, device=device)
+    padded = xp.reshape(xp.concat((top, images, top), axis=1), (-1,))
 
+    def positions(size: int, shape: tuple[int, ...]) -> Array:
+        return xp.reshape(xp.arange(size, dtype=shifts.dtype, device=device), shape)
 
-def _shift_axis(images: Array, amount: int, axis: int) -> Array:
-    """``images`` moved by ``amount`` along ``axis``, with zeros shifted in."""
-    xp = namespace_of(images)
-    size = images.shape[axis]
-    kept = [slice(None)] * images.ndim
-    kept[axis] = slice(0, size - amount) if amount > 0 else slice(-amount, size)
-    fill_shape = list(images.shape)
-    fill_shape[axis] = abs(amount)
-    fill = xp.zeros(tuple(fill_shape), dtype=images.dtype, device=compat.device(images))
-    parts = (fill, images[tuple(kept)]) if amount > 0 else (images[tuple(kept)], fill)
-    return xp.concat(parts, axis=axis)
+    stride = width + 2 * pad
+    source_row = positions(height, (1, height, 1)) - xp.reshape(shifts[:, 0], (count, 1, 1))
+    source_col = positions(width, (1, 1, width)) - xp.reshape(shifts[:, 1], (count, 1, 1))
+    first = positions(count, (count, 1, 1)) * ((height + 2 * pad) * stride)
+    index = first + (source_row + pad) * stride + (source_col + pad)
+    return xp.reshape(xp.take(padded, xp.reshape(index, (-1,)), axis=0), x.shape)
 
 
 class _Step(NamedTuple):

@@ -48,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
     parser.add_argument("--device", help="device name: cpu, cuda:0, device1 (array_api_strict)")
-    parser.add_argument("--weights", help="weights file: xpnet .npz or the textbook's .pkl")
+    parser.add_argument(
+        "--weights",
+        help="weights file (xpnet .npz or the textbook's .pkl), or 'book' to fetch the book's",
+    )
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files (.gz or raw)")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
@@ -76,9 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_network(path: str | None, backend: str, device: str | None) -> Network:
-    """The weights at ``path`` on the target backend (bundled weights come with training)."""
+    """The weights at ``path`` on the target backend; ``"book"`` fetches the textbook's."""
     from xpnet.weights import load_weights
 
+    if path == "book":
+        from xpnet.datasets import fetch_book_weights
+
+        path = str(fetch_book_weights())
     if path is None:
         raise XpnetError(
             "no weights given and none are bundled yet: pass --weights PATH "

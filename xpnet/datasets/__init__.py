@@ -6,9 +6,10 @@
 for fast repeat loads and return arrays on any backend.
 """
 
+from xpnet.datasets.book import fetch_book_weights
 from xpnet.datasets.download import fetch
 from xpnet.datasets.idx import read_idx, write_idx
-from xpnet.datasets.locate import cache_dir, search_dirs
+from xpnet.datasets.locate import cache_dir, cache_root, search_dirs
 from xpnet.datasets.mnist import load_fashion_mnist, load_mnist
 from xpnet.datasets.registry import DATASETS, DataFile, Dataset, SplitFiles, get_dataset
 
@@ -18,7 +19,9 @@ __all__ = [
     "Dataset",
     "SplitFiles",
     "cache_dir",
+    "cache_root",
     "fetch",
+    "fetch_book_weights",
     "get_dataset",
     "load_fashion_mnist",
     "load_mnist",

@@ -37,13 +37,15 @@ def fetch(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     progressbar: bool | None = None,
+    offline_hint: str = LOCAL_FILES_HINT,
 ) -> Path:
     """Return ``cache_dir/filename``, downloading it from the first mirror that serves it.
 
     A copy already in ``cache_dir`` with the right md5 is returned as is. ``timeout``
     bounds each connection attempt and each wait for data. ``progressbar=None`` shows a
     tqdm bar only when stderr is a terminal. Raises a one-line :class:`DataError` naming
-    the file, the folder and every mirror tried with its reason when all mirrors fail.
+    the file, the folder and every mirror tried with its reason when all mirrors fail,
+    ending with ``offline_hint``: how to use a copy the user already has.
     """
     target = Path(cache_dir) / filename
     if target.is_file() and file_md5(target) == md5:
@@ -54,7 +56,7 @@ def fetch(
     except ImportError as exc:
         raise DataError(
             f"downloading {filename} needs {exc.name} (pip install 'xpnet[data]'); "
-            f"{LOCAL_FILES_HINT}"
+            f"{offline_hint}"
         ) from None
     if progressbar is None:
         progressbar = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
@@ -75,7 +77,7 @@ def fetch(
             failures.append(f"{url} ({_reason(exc, timeout)})")
     raise DataError(
         f"could not download {filename} into {target.parent}: tried "
-        f"{'; '.join(failures) or 'no mirror'}; {LOCAL_FILES_HINT}"
+        f"{'; '.join(failures) or 'no mirror'}; {offline_hint}"
     )
 
 

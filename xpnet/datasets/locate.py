@@ -23,7 +23,12 @@ from xpnet.errors import DataError
 
 
 def cache_dir(dataset: Dataset) -> Path:
-    """The dataset's cache folder: ``$XPNET_CACHE_DIR/<name>``, else the user cache's.
+    """The dataset's cache folder: ``<cache root>/<name>``."""
+    return cache_root() / dataset.name
+
+
+def cache_root() -> Path:
+    """xpnet's cache folder: ``$XPNET_CACHE_DIR``, else the user cache's.
 
     The user cache is ``platformdirs.user_cache_dir("xpnet")``, e.g. ``~/.cache/xpnet``.
     """
@@ -37,7 +42,7 @@ def cache_dir(dataset: Dataset) -> Path:
                 "or set XPNET_CACHE_DIR"
             ) from None
         root = platformdirs.user_cache_dir("xpnet")
-    return Path(root) / dataset.name
+    return Path(root)
 
 
 def search_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> list[Path]:
