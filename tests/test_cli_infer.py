@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -108,7 +109,7 @@ def test_the_script_runs_as_a_program_and_fails_in_one_line(tmp_path):
     ("args", "message"),
     [
         (["--backend", "cupy"], "cupy"),
-        (["--backend", "torch", "--device", "cuda:0"], "cuda"),
+        (["--backend", "torch", "--device", "cuda:0"], "cuda|torch' is not installed"),
         (["--backend", "array_api_strict", "--device", "device7"], "no device 'device7'"),
     ],
 )
@@ -117,7 +118,7 @@ def test_unusable_backend_is_one_line(capsys, args, message):
     assert status == 1
     assert out == ""
     assert len(err.strip().splitlines()) == 1
-    assert message in err
+    assert re.search(message, err)
 
 
 def test_missing_data_names_files_and_fix(book_weights, tmp_path, capsys):

@@ -138,3 +138,15 @@ def _device_name(backend):
     from xpnet._array_api import device_name
 
     return None if backend.name in ("numpy", "dask") else device_name(backend.device)
+
+
+def test_scale_input_takes_raw_pixels(backend):
+    network = xpnet.to_backend(
+        xpnet.init_network((12, 5, 3), seed=2), backend.name, _device_name(backend)
+    )
+    pixels = np.random.default_rng(3).integers(0, 256, (9, 12), dtype=np.uint8)
+    raw = xpnet.predict(network.scale_input(1 / 255), backend.asarray(pixels))
+    scaled = xpnet.predict(network, backend.asarray(pixels / 255.0, dtype="float32"))
+    assert raw.dtype == backend.xp.float32
+    np.testing.assert_allclose(to_host(raw), to_host(scaled), rtol=1e-5, atol=1e-6)
+    assert network.layers[0].weight is not network.scale_input(2.0).layers[0].weight

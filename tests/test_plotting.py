@@ -22,7 +22,7 @@ from xpnet.activations import ACTIVATIONS
 from xpnet.backends import backend_of, get_backend, to_host
 from xpnet.cli import main
 
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib", reason="the pictures need matplotlib (pip install 'xpnet[plot]')")
 from matplotlib.image import imread
 
 ROOT = Path(__file__).resolve().parents[1]

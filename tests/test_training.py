@@ -382,6 +382,8 @@ def test_train_arguments_are_checked():
         train(network, x, t, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="both x_val and t_val"):
         train(network, x, t, epochs=1, x_val=x)
+    with pytest.raises(ValueError, match="outside the network's classes"):
+        train(network, x, t, epochs=1, x_val=x, t_val=t + 3, on_epoch=pytest.fail)
     with pytest.raises(ValueError, match="square images"):
         train(network, x, t, epochs=1, augment_shift=1)
     with pytest.raises(ValueError, match="non-empty batch"):

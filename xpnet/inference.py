@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from xpnet import _numpy_fast
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
-from xpnet.network import NetworkLike, as_network
+from xpnet.network import Network, NetworkLike, as_network
 
 DEFAULT_BATCH_SIZE = 100
 """The textbook's batch size; ``batch_size=None`` runs the whole input as one batch."""
@@ -37,28 +38,47 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     """Forward pass of ``network`` over ``x`` (one sample or a batch along axis 0).
 
     ``network`` is a :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``
-    (sigmoid, sigmoid, softmax). ``x`` must share the network's namespace and device and is
-    cast to the network's dtype. ``batch_size`` splits the work into batches of that many
-    rows and joins the results; ``None`` runs ``x`` whole.
+    (sigmoid, sigmoid, softmax). ``x`` must share the network's namespace and device; it
+    is cast to the network's dtype batch by batch (so raw uint8 pixels are fine, see
+    :meth:`~xpnet.Network.scale_input`). ``batch_size`` bounds the rows computed at once;
+    ``None`` runs ``x`` whole. NumPy input takes a faster path with the same results.
     """
     net = as_network(network)
-    x = net.check_input(x)
-    if batch_size is not None:
-        parts = [_forward(net.layers, xb) for (xb,) in iter_batches(x, batch_size=batch_size)]
-        return net.xp.concat(parts, axis=0) if parts else _forward(net.layers, x)
-    return _forward(net.layers, x)
-
-
-def _forward(layers: tuple, x: Array) -> Array:
-    for layer in layers:
-        x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
-    return x
+    net.validate_input(x)
+    return _run(net, x, batch_size, labels=False)
 
 
 def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
-    """The predicted class of each row of ``x`` (argmax of :func:`predict`), on x's device."""
+    """The predicted class of each row of ``x`` (argmax of :func:`predict`), on x's device.
+
+    A softmax or identity output layer is skipped: the argmax of its input is the same.
+    """
     net = as_network(network)
-    return net.xp.argmax(predict(net, x, batch_size=batch_size), axis=-1)
+    net.validate_input(x)
+    return _run(net, x, batch_size, labels=True)
+
+
+def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
+    if _numpy_fast.applies(net, x):
+        return _numpy_fast.forward(net, x, labels=labels)
+    if batch_size is None or x.ndim < 2:
+        return _forward(net, x, labels=labels)
+    parts = [_forward(net, xb, labels=labels) for (xb,) in iter_batches(x, batch_size=batch_size)]
+    return net.xp.concat(parts, axis=0) if parts else _forward(net, x, labels=labels)
+
+
+def _forward(net: Network, x: Array, *, labels: bool) -> Array:
+    """The generic forward pass, written once for every namespace."""
+    xp = net.xp
+    *hidden, last = net.layers
+    x = net.cast_input(x)
+    for layer in hidden:
+        x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
+    z = x @ last.weight + last.bias
+    if labels and last.activation in _numpy_fast.ORDER_PRESERVING:
+        return xp.argmax(z, axis=-1)
+    out = ACTIVATIONS[last.activation](z)
+    return xp.argmax(out, axis=-1) if labels else out
 
 
 def count_correct(
@@ -70,13 +90,16 @@ def count_correct(
     on the device with ``count_nonzero``; the total crosses to the host once.
     """
     net = as_network(network)
+    net.validate_input(x)
     xp = net.xp
     if t.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]} labels")
+    if _numpy_fast.applies(net, x):
+        batch_size = max(1, x.shape[0])  # the fast path blocks the rows itself
     correct = 0
     for xb, tb in iter_batches(x, t, batch_size=batch_size):
         labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
-        predicted = predict_labels(net, xb)
+        predicted = _run(net, xb, None, labels=True)
         correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
     return int(correct)
 

@@ -115,8 +115,27 @@ class Network:
         """The floating dtype of the network's arrays."""
         return self.layers[0].weight.dtype
 
+    def scale_input(self, factor: float) -> Network:
+        """The same network for inputs multiplied by ``1/factor``: ``W1`` becomes ``factor*W1``.
+
+        ``net.scale_input(1 / 255)`` classifies raw uint8 pixels as ``net`` classifies
+        pixels scaled to [0, 1], without a separate pass over the images to scale them.
+        """
+        first, *rest = self.layers
+        scaled = Layer(first.weight * float(factor), first.bias, first.activation)
+        return Network((scaled, *rest))
+
     def check_input(self, x: Array) -> Array:
-        """Return ``x`` in the network's dtype after checking namespace, device and width.
+        """``x`` in the network's dtype, after :meth:`validate_input`."""
+        self.validate_input(x)
+        return self.cast_input(x)
+
+    def cast_input(self, x: Array) -> Array:
+        """``x`` in the network's floating dtype (a no-op where it already is)."""
+        return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
+
+    def validate_input(self, x: Array) -> None:
+        """Check that ``x`` shares the network's namespace and device and has its width.
 
         Raises :class:`BackendMismatchError` naming both sides and how to move the network,
         rather than copying data between devices behind the caller's back.
@@ -140,7 +159,6 @@ class Network:
                 f"x has shape {tuple(x.shape)} but the network's first layer expects "
                 f"{self.sizes[0]} features in the last axis"
             )
-        return x if x.dtype == self.dtype else here.xp.astype(x, self.dtype)
 
 
 def _check_layer(number: int, layer: Layer, inputs: int | None) -> None:

@@ -6,9 +6,13 @@ device once; the epoch's shuffled (and shifted) copy of the data is gathered the
 ``take`` and cut into batches. Only the epoch's loss and accuracy cross to the host, as
 Python floats, once per epoch.
 
+The epoch's copy costs the data's size again in device memory (plus, when shifting, a
+padded copy and an index array).
+
 Interrupting :func:`train` (Ctrl-C, or ``KeyboardInterrupt`` raised by a callback) ends it
 early without losing work: it returns the network as of the last completed step, with
-``history.interrupted`` set.
+``history.interrupted`` set. (An optimizer object passed in may then be one step ahead of
+that network, if the interrupt came between its update and the step's end.)
 """
 
 from __future__ import annotations
@@ -109,9 +113,13 @@ def train(
     augment = _augmentation(net, augment_shift)
     if (x_val is None) != (t_val is None):
         raise ValueError("pass both x_val and t_val, or neither")
+    validation = None
+    if x_val is not None and t_val is not None:
+        validation = checked_batch(net, x_val, t_val), as_targets(t_val, net.sizes[-1], net.dtype)
     chosen = make_optimizer(optimizer, lr)
     rng = np.random.default_rng(seed)
     rows = x.shape[0]
+    per_epoch = math.ceil(rows / batch_size)
     history = History()
     try:
         for epoch in range(1, epochs + 1):
@@ -129,15 +137,15 @@ def train(
                 loss_sum = loss_sum + step.loss * float(step.rows)
                 correct = correct + step.correct
                 if on_batch is not None:
-                    on_batch(BatchStats(epoch, batch, math.ceil(rows / batch_size), step.loss))
+                    on_batch(BatchStats(epoch, batch, per_epoch, step.loss))
             stats = EpochStats(
                 epoch,
                 loss=float(to_host(loss_sum)) / rows,
                 accuracy=int(to_host(correct)) / rows,
                 seconds=time.perf_counter() - start,
             )
-            if x_val is not None and t_val is not None:
-                val_loss, val_accuracy = evaluate(net, x_val, t_val, batch_size=batch_size)
+            if validation is not None:
+                val_loss, val_accuracy = _evaluate(net, *validation, batch_size)
                 stats = replace(stats, val_loss=val_loss, val_accuracy=val_accuracy)
             history.epochs.append(stats)
             if on_epoch is not None:
@@ -155,13 +163,17 @@ def evaluate(
     Sums stay on the device; two numbers cross to the host at the end.
     """
     net = as_network(network)
+    check_trainable(net)
     x = checked_batch(net, x, t)
-    targets = as_targets(t, net.sizes[-1], net.dtype)
-    xp = net.xp
+    return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
+
+
+def _evaluate(network: Network, x: Array, targets: Array, batch_size: int) -> tuple[float, float]:
+    xp = network.xp
     loss_sum: Array = 0.0
     correct: Array = 0
     for xb, tb in iter_batches(x, targets, batch_size=batch_size):
-        logits = forward_logits(net, xb)
+        logits = forward_logits(network, xb)
         loss_sum = loss_sum + cross_entropy(logits, tb) * float(xb.shape[0])
         correct = correct + _count_correct(logits, xp.argmax(tb, axis=-1))
     return float(to_host(loss_sum)) / x.shape[0], int(to_host(correct)) / x.shape[0]

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from xpnet._safe_pickle import load_textbook_pickle
 from xpnet._atomic import atomic_write
+from xpnet._safe_pickle import load_textbook_pickle
 from xpnet.errors import NetworkError, WeightsError
 from xpnet.network import Network, NetworkLike, as_network, to_backend
 

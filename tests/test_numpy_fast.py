@@ -1,0 +1,85 @@
+"""NumPy's fast forward path against the generic one it stands in for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference
+from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
+
+import xpnet
+from xpnet import _numpy_fast
+from xpnet.inference import _forward
+
+ROWS = _numpy_fast.MIN_PARALLEL_ROWS + 300  # several blocks, on the pool, and a partial one
+
+
+def network(activations, dtype="float32", sizes=(30, 17, 9, 6)):
+    return xpnet.init_network(
+        sizes[: len(activations) + 1], activations=activations, seed=5, dtype=dtype
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "activations",
+    [
+        ("sigmoid", "sigmoid", "softmax"),
+        ("relu", "identity", "identity"),
+        ("relu", "sigmoid", "step"),
+        ("sigmoid", "sigmoid"),
+    ],
+)
+@pytest.mark.parametrize("rows", [0, 5, ROWS])
+def test_fast_path_matches_generic_path(activations, dtype, rows):
+    net = network(activations, dtype)
+    x = np.random.default_rng(1).normal(scale=3.0, size=(rows, 30)).astype(dtype)
+    assert _numpy_fast.applies(net, x)
+    fast = xpnet.predict(net, x)
+    assert fast.dtype == np.dtype(dtype) and fast.shape == (rows, net.sizes[-1])
+    tolerance = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(fast, _forward(net, x, labels=False), rtol=0, atol=tolerance)
+    expected = reference.forward(net.to_mapping(), list(activations), x)
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+    labels = xpnet.predict_labels(net, x)
+    np.testing.assert_array_equal(labels, np.argmax(expected, axis=-1))
+
+
+def test_raw_pixels_read_only_and_untouched():
+    net = network(("sigmoid", "sigmoid", "softmax"), sizes=(30, 17, 9, 6)).scale_input(1 / 255)
+    pixels = np.random.default_rng(2).integers(0, 256, (ROWS, 30), dtype=np.uint8)
+    pixels.flags.writeable = False
+    before = pixels.copy()
+    result = xpnet.predict(net, pixels)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(pixels, before)
+    generic = _forward(net, pixels, labels=False)
+    np.testing.assert_allclose(result, generic, atol=1e-6)
+
+
+def test_without_threadpoolctl_results_are_the_same(monkeypatch):
+    net = network(("relu", "relu", "softmax"))
+    x = np.random.default_rng(3).normal(size=(ROWS, 30)).astype(np.float32)
+    with_control = xpnet.predict(net, x)
+    monkeypatch.setattr(_numpy_fast, "_blas_controller", lambda: None)
+    np.testing.assert_array_equal(xpnet.predict(net, x), with_control)
+
+
+def test_other_namespaces_and_single_samples_take_the_generic_path():
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    assert not _numpy_fast.applies(net, np.zeros(30, np.float32))
+    assert not _numpy_fast.applies(network(("step", "sigmoid", "softmax")), np.zeros((2, 30)))
+    strict = xpnet.to_backend(net, "array_api_strict")
+    assert not _numpy_fast.applies(strict, strict.backend.asarray(np.zeros((2, 30)), "float32"))
+
+
+@needs_mnist
+def test_book_weights_on_raw_pixels_get_the_books_count(book_weights):
+    from xpnet.datasets import load_mnist
+
+    x, t = load_mnist(normalize=False, split="test", data_dir=MNIST_DIR)
+    net = xpnet.load_weights(book_weights).scale_input(1 / 255)
+    assert xpnet.count_correct(net, x, t) == BOOK_CORRECT
+    x01, _ = load_mnist(split="test", data_dir=MNIST_DIR)
+    generic = _forward(xpnet.load_weights(book_weights), x01, labels=True)
+    np.testing.assert_array_equal(xpnet.predict_labels(net, x), generic)
