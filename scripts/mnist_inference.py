@@ -1,6 +1,6 @@
 """The textbook's MNIST batched inference on any backend: ``xpnet infer`` as a script.
 
-    python scripts/mnist_inference.py --backend numpy --weights sample_weight.pkl
+python scripts/mnist_inference.py --backend numpy --weights sample_weight.pkl
 """
 
 import sys

@@ -70,7 +70,7 @@ def serve(data: bytes, barrier: threading.Barrier | None = None) -> Answer:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         for start in range(0, len(data), 20_000):
-            handler.wfile.write(data[start:start + 20_000])
+            handler.wfile.write(data[start : start + 20_000])
             if barrier is not None:
                 time.sleep(0.01)
 
@@ -136,8 +136,7 @@ def test_download_from_the_first_mirror(server: LocalServer, cache: Path) -> Non
 
 def test_a_404_moves_on_to_the_next_mirror(server: LocalServer, cache: Path) -> None:
     server.answers["good"] = serve(PAYLOAD)
-    fetch(NAME, MD5, [server.url("gone"), server.url("good")], cache, timeout=5,
-          progressbar=False)
+    fetch(NAME, MD5, [server.url("gone"), server.url("good")], cache, timeout=5, progressbar=False)
     assert server.requests == [f"/gone/{NAME}", f"/good/{NAME}"]
     assert leftovers(cache) == [NAME]
 
@@ -151,8 +150,15 @@ def test_a_wrong_file_everywhere_is_an_error_that_leaves_nothing(
         fetch(NAME, MD5, mirrors, cache, timeout=5, progressbar=False)
     message = str(info.value)
     assert "\n" not in message
-    for words in (NAME, str(cache), *mirrors, "md5 mismatch", "data_dir=", "XPNET_DATA_DIR",
-                  "--data-dir"):
+    for words in (
+        NAME,
+        str(cache),
+        *mirrors,
+        "md5 mismatch",
+        "data_dir=",
+        "XPNET_DATA_DIR",
+        "--data-dir",
+    ):
         assert words in message
     assert leftovers(cache) == []
 
@@ -163,8 +169,7 @@ def test_a_cut_connection_falls_through_or_fails_cleanly(server: LocalServer, ca
         fetch(NAME, MD5, [server.url("cut")], cache, timeout=5, progressbar=False)
     assert leftovers(cache) == []
     server.answers["good"] = serve(PAYLOAD)
-    fetch(NAME, MD5, [server.url("cut"), server.url("good")], cache, timeout=5,
-          progressbar=False)
+    fetch(NAME, MD5, [server.url("cut"), server.url("good")], cache, timeout=5, progressbar=False)
     assert (cache / NAME).read_bytes() == PAYLOAD and leftovers(cache) == [NAME]
 
 
@@ -215,8 +220,9 @@ def test_importing_the_datasets_loads_no_download_package() -> None:
         "import sys, xpnet.datasets; "
         "print(sorted({'pooch', 'requests', 'tqdm', 'platformdirs'} & set(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -227,8 +233,10 @@ def test_load_mnist_downloads_missing_files_into_the_cache(
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
     labels = np.arange(6, dtype=np.uint8)
-    served = {"images.gz": gzip.compress(idx_bytes(images)),
-              "labels.gz": gzip.compress(idx_bytes(labels))}
+    served = {
+        "images.gz": gzip.compress(idx_bytes(images)),
+        "labels.gz": gzip.compress(idx_bytes(labels)),
+    }
     files = SplitFiles(
         DataFile("images", hashlib.md5(served["images.gz"]).hexdigest(), None, images.shape),
         DataFile("labels", hashlib.md5(served["labels.gz"]).hexdigest(), None, labels.shape),
@@ -243,11 +251,17 @@ def test_load_mnist_downloads_missing_files_into_the_cache(
         np.testing.assert_array_equal(t, labels)
     assert sorted(server.requests) == ["/m/images.gz", "/m/labels.gz"]
     assert sorted(p.name for p in (tmp_path / "cache" / "toy").iterdir()) == [
-        "images.gz", "labels.gz", "parsed"]
+        "images.gz",
+        "labels.gz",
+        "parsed",
+    ]
 
 
 def test_infer_fetches_the_book_weights_once(
-    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, book_weights: Path,
+    server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    book_weights: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from xpnet.cli.infer import load_network

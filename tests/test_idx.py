@@ -16,7 +16,10 @@ from xpnet.errors import DataError
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 FUZZ = settings(
-    max_examples=150, derandomize=True, database=None, deadline=None,
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 SAMPLE = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 7
@@ -50,7 +53,7 @@ def test_gzip_is_detected_by_content_not_name(tmp_path: Path) -> None:
 
 def test_header_matches_the_mnist_layout() -> None:
     header = idx_bytes(np.zeros((10000, 28, 28), np.uint8))[:16]
-    assert header == bytes.fromhex("00000803" "00002710" "0000001c" "0000001c")  # magic 2051
+    assert header == bytes.fromhex("00000803000027100000001c0000001c")  # magic 2051
 
 
 @pytest.mark.parametrize(
@@ -68,8 +71,19 @@ def test_header_matches_the_mnist_layout() -> None:
         (SAMPLE_GZ + b"junk", "corrupt gzip data"),
         (SAMPLE_GZ[:12] + b"\xff" * 8 + SAMPLE_GZ[20:], "corrupt gzip data"),
     ],
-    ids=["empty", "magic", "type", "rank0", "short-header", "short-data", "trailing",
-         "gz-cut", "gz-crc", "gz-trailing", "gz-deflate"],
+    ids=[
+        "empty",
+        "magic",
+        "type",
+        "rank0",
+        "short-header",
+        "short-data",
+        "trailing",
+        "gz-cut",
+        "gz-crc",
+        "gz-trailing",
+        "gz-deflate",
+    ],
 )
 def test_damaged_files_are_one_data_error(tmp_path: Path, data: bytes, words: str) -> None:
     path = write_bytes(tmp_path / "bad", data)

@@ -17,8 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     statuses = {name: backend_status(name) for name in BACKENDS}
     if args.json:
-        print(json.dumps({name: {"available": ok, "reason": why} for name, (ok, why) in
-                          statuses.items()}))
+        print(
+            json.dumps(
+                {name: {"available": ok, "reason": why} for name, (ok, why) in statuses.items()}
+            )
+        )
         return 0
     width = max(map(len, BACKENDS))
     for name, (ok, why) in statuses.items():

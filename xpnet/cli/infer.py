@@ -43,7 +43,8 @@ class InferenceReport:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "infer", help="classify the MNIST test split and print the accuracy",
+        "infer",
+        help="classify the MNIST test split and print the accuracy",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
@@ -101,14 +102,19 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     say(f"backend: {target}")
     network = load_network(args.weights, args.backend, args.device)
-    say(f"weights: {args.weights} ({'-'.join(map(str, network.sizes))}, "
-        f"{'/'.join(network.activations)}, {network.dtype})")
+    say(
+        f"weights: {args.weights} ({'-'.join(map(str, network.sizes))}, "
+        f"{'/'.join(network.activations)}, {network.dtype})"
+    )
 
     start = time.perf_counter()
     # Raw uint8 pixels: a quarter of the bytes to move; the 1/255 lives in the first weights.
     x_host, t_host = load_mnist(
-        normalize=False, split="test", dataset=args.dataset,
-        data_dir=args.data_dir, download=not args.no_download,
+        normalize=False,
+        split="test",
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=not args.no_download,
     )
     network = network.scale_input(1 / 255)
     if args.limit is not None:
@@ -147,7 +153,9 @@ def infer(args: argparse.Namespace) -> InferenceReport:
 
 def print_report(report: InferenceReport) -> None:
     print(f"images: {report.images} ({report.dataset} test split), correct: {report.correct}")
-    print(f"time: load {report.load_seconds * 1e3:.1f} ms, transfer "
-          f"{report.transfer_seconds * 1e3:.1f} ms, compute {report.compute_seconds * 1e3:.1f} ms")
+    print(
+        f"time: load {report.load_seconds * 1e3:.1f} ms, transfer "
+        f"{report.transfer_seconds * 1e3:.1f} ms, compute {report.compute_seconds * 1e3:.1f} ms"
+    )
     print(f"images/s: {report.images_per_second:,.0f} (compute)")
     print(f"Accuracy:{report.accuracy}")

@@ -55,8 +55,7 @@ def fetch(
         import requests
     except ImportError as exc:
         raise DataError(
-            f"downloading {filename} needs {exc.name} (pip install 'xpnet[data]'); "
-            f"{offline_hint}"
+            f"downloading {filename} needs {exc.name} (pip install 'xpnet[data]'); {offline_hint}"
         ) from None
     if progressbar is None:
         progressbar = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
@@ -68,7 +67,10 @@ def fetch(
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as staging:
                 fetched = pooch.retrieve(
-                    url, known_hash=f"md5:{md5}", fname=filename, path=staging,
+                    url,
+                    known_hash=f"md5:{md5}",
+                    fname=filename,
+                    path=staging,
                     downloader=downloader,
                 )
                 os.replace(fetched, target)

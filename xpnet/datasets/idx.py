@@ -54,8 +54,10 @@ def idx_bytes(array: npt.ArrayLike) -> bytes:
     array = np.asarray(array)
     kind = f"{array.dtype.kind}{array.dtype.itemsize}"
     if kind not in _CODES:
-        raise ValueError(f"IDX cannot hold {array.dtype} arrays; use one of uint8, int8, "
-                         "int16, int32, float32, float64")
+        raise ValueError(
+            f"IDX cannot hold {array.dtype} arrays; use one of uint8, int8, "
+            "int16, int32, float32, float64"
+        )
     if not 1 <= array.ndim <= 255 or any(n >= 1 << 32 for n in array.shape):
         raise ValueError(f"IDX cannot hold an array of shape {array.shape}")
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, _CODES[kind], array.ndim, *array.shape)
@@ -121,8 +123,10 @@ def _parse(stream: io.BufferedIOBase, path: str | os.PathLike[str]) -> np.ndarra
     expected = math.prod(shape) * dtype.itemsize
     data = _read_upto(stream, expected)
     if len(data) < expected:
-        raise fail(f"truncated: the header {shape} promises {expected} data bytes, "
-                   f"the file has {len(data)}")
+        raise fail(
+            f"truncated: the header {shape} promises {expected} data bytes, "
+            f"the file has {len(data)}"
+        )
     if stream.read(1):
         raise fail(f"bytes follow the {expected} data bytes its header {shape} promises")
     try:

@@ -135,8 +135,16 @@ def load_fashion_mnist(
 ) -> tuple[Split, Split] | Split:
     """:func:`load_mnist` for Fashion-MNIST (same files and format; Debian's copy is found)."""
     return load_mnist(
-        normalize, flatten, one_hot_label, split=split, dataset="fashion-mnist",
-        data_dir=data_dir, download=download, backend=backend, device=device, dtype=dtype,
+        normalize,
+        flatten,
+        one_hot_label,
+        split=split,
+        dataset="fashion-mnist",
+        data_dir=data_dir,
+        download=download,
+        backend=backend,
+        device=device,
+        dtype=dtype,
     )
 
 

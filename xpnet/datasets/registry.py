@@ -124,8 +124,18 @@ FASHION_MNIST = _mnist_layout(
         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
     },
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 )
 
 DATASETS: dict[str, Dataset] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
