@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from xpnet.datasets.idx import idx_bytes, read_idx, write_idx
+from xpnet.datasets.idx import idx_bytes, iter_idx, read_idx, write_idx
 from xpnet.errors import DataError
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
@@ -160,3 +160,25 @@ def test_fuzz_corruption_is_a_data_error_or_a_correct_array(
         np.testing.assert_array_equal(array, SAMPLE)
     else:  # a header that still adds up: the array it describes, byte for byte
         assert idx_bytes(array) == bytes(whole)
+
+
+@pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])
+@pytest.mark.parametrize("rows", [1, 7, 50, 64])
+def test_blocks_reassemble_the_file(tmp_path: Path, name: str, rows: int) -> None:
+    images = np.random.default_rng(4).integers(0, 256, (50, 3, 4), dtype=np.uint8)
+    write_idx(tmp_path / name, images)
+    blocks = list(iter_idx(tmp_path / name, rows))
+    assert [len(b) for b in blocks[:-1]] == [rows] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), images)
+
+
+def test_blocks_of_a_damaged_file_end_in_a_data_error(tmp_path: Path) -> None:
+    data = idx_bytes(np.zeros((10, 4), np.uint8))
+    (tmp_path / "short.idx").write_bytes(data[:-5])
+    with pytest.raises(DataError, match=r"short\.idx.*truncated"):
+        list(iter_idx(tmp_path / "short.idx", 3))
+    (tmp_path / "long.idx").write_bytes(data + b"\0")
+    with pytest.raises(DataError, match=r"long\.idx.*bytes follow"):
+        list(iter_idx(tmp_path / "long.idx", 3))
+    with pytest.raises(ValueError, match="positive"):
+        next(iter_idx(tmp_path / "long.idx", 0))

@@ -137,3 +137,13 @@ def test_labels_must_match_rows(backend):
             backend.asarray(np.zeros((5, SIZES[0]))),
             backend.asarray(np.zeros(4, dtype=np.int64)),
         )
+
+
+def test_streaming_labels_equal_whole_array_labels(backend):
+    network = on(backend, host_params(), "float32")
+    x = np.random.default_rng(8).random((45, SIZES[0]))
+    blocks = (backend.asarray(x[i : i + 10], dtype="float32") for i in range(0, 45, 10))
+    streamed = xpnet.predict_labels_streaming(network, blocks)
+    assert_equal(streamed, xpnet.predict_labels(network, backend.asarray(x, dtype="float32")))
+    with pytest.raises(ValueError, match="at least one block"):
+        xpnet.predict_labels_streaming(network, [])

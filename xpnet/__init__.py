@@ -28,6 +28,7 @@ from xpnet.inference import (
     iter_batches,
     predict,
     predict_labels,
+    predict_labels_streaming,
 )
 from xpnet.network import Layer, Network, init_network, to_backend
 from xpnet.weights import load_weights, read_weights_info, save_weights
@@ -57,6 +58,7 @@ __all__ = [
     "load_weights",
     "predict",
     "predict_labels",
+    "predict_labels_streaming",
     "read_weights_info",
     "relu",
     "save_weights",

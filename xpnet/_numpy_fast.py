@@ -12,7 +12,6 @@ converted block by block, so it is never copied whole.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -21,6 +20,7 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
+from xpnet._system import usable_cores
 from xpnet.activations import ACTIVATIONS
 
 BLOCK_ROWS = 1024
@@ -70,11 +70,12 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
     starts = range(0, x.shape[0], BLOCK_ROWS)
     run = functools.partial(_block, network.layers, x, labels=labels)
-    if x.shape[0] < MIN_PARALLEL_ROWS or _pool() is None:
+    pool = _pool() if x.shape[0] >= MIN_PARALLEL_ROWS else None
+    if pool is None:
         parts = [run(start) for start in starts]
     else:
         with _one_blas_thread():
-            parts = list(_pool().map(run, starts))
+            parts = list(pool.map(run, starts))
     if not parts:
         return _block(network.layers, x, 0, labels=labels)
     return np.concatenate(parts)
@@ -99,8 +100,8 @@ def _block(layers: tuple, x: np.ndarray, start: int, *, labels: bool) -> np.ndar
 @functools.cache
 def _pool() -> ThreadPoolExecutor | None:
     """One worker per core, or ``None`` on one core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return ThreadPoolExecutor(cores, thread_name_prefix="xpnet") if (cores or 1) > 1 else None
+    cores = usable_cores()
+    return ThreadPoolExecutor(cores, thread_name_prefix="xpnet") if cores > 1 else None
 
 
 @functools.cache

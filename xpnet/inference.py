@@ -6,7 +6,7 @@ to the host, once, as a Python int.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from xpnet import _numpy_fast
 from xpnet._typing import Array
@@ -111,3 +111,19 @@ def accuracy(
     total = x.shape[0]
     correct = count_correct(network, x, t, batch_size=batch_size)
     return correct / total if total else float("nan")
+
+
+def predict_labels_streaming(
+    network: NetworkLike, blocks: Iterable[Array], *, batch_size: int | None = None
+) -> Array:
+    """The predicted classes of a stream of input blocks, joined in order.
+
+    With ``blocks`` from :func:`xpnet.datasets.iter_idx` (moved to the device with
+    ``backend.asarray`` where needed), millions of images on disk are classified with
+    memory bounded by one block and its working set, at in-memory speed.
+    """
+    net = as_network(network)
+    parts = [predict_labels(net, block, batch_size=batch_size) for block in blocks]
+    if not parts:
+        raise ValueError("predict_labels_streaming needs at least one block")
+    return net.xp.concat(parts, axis=0)

@@ -46,7 +46,7 @@ def require_matplotlib() -> None:
         raise ImportError("xpnet's pictures need matplotlib: pip install 'xpnet[plot]'")
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure with its own Agg canvas and no pyplot state (no window, no global registry)."""
     require_matplotlib()
     from matplotlib.figure import Figure
@@ -79,7 +79,7 @@ def plot_activations(
     target = backend or get_backend("numpy")
     grid = target.asarray(np.linspace(*x_range, num), dtype="float32")
     x = to_host(grid)
-    figure = _new_figure(2.6 * len(chosen), 2.6)
+    figure = new_figure(2.6 * len(chosen), 2.6)
     for ax, (name, function) in zip(
         figure.subplots(1, len(chosen), squeeze=False)[0], chosen.items()
     ):
@@ -115,7 +115,7 @@ def plot_image_grid(
             (f"{label} → {guess}", "black" if label == guess else "red")
             for label, guess in zip(shown, guesses)
         ]
-    figure = _new_figure(1.3 * cols, 1.45 * rows)
+    figure = new_figure(1.3 * cols, 1.45 * rows)
     _draw_images(figure, _as_images(to_host(images[:count, ...])), rows, cols, titles)
     return figure
 
@@ -163,7 +163,7 @@ def plot_misclassified(
         for guess, p, label in zip(guesses, probs, truth)
     ]
     rows = max(1, math.ceil(len(titles) / cols))
-    figure = _new_figure(1.3 * cols, 1.7 * rows + 0.4)
+    figure = new_figure(1.3 * cols, 1.7 * rows + 0.4)
     _draw_images(figure, _as_images(shown), rows, cols, titles)
     figure.suptitle(
         f"{total} of {images.shape[0]} misclassified; {len(titles)} worst shown "
@@ -201,7 +201,7 @@ def plot_confusion_matrix(labels: Array, predicted: Array, *, num_classes: int =
     counts = to_host(confusion_matrix(labels, predicted, num_classes))
     per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
     correct, total = int(np.trace(counts)), int(counts.sum())
-    figure = _new_figure(6.4, 5.6)
+    figure = new_figure(6.4, 5.6)
     ax = figure.subplots()
     ax.imshow(counts, cmap="Blues")
     for (true, guess), count in np.ndenumerate(counts):
@@ -247,7 +247,7 @@ def plot_first_layer_weights(
     rows = math.ceil(len(tiles) / cols)
     from matplotlib import colormaps
 
-    figure = _new_figure(1.0 * cols + 1.0, 1.0 * rows + 0.5)
+    figure = new_figure(1.0 * cols + 1.0, 1.0 * rows + 0.5)
     _draw_images(
         figure,
         tiles,

@@ -8,7 +8,7 @@ for fast repeat loads and return arrays on any backend.
 
 from xpnet.datasets.book import fetch_book_weights
 from xpnet.datasets.download import fetch
-from xpnet.datasets.idx import read_idx, write_idx
+from xpnet.datasets.idx import iter_idx, read_idx, write_idx
 from xpnet.datasets.locate import cache_dir, cache_root, search_dirs
 from xpnet.datasets.mnist import load_fashion_mnist, load_mnist
 from xpnet.datasets.registry import DATASETS, DataFile, Dataset, SplitFiles, get_dataset
@@ -23,6 +23,7 @@ __all__ = [
     "fetch",
     "fetch_book_weights",
     "get_dataset",
+    "iter_idx",
     "load_fashion_mnist",
     "load_mnist",
     "read_idx",

@@ -101,38 +101,69 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _parse(stream: io.BufferedIOBase, path: str | os.PathLike[str]) -> np.ndarray:
-    def fail(what: str) -> DataError:
-        return DataError(f"{path} is not a valid IDX file: {what}")
+def iter_idx(path: str | os.PathLike[str], rows: int) -> Iterator[np.ndarray]:
+    """Yield the IDX file at ``path`` in blocks of ``rows`` along its first axis.
 
+    Memory stays bounded by one block, however large the file: this is how xpnet streams
+    millions of images from disk. The checks are those of :func:`read_idx`; a truncated
+    file raises :class:`DataError` at the block where its data runs out.
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be a positive integer, got {rows}")
+    with open_payload(path) as stream:
+        shape, dtype = _header(stream, path)
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        for start in range(0, shape[0], rows):
+            count = min(rows, shape[0] - start)
+            data = _read_upto(stream, count * row_bytes)
+            if len(data) < count * row_bytes:
+                raise _invalid(path, f"truncated: the header {shape} promises more data bytes")
+            block = np.frombuffer(data, dtype=dtype).reshape(count, *shape[1:])
+            yield block.astype(dtype.newbyteorder("="), copy=False)
+        if stream.read(1):
+            raise _invalid(path, f"bytes follow the data its header {shape} promises")
+
+
+def _invalid(path: str | os.PathLike[str], what: str) -> DataError:
+    return DataError(f"{path} is not a valid IDX file: {what}")
+
+
+def _header(
+    stream: io.BufferedIOBase, path: str | os.PathLike[str]
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Read and check an IDX header: the array's shape and big-endian dtype."""
     head = _read_upto(stream, 4)
     if len(head) < 4:
-        raise fail(f"it has {len(head)} bytes, shorter than the 4-byte magic number")
+        raise _invalid(path, f"it has {len(head)} bytes, shorter than the 4-byte magic number")
     zero, code, ndim = head[:2], head[2], head[3]
     if zero != b"\0\0":
-        raise fail(f"its magic number starts with 0x{zero.hex()}, not 0x0000")
+        raise _invalid(path, f"its magic number starts with 0x{zero.hex()}, not 0x0000")
     if code not in _TYPES:
-        raise fail(f"unknown type code 0x{code:02x}")
+        raise _invalid(path, f"unknown type code 0x{code:02x}")
     if ndim == 0:
-        raise fail("its header declares no dimensions")
+        raise _invalid(path, "its header declares no dimensions")
     dims_bytes = _read_upto(stream, 4 * ndim)
     if len(dims_bytes) < 4 * ndim:
-        raise fail(f"truncated in the header ({ndim} dimensions need {4 * ndim} bytes)")
-    shape = struct.unpack(f">{ndim}I", dims_bytes)
-    dtype = np.dtype(f">{_TYPES[code]}")
+        raise _invalid(path, f"truncated in the header ({ndim} dimensions need {4 * ndim} bytes)")
+    return struct.unpack(f">{ndim}I", dims_bytes), np.dtype(f">{_TYPES[code]}")
+
+
+def _parse(stream: io.BufferedIOBase, path: str | os.PathLike[str]) -> np.ndarray:
+    shape, dtype = _header(stream, path)
     expected = math.prod(shape) * dtype.itemsize
     data = _read_upto(stream, expected)
     if len(data) < expected:
-        raise fail(
+        raise _invalid(
+            path,
             f"truncated: the header {shape} promises {expected} data bytes, "
-            f"the file has {len(data)}"
+            f"the file has {len(data)}",
         )
     if stream.read(1):
-        raise fail(f"bytes follow the {expected} data bytes its header {shape} promises")
+        raise _invalid(path, f"bytes follow the {expected} data bytes its header {shape} promises")
     try:
         array = np.frombuffer(data, dtype=dtype).reshape(shape)
     except ValueError as exc:  # e.g. more dimensions than NumPy supports
-        raise fail(f"NumPy cannot hold shape {shape} ({exc})") from None
+        raise _invalid(path, f"NumPy cannot hold shape {shape} ({exc})") from None
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 

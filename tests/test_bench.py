@@ -1,0 +1,82 @@
+"""The benchmark's parts: floors, timing loop, table, streaming, and the command itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
+
+import xpnet
+from xpnet.bench import report
+from xpnet.bench.machine import Machine, flops_per_image
+from xpnet.bench.stream import stream_count, write_tiled
+from xpnet.bench.timing import time_interleaved
+from xpnet.bench.variants import Variant
+from xpnet.cli import main
+
+
+def test_floor_is_the_larger_of_compute_and_memory_time():
+    assert flops_per_image((784, 50, 100, 10)) == 90_400
+    machine = Machine(sgemm_gflops=200.0, copy_gbytes_per_second=10.0, blas="test")
+    compute = 90_400 * 10_000 / 200e9
+    assert machine.floor_seconds((784, 50, 100, 10), 10_000, 0) == pytest.approx(compute)
+    assert machine.floor_seconds((784, 50, 100, 10), 10_000, 10**9) == pytest.approx(0.1)
+
+
+def test_interleaved_timing_checks_every_answer():
+    calls: list[str] = []
+
+    def counter(name: str, answer: int) -> Variant:
+        return Variant(name, lambda: calls.append(name) or answer)
+
+    medians = time_interleaved([counter("a", 7), counter("b", 7)], rounds=3, pause=0,
+                               expected=7)
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+    assert calls.count("a") == calls.count("b") == 5  # two warm-ups and three rounds
+    with pytest.raises(xpnet.XpnetError, match="b classified 6 correctly, expected 7"):
+        time_interleaved([counter("a", 7), counter("b", 6)], rounds=1, pause=0, expected=7)
+
+
+def test_table_ratios_are_time_over_peer_time():
+    variants = [Variant(n, lambda: 0) for n in ("xpnet numpy on cpu", "torch native", "jax.jit")]
+    medians = {"xpnet numpy on cpu": 0.008, "torch native": 0.016, "jax.jit": 0.004}
+    rows = report.make_rows(variants, medians, images=10_000, floor=0.004)
+    assert rows[0].vs_peers == {"torch native": 0.5, "jax.jit": 2.0}
+    assert rows[0].vs_floor == 2.0 and rows[0].images_per_second == 1_250_000
+    met = {(t["peer"], t["met"]) for t in report.targets(medians)}
+    assert met == {("torch native", True), ("jax.jit", False)}
+    lines = report.table(rows).splitlines()
+    assert lines[0] == "| variant | ms | images/s | x floor | x torch native | x jax.jit |"
+    assert lines[2] == "| xpnet numpy on cpu | 8.00 | 1,250,000 | 2.00 | 0.50 | 2.00 |"
+
+
+def test_streaming_counts_every_tiled_image(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (300, 784), dtype=np.uint8)
+    labels = rng.integers(0, 10, 300)
+    network = xpnet.init_network((784, 20, 10), seed=1).scale_input(1 / 255)
+    once = xpnet.count_correct(network, pixels, labels)
+    images, label_file = write_tiled(pixels.reshape(-1, 28, 28), labels, 3, seed=1,
+                                     folder=tmp_path)
+    assert images.stat().st_size == 16 + 3 * 300 * 784
+    assert stream_count(network, images, label_file) == 3 * once
+
+
+@needs_mnist
+def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
+    chart = tmp_path / "bench.png"
+    status = main(["bench", "--weights", str(book_weights), "--data-dir", str(MNIST_DIR),
+                   "--backends", "numpy", "array_api_strict", "--rounds", "1", "--pause", "0",
+                   "--plot", str(chart), "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    names = [v["name"] for v in result["variants"]]
+    assert {"book per-sample", "book batch-100", "xpnet numpy on cpu",
+            "xpnet array_api_strict on CPU_DEVICE", "end to end, warm files",
+            "end to end, cold files"} <= set(names)
+    assert result["correct"] == BOOK_CORRECT
+    assert result["floor_ms"] > 0 and result["machine"]["sgemm_gflops"] > 0
+    assert all(v["milliseconds"] > 0 for v in result["variants"])
+    assert chart.stat().st_size > 1000

@@ -1,0 +1,85 @@
+"""What this machine can do at best: its sgemm rate, its copy bandwidth, its BLAS kernel.
+
+The floor of an inference is the larger of its FLOPs at the sgemm rate and its input
+bytes at the copy bandwidth; every timing is reported as a multiple of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The measured limits of this machine."""
+
+    sgemm_gflops: float
+    copy_gbytes_per_second: float
+    blas: str
+
+    def floor_seconds(self, sizes: Sequence[int], images: int, input_bytes: int) -> float:
+        """The least time for ``images`` through dense layers ``sizes``."""
+        compute = flops_per_image(sizes) * images / (self.sgemm_gflops * 1e9)
+        memory = input_bytes / (self.copy_gbytes_per_second * 1e9)
+        return max(compute, memory)
+
+
+def flops_per_image(sizes: Sequence[int]) -> int:
+    """Multiply-adds of the dense layers, counted as 2 FLOPs: 90,400 for 784-50-100-10."""
+    return sum(2 * fan_in * fan_out for fan_in, fan_out in itertools.pairwise(sizes))
+
+
+def measure_machine(*, sgemm_size: int = 4096, copy_megabytes: int = 512) -> Machine:
+    """Measure the sgemm rate (square float32 matmul) and the copy bandwidth."""
+    return Machine(
+        sgemm_gflops=_sgemm_gflops(sgemm_size),
+        copy_gbytes_per_second=_copy_gbytes_per_second(copy_megabytes),
+        blas=blas_description(),
+    )
+
+
+def _sgemm_gflops(n: int, repeats: int = 3) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+    seconds = statistics.median(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2 * n**3 / seconds / 1e9
+
+
+def _copy_gbytes_per_second(megabytes: int, repeats: int = 5) -> float:
+    source = np.ones(megabytes << 18, dtype=np.float32)
+    target = np.empty_like(source)
+    np.copyto(target, source)
+    seconds = statistics.median(_timed(lambda: np.copyto(target, source)) for _ in range(repeats))
+    return 2 * source.nbytes / seconds / 1e9  # bytes read plus bytes written
+
+
+def _timed(run: object) -> float:
+    start = time.perf_counter()
+    run()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def blas_description() -> str:
+    """The BLAS behind NumPy, as threadpoolctl names it: library, kernel, threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (pip install threadpoolctl to name it)"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return (
+        "; ".join(
+            f"{p.get('internal_api')} {p.get('version')}, kernel {p.get('architecture')}, "
+            f"{p.get('num_threads')} threads"
+            for p in pools
+        )
+        or "none found"
+    )

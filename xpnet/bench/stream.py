@@ -1,0 +1,83 @@
+"""Streaming inference over an IDX file far larger than its working set, measured alone.
+
+``python -m xpnet.bench.stream IMAGES LABELS WEIGHTS`` classifies every image in blocks
+read from disk and prints one JSON object: images, correct, seconds, images per second,
+and the process's peak resident memory, which is why it runs in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+import xpnet
+from xpnet.datasets import iter_idx
+
+BLOCK_ROWS = 65_536
+"""Images read from disk at once: 51 MiB of uint8 pixels."""
+
+
+def write_tiled(
+    images: np.ndarray, labels: np.ndarray, copies: int, seed: int, folder: Path
+) -> tuple[Path, Path]:
+    """Raw IDX files of ``copies`` seeded shuffles of ``images`` and ``labels``, in order."""
+    rng = np.random.default_rng(seed)
+    count = len(images) * copies
+    paths = folder / "images-idx3-ubyte", folder / "labels-idx1-ubyte"
+    with open(paths[0], "wb") as image_file, open(paths[1], "wb") as label_file:
+        image_file.write(struct.pack(">BBBB3I", 0, 0, 8, 3, count, 28, 28))
+        label_file.write(struct.pack(">BBBBI", 0, 0, 8, 1, count))
+        for _ in range(copies):
+            order = rng.permutation(len(images))
+            image_file.write(images[order].tobytes())
+            label_file.write(labels[order].astype(np.uint8).tobytes())
+    return paths
+
+
+def stream_count(network: xpnet.Network, images: Path, labels: Path) -> int:
+    """Images of ``images`` the network classifies as ``labels`` says, block by block."""
+    correct = 0
+    for x, t in zip(iter_idx(images, BLOCK_ROWS), iter_idx(labels, BLOCK_ROWS), strict=True):
+        correct += xpnet.count_correct(network, x.reshape(len(x), -1), t, batch_size=len(x))
+    return correct
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=Path)
+    parser.add_argument("labels", type=Path)
+    parser.add_argument("weights")
+    args = parser.parse_args()
+    network = xpnet.load_weights(args.weights).scale_input(1 / 255)
+    before = _resident_mib()
+    start = time.perf_counter()
+    correct = stream_count(network, args.images, args.labels)
+    seconds = time.perf_counter() - start
+    images = (args.images.stat().st_size - 16) // 784
+    print(
+        json.dumps(
+            {
+                "images": images,
+                "correct": correct,
+                "seconds": seconds,
+                "images_per_second": images / seconds,
+                "resident_mib_before": before,
+                "peak_resident_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""``xpnet bench``: xpnet against the textbook's loops, PyTorch and jax.jit, in one run.
+
+Every variant classifies the MNIST test split with the same weights and must get the
+same number right; times are medians of interleaved rounds after warm-up, shown in ms,
+images/s, multiples of this machine's floor and ratios to each peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from xpnet.bench import machine as machine_module
+from xpnet.bench import report, variants
+from xpnet.bench.timing import time_interleaved
+from xpnet.cli.infer import load_network
+from xpnet.cli.progress import progress_bar
+from xpnet.errors import XpnetError
+
+DEFAULT_BACKENDS = ("numpy", "torch", "jax", "dask", "array_api_strict", "cupy")
+_DEVICES = {"cupy": "cuda:0", "torch": "cpu", "jax": "cpu"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time xpnet against its peers on the MNIST test split",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--weights", default="book", help="weights file, or 'book' (default) for the textbook's"
+    )
+    parser.add_argument("--data-dir", help="folder holding the MNIST test split IDX files")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=list(DEFAULT_BACKENDS),
+        metavar="NAME",
+        help="xpnet backends to time (those installed)",
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.05,
+        help="seconds between variants, for BLAS threads to settle",
+    )
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also stream N images (test split tiled) from disk",
+    )
+    parser.add_argument(
+        "--gpu-rows",
+        type=int,
+        default=1_000_000,
+        help="batch for the resident GPU throughput (where CuPy runs)",
+    )
+    parser.add_argument("--plot", help="write a bar chart (PNG or SVG) to this path")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xpnet.datasets import load_mnist
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    network = load_network(args.weights, "numpy", None)
+    images, labels = load_mnist(split="test", data_dir=args.data_dir)
+    pixels, _ = load_mnist(normalize=False, split="test", data_dir=args.data_dir)
+    work = variants.Workload(network, images, pixels, labels)
+    expected = int(variants._resident("check", _numpy(), work, raw=False).run())
+
+    say("measuring this machine's sgemm rate and copy bandwidth...")
+    machine = machine_module.measure_machine()
+    floor = machine.floor_seconds(network.sizes, len(labels), images.nbytes)
+    contenders = _contenders(work, args)
+    say(f"timing {len(contenders)} variants x {args.rounds} rounds, interleaved...")
+    with progress_bar(total=args.rounds, desc="rounds", unit="round", disable=args.json) as bar:
+        medians = time_interleaved(
+            contenders,
+            rounds=args.rounds,
+            pause=args.pause,
+            expected=expected,
+            on_round=lambda _: bar.update(1),
+        )
+    rows = report.make_rows(contenders, medians, len(labels), floor)
+    met = report.targets(medians)
+    result = report.as_json(machine, floor, rows, met)
+    result["correct"] = expected
+    if args.stream:
+        say(f"streaming {args.stream:,} images from disk in a fresh process...")
+        result["streaming"] = _stream(work, args.stream, args.weights)
+    if "cupy" in args.backends:
+        result["gpu_throughput"] = _gpu_throughput(work, args.gpu_rows)
+    if args.plot:
+        title = f"10,000 MNIST test images, 784-50-100-10\nBLAS: {machine.blas}"
+        report.bar_chart(rows, floor, args.plot, title)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(report.table(rows))
+        print(report.summary(machine, floor, len(labels), met))
+        for key in ("streaming", "gpu_throughput"):
+            if result.get(key):
+                print(f"{key}: {json.dumps(result[key])}")
+    return 0
+
+
+def _numpy() -> variants.Backend:
+    return variants.get_backend("numpy")
+
+
+def _contenders(work: variants.Workload, args: argparse.Namespace) -> list[variants.Variant]:
+    chosen = {name: _DEVICES.get(name) for name in args.backends}
+    found = [
+        *variants.book_variants(work),
+        *variants.xpnet_variants(work, chosen),
+        variants.torch_variant(work),
+        variants.jax_variant(work),
+    ]
+    if "cupy" in chosen:
+        found += _gpu_variants(work)
+    if args.data_dir:
+        found += variants.end_to_end_variants(work, args.data_dir)
+    return [v for v in found if v is not None]
+
+
+def _gpu_variants(work: variants.Workload) -> list[variants.Variant | None]:
+    try:
+        gpu = variants.get_backend("cupy", "cuda:0")
+    except XpnetError:
+        return []
+    return [variants.transfer_variant(work, gpu), variants.torch_variant(work, "cuda:0")]
+
+
+def _gpu_throughput(work: variants.Workload, rows: int) -> dict | None:
+    """Resident throughput: ``rows`` uint8 images already on the GPU to predicted labels."""
+    import xpnet
+
+    try:
+        gpu = variants.get_backend("cupy", "cuda:0")
+    except XpnetError:
+        return None
+    network = xpnet.to_backend(work.network, "cupy", "cuda:0").scale_input(1 / 255)
+    copies = -(-rows // len(work.pixels))
+    x = gpu.asarray(__import__("numpy").tile(work.pixels, (copies, 1))[:rows])
+    seconds = []
+    for _ in range(7):
+        gpu.synchronize()
+        start = time.perf_counter()
+        xpnet.predict_labels(network, x)
+        gpu.synchronize()
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds[2:])
+    return {"rows": rows, "milliseconds": median * 1e3, "images_per_second": rows / median}
+
+
+def _stream(work: variants.Workload, count: int, weights: str) -> dict:
+    copies = -(-count // len(work.labels))
+    with tempfile.TemporaryDirectory(prefix="xpnet-stream-") as folder:
+        from xpnet.bench.stream import write_tiled
+
+        images, labels = write_tiled(work.pixels, work.labels, copies, seed=0, folder=Path(folder))
+        weights_path = weights if weights != "book" else str(_book_path())
+        out = subprocess.run(
+            [sys.executable, "-m", "xpnet.bench.stream", str(images), str(labels), weights_path],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(out.stdout)
+
+
+def _book_path() -> Path:
+    from xpnet.datasets import fetch_book_weights
+
+    return fetch_book_weights()
