@@ -31,8 +31,7 @@ def test_interleaved_timing_checks_every_answer():
     def counter(name: str, answer: int) -> Variant:
         return Variant(name, lambda: calls.append(name) or answer)
 
-    medians = time_interleaved([counter("a", 7), counter("b", 7)], rounds=3, pause=0,
-                               expected=7)
+    medians = time_interleaved([counter("a", 7), counter("b", 7)], rounds=3, pause=0, expected=7)
     assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
     assert calls.count("a") == calls.count("b") == 5  # two warm-ups and three rounds
     with pytest.raises(xpnet.XpnetError, match="b classified 6 correctly, expected 7"):
@@ -58,8 +57,7 @@ def test_streaming_counts_every_tiled_image(tmp_path):
     labels = rng.integers(0, 10, 300)
     network = xpnet.init_network((784, 20, 10), seed=1).scale_input(1 / 255)
     once = xpnet.count_correct(network, pixels, labels)
-    images, label_file = write_tiled(pixels.reshape(-1, 28, 28), labels, 3, seed=1,
-                                     folder=tmp_path)
+    images, label_file = write_tiled(pixels.reshape(-1, 28, 28), labels, 3, seed=1, folder=tmp_path)
     assert images.stat().st_size == 16 + 3 * 300 * 784
     assert stream_count(network, images, label_file) == 3 * once
 
@@ -67,16 +65,55 @@ def test_streaming_counts_every_tiled_image(tmp_path):
 @needs_mnist
 def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     chart = tmp_path / "bench.png"
-    status = main(["bench", "--weights", str(book_weights), "--data-dir", str(MNIST_DIR),
-                   "--backends", "numpy", "array_api_strict", "--rounds", "1", "--pause", "0",
-                   "--plot", str(chart), "--json"])
+    status = main(
+        [
+            "bench",
+            "--weights",
+            str(book_weights),
+            "--data-dir",
+            str(MNIST_DIR),
+            "--backends",
+            "numpy",
+            "array_api_strict",
+            "--rounds",
+            "1",
+            "--pause",
+            "0",
+            "--plot",
+            str(chart),
+            "--json",
+        ]
+    )
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     names = [v["name"] for v in result["variants"]]
-    assert {"book per-sample", "book batch-100", "xpnet numpy on cpu",
-            "xpnet array_api_strict on CPU_DEVICE", "end to end, warm files",
-            "end to end, cold files"} <= set(names)
+    assert {
+        "book per-sample",
+        "book batch-100",
+        "xpnet numpy on cpu",
+        "xpnet array_api_strict on CPU_DEVICE",
+        "end to end, warm files",
+        "end to end, cold files",
+    } <= set(names)
     assert result["correct"] == BOOK_CORRECT
     assert result["floor_ms"] > 0 and result["machine"]["sgemm_gflops"] > 0
     assert all(v["milliseconds"] > 0 for v in result["variants"])
     assert chart.stat().st_size > 1000
+
+
+def test_gpu_check_parses_and_says_when_there_is_no_gpu():
+    import shutil
+    import subprocess
+
+    from realdata import REPO
+
+    script = REPO / "scripts" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi: the script would run the real check")
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert (
+        done.stdout.strip()
+        == "gpu_check: no NVIDIA GPU here (nvidia-smi lists none): nothing checked"
+    )
