@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -33,3 +35,15 @@ def forward(params: dict[str, np.ndarray], activations: list[str], x: np.ndarray
         b = np.asarray(params[f"b{n}"], dtype=np.float64)
         a = ACTIVATIONS[name](a @ w + b)
     return a
+
+
+def random_params(
+    sizes: tuple[int, ...], seed: int, weight_scale: float = 0.7, bias_scale: float = 0.3
+) -> dict[str, np.ndarray]:
+    """Gaussian float64 parameters ``W1, b1, ...`` for dense layers of ``sizes``."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for n, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        params[f"W{n}"] = rng.normal(scale=weight_scale, size=(fan_in, fan_out))
+        params[f"b{n}"] = rng.normal(scale=bias_scale, size=fan_out)
+    return params

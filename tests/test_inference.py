@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import reference
@@ -16,12 +14,7 @@ SIZES = (20, 8, 6, 4)
 
 
 def host_params(sizes=SIZES, seed=3) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    params = {}
-    for n, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
-        params[f"W{n}"] = rng.normal(scale=0.7, size=(fan_in, fan_out))
-        params[f"b{n}"] = rng.normal(scale=0.3, size=fan_out)
-    return params
+    return reference.random_params(sizes, seed)
 
 
 def on(backend, params, dtype):

@@ -6,8 +6,6 @@ cross-backend tests compare each backend with NumPy and check where results and 
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import reference
@@ -26,12 +24,7 @@ HIDDEN = [("sigmoid", "sigmoid"), ("relu", "identity"), ("softmax", "relu")]
 
 
 def host_params(sizes=SIZES, seed=0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    params = {}
-    for n, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
-        params[f"W{n}"] = rng.normal(scale=0.8, size=(fan_in, fan_out))
-        params[f"b{n}"] = rng.normal(scale=0.3, size=fan_out)
-    return params
+    return reference.random_params(sizes, seed, weight_scale=0.8)
 
 
 def network_on(backend, params, activations, dtype="float64") -> xpnet.Network:
