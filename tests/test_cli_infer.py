@@ -24,17 +24,13 @@ def infer(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-def device_option(backend) -> list[str]:
-    return [] if backend.name in ("numpy", "dask") else ["--device", device_name(backend.device)]
-
-
 @needs_mnist
-def test_book_accuracy_on_every_backend(backend, book_weights, capsys):
+def test_book_accuracy_on_every_backend(backend, device_option, book_weights, capsys):
     status, out, _ = infer(
         capsys,
         "--backend",
         backend.name,
-        *device_option(backend),
+        *device_option,
         "--weights",
         str(book_weights),
         "--data-dir",
@@ -50,6 +46,31 @@ def test_book_accuracy_on_every_backend(backend, book_weights, capsys):
     assert report["device"] == device_name(backend.device)
     assert report["images_per_second"] > 0
     assert report["seconds"] >= report["compute_seconds"] > 0
+    assert report["weights_provenance"] is None  # the textbook's pickle records none
+
+
+@needs_mnist
+def test_without_weights_the_bundled_ones_are_used_and_described(capsys):
+    status, out, _ = infer(capsys, "--data-dir", str(MNIST_DIR), "--json")
+    assert status == 0
+    report = json.loads(out)
+    provenance = xpnet.read_weights_info(xpnet.BUNDLED_WEIGHTS)["metadata"]
+    assert report["weights"] == str(xpnet.BUNDLED_WEIGHTS)
+    assert report["weights_provenance"] == provenance
+    assert report["images"] == 10_000 and report["accuracy"] >= 0.95
+
+    status, out, err = infer(capsys, "--data-dir", str(MNIST_DIR))
+    assert status == 0
+    assert out.splitlines()[-1] == f"Accuracy:{report['accuracy']}"
+    weights_line, provenance_line = err.splitlines()[1:3]
+    assert weights_line == (
+        f"weights: {xpnet.BUNDLED_WEIGHTS} (784-50-100-10, sigmoid/sigmoid/softmax, float32)"
+    )
+    assert provenance_line.startswith(
+        "provenance: trained on mnist-5k (5000 images; mnist_5k.csv.gz md5 "
+        "1edea4bd327f562974bd5a5321bbb524), 100 epochs, seed 0; test accuracy "
+        f"{provenance['test_accuracy']} on 10000 test images; made by: xpnet train "
+    )
 
 
 @needs_mnist

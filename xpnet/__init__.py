@@ -22,6 +22,7 @@ from xpnet.errors import (
     WeightsError,
     XpnetError,
 )
+from xpnet.gradients import loss_and_gradients
 from xpnet.inference import (
     accuracy,
     count_correct,
@@ -31,40 +32,56 @@ from xpnet.inference import (
     predict_labels_streaming,
 )
 from xpnet.network import Layer, Network, init_network, to_backend
+from xpnet.optimizers import SGD, Adam, Momentum, Optimizer, make_optimizer
+from xpnet.pretrained import BUNDLED_WEIGHTS
+from xpnet.training import BatchStats, EpochStats, History, evaluate, shift_images, train
 from xpnet.weights import load_weights, read_weights_info, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "BUNDLED_WEIGHTS",
+    "SGD",
+    "Adam",
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
+    "BatchStats",
     "DataError",
+    "EpochStats",
+    "History",
     "Layer",
+    "Momentum",
     "Network",
     "NetworkError",
+    "Optimizer",
     "WeightsError",
     "XpnetError",
     "accuracy",
     "available_backends",
     "backend_status",
     "count_correct",
+    "evaluate",
     "get_backend",
     "identity_function",
     "init_network",
     "iter_batches",
     "load_textbook_pickle",
     "load_weights",
+    "loss_and_gradients",
+    "make_optimizer",
     "predict",
     "predict_labels",
     "predict_labels_streaming",
     "read_weights_info",
     "relu",
     "save_weights",
+    "shift_images",
     "sigmoid",
     "softmax",
     "step_function",
     "to_backend",
     "to_host",
+    "train",
 ]

@@ -10,10 +10,14 @@ Nothing runs until the caller computes the result. ``import xpnet`` imports no d
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any
 
 import array_api_compat as compat
 
+from xpnet import _numpy_fast
 from xpnet._typing import Array
 from xpnet.network import Layer, Network
 
@@ -36,35 +40,75 @@ def forward(network: Network, x: Array, chunk_forward: ChunkForward, *, labels: 
     from dask.array.utils import meta_from_array
 
     x = x.rechunk({1: -1})  # one chunk across the features, so each task sees whole rows
-    params = tuple(a for layer in network.layers for a in (layer.weight, layer.bias))
-    if labels:
-        index_dtype = network.xp.__array_namespace_info__().default_dtypes()["indexing"]
-        out_index, adjust, dtype = "i", None, index_dtype
-    else:
-        out_index, adjust, dtype = "ij", {"j": network.sizes[-1]}, network.dtype
+    params: list[Any] = []  # whole arrays, axes named apart: one key each, shared by all tasks
+    for number, layer in enumerate(network.layers):
+        weight, bias = layer.weight.rechunk(-1), layer.bias.rechunk(-1)
+        params += [weight, (f"w{number}", f"v{number}"), bias, (f"b{number}",)]
+    # x's feature axis becomes the output axis (its chunk resized), or is dropped for labels.
+    out_index = ("row",) if labels else ("row", "out")
+    adjust = None if labels else {"out": network.sizes[-1]}
+    info = network.xp.__array_namespace_info__()
+    dtype = info.default_dtypes()["indexing"] if labels else network.dtype
     return da.blockwise(
         _chunk,
         out_index,
         x,
-        "ij",
-        params,  # dask arrays here become one whole-array key each, shared by every task
-        None,
+        ("row", "out"),
         network.activations,
         None,
         chunk_forward,
         None,
+        *params,
         adjust_chunks=adjust,
         dtype=dtype,
         meta=meta_from_array(x, ndim=len(out_index), dtype=dtype),
-        concatenate=True,
-        name=f"xpnet-{'labels' if labels else 'predict'}",
+        concatenate=False,  # a concatenation of one block would still copy it
+        token=f"xpnet-{'labels' if labels else 'predict'}",
     )
 
 
 def _chunk(
-    rows: Array, params: Sequence[Array], activations: Sequence[str], chunk_forward: ChunkForward
+    rows: Array | list, activations: Sequence[str], chunk_forward: ChunkForward, *params: Array
 ) -> Array:
     """One task: the network rebuilt from its in-memory arrays, run over one chunk of rows."""
-    pairs = zip(params[::2], params[1::2])
-    network = Network(tuple(Layer(w, b, a) for (w, b), a in zip(pairs, activations)))
-    return chunk_forward(network, rows)
+    weights, biases = map(_only, params[::2]), map(_only, params[1::2])
+    network = Network(tuple(Layer(w, b, a) for w, b, a in zip(weights, biases, activations)))
+    with _BLAS_HOLD:
+        return chunk_forward(network, _only(rows))
+
+
+def _only(blocks: Array | list) -> Array:
+    """The one block that dask passes, nested in a list per axis that the output drops."""
+    while isinstance(blocks, list):
+        (blocks,) = blocks
+    return blocks
+
+
+class _OneBlasThreadWhileTasksRun:
+    """Holds NumPy's BLAS to one thread while any chunk task runs in this process.
+
+    Dask's worker threads (and the NumPy fast path's) already use every core; BLAS threads
+    on top of them oversubscribe it (OpenBLAS's waiting threads spin: 2,500-row chunks ran
+    ten times slower). BLAS limits are process-wide, so tasks share one hold, counted: the
+    first task in sets one thread, the last one out restores the BLAS's own setting.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks = 0
+        self._limit = ExitStack()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._tasks == 0:
+                self._limit.enter_context(_numpy_fast.one_blas_thread())
+            self._tasks += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._tasks -= 1
+            if self._tasks == 0:
+                self._limit.close()
+
+
+_BLAS_HOLD = _OneBlasThreadWhileTasksRun()

@@ -74,7 +74,7 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     if pool is None:
         parts = [run(start) for start in starts]
     else:
-        with _one_blas_thread():
+        with one_blas_thread():
             parts = list(pool.map(run, starts))
     if not parts:
         return _block(network.layers, x, 0, labels=labels)
@@ -113,11 +113,22 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> AbstractContextManager[object]:
+def one_blas_thread() -> AbstractContextManager[object]:
     """Hold the BLAS to one thread while blocks run in parallel (else cores oversubscribe).
 
+    Training uses it too: its small per-batch GEMMs gain nothing from BLAS threads, and
+    on a shared machine threads waiting for a busy core make it several times slower.
     Needs threadpoolctl (``pip install 'xpnet[fast]'``); without it the blocks still run
     in parallel and the BLAS keeps its own threads.
     """
     controller = _blas_controller()
     return nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
+
+
+def blas_threads() -> int | None:
+    """How many threads NumPy's BLAS uses now; ``None`` where threadpoolctl is missing."""
+    controller = _blas_controller()
+    if controller is None:
+        return None
+    pools = controller.select(user_api="blas").info()
+    return max((pool["num_threads"] for pool in pools), default=None)

@@ -7,8 +7,9 @@ to the host, once, as a Python int.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 
-from xpnet import _numpy_fast
+from xpnet import _dask, _numpy_fast
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network, NetworkLike, as_network
@@ -61,6 +62,9 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
 def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
     if _numpy_fast.applies(net, x):
         return _numpy_fast.forward(net, x, labels=labels)
+    if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
+        chunk_forward = partial(_run, batch_size=batch_size, labels=labels)
+        return _dask.forward(net, x, chunk_forward, labels=labels)
     if batch_size is None or x.ndim < 2:
         return _forward(net, x, labels=labels)
     parts = [_forward(net, xb, labels=labels) for (xb,) in iter_batches(x, batch_size=batch_size)]
@@ -94,12 +98,12 @@ def count_correct(
     xp = net.xp
     if t.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]} labels")
-    if _numpy_fast.applies(net, x):
-        batch_size = max(1, x.shape[0])  # the fast path blocks the rows itself
+    # The NumPy fast path blocks the rows itself; dask batches inside each chunk, lazily.
+    whole = _numpy_fast.applies(net, x) or _dask.applies(x)
     correct = 0
-    for xb, tb in iter_batches(x, t, batch_size=batch_size):
+    for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
         labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
-        predicted = _run(net, xb, None, labels=True)
+        predicted = _run(net, xb, batch_size if whole else None, labels=True)
         correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
     return int(correct)
 

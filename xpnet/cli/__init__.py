@@ -11,10 +11,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from xpnet.cli import backends, bench, infer, plots
+from xpnet.cli import backends, bench, convert, infer, plots, train
 from xpnet.errors import XpnetError
 
-COMMANDS = (infer, backends, plots, bench)
+COMMANDS = (infer, train, backends, plots, bench, convert)
 
 EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""

