@@ -14,6 +14,7 @@ from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 import xpnet
 from xpnet import _dask, _numpy_fast
 from xpnet.cli import main
+from xpnet.scaleout.schedulers import compute
 from xpnet.scaleout.store import open_store, write_store
 from xpnet.scaleout.tiling import tiled_order
 
@@ -100,6 +101,11 @@ def test_chunks_run_with_one_blas_thread_and_the_setting_comes_back():
     _dask.forward(on_dask, rows, forward, labels=True).compute(scheduler="threads")
     assert seen == [1, 1, 1, 1]  # dask's threads are the parallelism
     assert _numpy_fast.blas_threads() == before
+
+
+def test_compute_draws_dasks_progress_bar_on_stderr(capsys):
+    assert compute(da.ones(10, chunks=5).sum(), progress=True) == (10,)
+    assert "100% Completed" in capsys.readouterr().err
 
 
 def test_tiled_order_repeats_the_source_in_fresh_orders():

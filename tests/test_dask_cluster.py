@@ -17,6 +17,7 @@ from realdata import MNIST_DIR, needs_mnist
 
 import xpnet
 from xpnet.cli import main
+from xpnet.scaleout.schedulers import active_client, compute
 from xpnet.scaleout.store import open_store, write_store
 
 da = pytest.importorskip("dask.array")
@@ -64,7 +65,7 @@ def networks() -> tuple[xpnet.Network, xpnet.Network]:
     return on_numpy, xpnet.to_backend(on_numpy, "dask")
 
 
-def test_two_workers_give_numpys_predictions(client, images):
+def test_two_workers_give_numpys_predictions(capsys, client, images):
     x, t, path = images
     on_numpy, on_dask = networks()
     x_dask, t_dask = open_store(path).read(lazy=True)
@@ -77,8 +78,11 @@ def test_two_workers_give_numpys_predictions(client, images):
     )
     probabilities = client.compute(xpnet.predict(on_dask, x_dask)).result()
     np.testing.assert_allclose(probabilities, xpnet.predict(on_numpy, x), rtol=1e-5, atol=1e-7)
-    counted = client.compute(on_dask.xp.count_nonzero(labels == t_dask)).result()
-    assert counted == xpnet.count_correct(on_numpy, x, t)
+    with client.as_current():
+        assert active_client() is client
+        counted = compute(on_dask.xp.count_nonzero(labels == t_dask), progress=True)
+    assert counted == (xpnet.count_correct(on_numpy, x, t),)
+    assert "100% Completed" in capsys.readouterr().err  # distributed's bar, on stderr
 
 
 def test_a_worker_killed_mid_run_is_survived_with_identical_results(images):

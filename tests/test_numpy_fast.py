@@ -83,3 +83,26 @@ def test_book_weights_on_raw_pixels_get_the_books_count(book_weights):
     x01, _ = load_mnist(split="test", data_dir=MNIST_DIR)
     generic = _forward(xpnet.load_weights(book_weights), x01, labels=True)
     np.testing.assert_array_equal(xpnet.predict_labels(net, x), generic)
+
+
+def test_one_blas_thread_is_shared_and_counted():
+    before = _numpy_fast.blas_threads()
+    if before is None:
+        pytest.skip("needs threadpoolctl to read the BLAS's threads (pip install 'xpnet[fast]')")
+    first, second = _numpy_fast.one_blas_thread(), _numpy_fast.one_blas_thread()
+    first.__enter__()
+    second.__enter__()  # as a second thread would, while the first still holds
+    first.__exit__(None, None, None)
+    assert _numpy_fast.blas_threads() == 1  # the second holder still runs with one thread
+    second.__exit__(None, None, None)
+    assert _numpy_fast.blas_threads() == before
+
+
+def test_blocks_run_in_the_calling_thread_off_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    x = np.random.default_rng(6).normal(size=(ROWS, 30)).astype(np.float32)
+    with ThreadPoolExecutor(1) as outside:
+        from_thread = outside.submit(xpnet.predict_labels, net, x).result()
+    np.testing.assert_array_equal(from_thread, xpnet.predict_labels(net, x))

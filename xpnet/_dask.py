@@ -10,9 +10,7 @@ Nothing runs until the caller computes the result. ``import xpnet`` imports no d
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import array_api_compat as compat
@@ -73,7 +71,7 @@ def _chunk(
     """One task: the network rebuilt from its in-memory arrays, run over one chunk of rows."""
     weights, biases = map(_only, params[::2]), map(_only, params[1::2])
     network = Network(tuple(Layer(w, b, a) for w, b, a in zip(weights, biases, activations)))
-    with _BLAS_HOLD:
+    with _numpy_fast.one_blas_thread():
         return chunk_forward(network, _only(rows))
 
 
@@ -82,33 +80,3 @@ def _only(blocks: Array | list) -> Array:
     while isinstance(blocks, list):
         (blocks,) = blocks
     return blocks
-
-
-class _OneBlasThreadWhileTasksRun:
-    """Holds NumPy's BLAS to one thread while any chunk task runs in this process.
-
-    Dask's worker threads (and the NumPy fast path's) already use every core; BLAS threads
-    on top of them oversubscribe it (OpenBLAS's waiting threads spin: 2,500-row chunks ran
-    ten times slower). BLAS limits are process-wide, so tasks share one hold, counted: the
-    first task in sets one thread, the last one out restores the BLAS's own setting.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tasks = 0
-        self._limit = ExitStack()
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._tasks == 0:
-                self._limit.enter_context(_numpy_fast.one_blas_thread())
-            self._tasks += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._tasks -= 1
-            if self._tasks == 0:
-                self._limit.close()
-
-
-_BLAS_HOLD = _OneBlasThreadWhileTasksRun()

@@ -12,9 +12,10 @@ converted block by block, so it is never copied whole.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import array_api_compat as compat
@@ -70,7 +71,7 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
     starts = range(0, x.shape[0], BLOCK_ROWS)
     run = functools.partial(_block, network.layers, x, labels=labels)
-    pool = _pool() if x.shape[0] >= MIN_PARALLEL_ROWS else None
+    pool = _pool() if x.shape[0] >= MIN_PARALLEL_ROWS and _on_main_thread() else None
     if pool is None:
         parts = [run(start) for start in starts]
     else:
@@ -97,6 +98,13 @@ def _block(layers: tuple, x: np.ndarray, start: int, *, labels: bool) -> np.ndar
     return np.argmax(out, axis=-1) if labels else out
 
 
+def _on_main_thread() -> bool:
+    """Blocks go to the pool only from the main thread: a caller on another thread (a dask
+    worker, the caller's own pool) already keeps the cores busy, and nesting would
+    oversubscribe them."""
+    return threading.current_thread() is threading.main_thread()
+
+
 @functools.cache
 def _pool() -> ThreadPoolExecutor | None:
     """One worker per core, or ``None`` on one core."""
@@ -113,7 +121,37 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def one_blas_thread() -> AbstractContextManager[object]:
+class _OneBlasThread:
+    """Holds NumPy's BLAS to one thread while anyone is inside; counted and thread-safe.
+
+    BLAS limits are process-wide, so concurrent holders (the fast path's pool, dask's
+    chunk tasks, training) share one hold: the first in sets one thread, the last out
+    restores the BLAS's own setting. Re-entrant from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._limit = ExitStack()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            controller = _blas_controller()
+            if self._holders == 0 and controller is not None:
+                self._limit.enter_context(controller.limit(limits=1, user_api="blas"))
+            self._holders += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._limit.close()
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
+def one_blas_thread() -> AbstractContextManager[None]:
     """Hold the BLAS to one thread while blocks run in parallel (else cores oversubscribe).
 
     Training uses it too: its small per-batch GEMMs gain nothing from BLAS threads, and
@@ -121,8 +159,7 @@ def one_blas_thread() -> AbstractContextManager[object]:
     Needs threadpoolctl (``pip install 'xpnet[fast]'``); without it the blocks still run
     in parallel and the BLAS keeps its own threads.
     """
-    controller = _blas_controller()
-    return nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
+    return _ONE_BLAS_THREAD
 
 
 def blas_threads() -> int | None:

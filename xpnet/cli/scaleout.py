@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from xpnet._typing import Array
-from xpnet.cli.progress import bars_shown
 from xpnet.errors import XpnetError
 from xpnet.inference import predict_labels
 from xpnet.network import Network
@@ -87,5 +86,5 @@ def count_correct_on_dask(network: Network, x: Array, t: Array, args: argparse.N
         x, t = x.rechunk({0: args.chunk_rows}), t.rechunk(args.chunk_rows)
     predicted = predict_labels(network, x, batch_size=args.batch_size)
     lazy = network.xp.count_nonzero(predicted == t)
-    (correct,) = compute(lazy, progress=not args.json and bars_shown())
+    (correct,) = compute(lazy, progress=not args.json and sys.stderr.isatty())
     return int(correct)
