@@ -130,7 +130,7 @@ def test_the_script_runs_as_a_program_and_fails_in_one_line(tmp_path):
     ("args", "message"),
     [
         (["--backend", "cupy"], "cupy"),
-        (["--backend", "torch", "--device", "cuda:0"], "cuda|torch' is not installed"),
+        (["--backend", "torch", "--device", "cuda:0"], "cuda|'torch', which is not installed"),
         (["--backend", "array_api_strict", "--device", "device7"], "no device 'device7'"),
     ],
 )
