@@ -240,3 +240,15 @@ def test_convert_refuses_to_overwrite_unless_asked(capsys, store_path):
     status = main(["convert", str(store_path), "--data-dir", str(MNIST_DIR)])
     assert status == 1
     assert "exists; choose another path, or overwrite it" in capsys.readouterr().err
+
+
+def test_persist_keeps_results_and_passes_other_values_through():
+    import dask.array as da
+
+    from xpnet._dask import persist
+
+    lazy = (da.ones((4, 3), chunks=2) * 2).sum(axis=0)
+    done, plain = persist([lazy, 1.5])
+    assert plain == 1.5
+    assert len(done.__dask_graph__()) == len(done.chunks[0])  # one stored block, no recipe
+    np.testing.assert_array_equal(done.compute(), [8.0, 8.0, 8.0])

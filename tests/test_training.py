@@ -239,11 +239,6 @@ def test_optimizer_arguments_are_checked():
 
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.1), ("momentum", 0.01), ("adam", 0.01)])
 def test_loss_falls_and_blobs_are_learned(backend, optimizer, lr):
-    if backend.name == "dask":
-        pytest.skip(
-            "dask keeps the network lazy, so each epoch recomputes every earlier step "
-            "(time grows with the square of the epochs); other tests here train on dask briefly"
-        )
     x, t = blobs(120, seed=1)
     x_val, t_val = blobs(60, seed=2)
     network = xpnet.init_network((8, 16, 3), activations=("relu", "softmax"), seed=3)

@@ -80,3 +80,20 @@ def _only(blocks: Array | list) -> Array:
     while isinstance(blocks, list):
         (blocks,) = blocks
     return blocks
+
+
+def persist(arrays: Sequence[Any]) -> list[Any]:
+    """``arrays`` with each dask array among them computed once and kept as its result.
+
+    Iterative work (training) on dask arrays builds each step on the last one's graph;
+    persisting once in a while lets later steps start from values instead of re-running
+    every earlier step. Everything that is not a dask array passes through unchanged.
+    """
+    lazy = [i for i, a in enumerate(arrays) if compat.is_dask_array(a)]
+    result = list(arrays)
+    if lazy:
+        import dask
+
+        for i, done in zip(lazy, dask.persist(*(arrays[i] for i in lazy))):
+            result[i] = done
+    return result

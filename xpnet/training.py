@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import array_api_compat as compat
 import numpy as np
 
+from xpnet import _dask
 from xpnet._array_api import namespace_of
 from xpnet._typing import Array
 from xpnet.backends import to_host
@@ -138,6 +139,7 @@ def train(
                 correct = correct + step.correct
                 if on_batch is not None:
                     on_batch(BatchStats(epoch, batch, per_epoch, step.loss))
+            net, loss_sum, correct = _settle(net, chosen, loss_sum, correct)
             stats = EpochStats(
                 epoch,
                 loss=float(to_host(loss_sum)) / rows,
@@ -208,6 +210,27 @@ def shift_images(
     first = positions(count, (count, 1, 1)) * ((height + 2 * pad) * stride)
     index = first + (source_row + pad) * stride + (source_col + pad)
     return xp.reshape(xp.take(padded, xp.reshape(index, (-1,)), axis=0), x.shape)
+
+
+def _settle(network: Network, optimizer: Optimizer, *sums: Array) -> tuple[Any, ...]:
+    """The network, the optimizer's state and ``sums`` computed once (dask) at an epoch's end.
+
+    On dask every step is lazy: without this, each epoch would re-run every earlier one.
+    Eager backends pass through unchanged.
+    """
+    params = [a for layer in network.layers for a in (layer.weight, layer.bias)]
+    slots = list(optimizer.state.items())
+    state = [a for _, arrays in slots for a in arrays]
+    done = _dask.persist([*params, *state, *sums])
+    settled = Network(
+        tuple(
+            Layer(done[2 * i], done[2 * i + 1], layer.activation)
+            for i, layer in enumerate(network.layers)
+        )
+    )
+    rest = iter(done[len(params) :])
+    optimizer.state = {slot: tuple(next(rest) for _ in arrays) for slot, arrays in slots}
+    return (settled, *rest)
 
 
 class _Step(NamedTuple):

@@ -8,6 +8,7 @@ images/s, multiples of this machine's floor and ratios to each peer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -102,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stream:
         say(f"streaming {args.stream:,} images from disk in a fresh process...")
         result["streaming"] = _stream(work, args.stream, args.weights)
+    if args.dask_images:
+        say(f"timing dask against NumPy on {args.dask_images:,} images...")
+        result["dask_throughput"] = _dask_throughput(work, args.dask_images)
     if "cupy" in args.backends:
         result["gpu_throughput"] = _gpu_throughput(work, args.gpu_rows)
     if args.plot:
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.table(rows))
         print(report.summary(machine, floor, len(labels), met))
-        for key in ("streaming", "gpu_throughput"):
+        for key in ("streaming", "dask_throughput", "gpu_throughput"):
             if result.get(key):
                 print(f"{key}: {json.dumps(result[key])}")
     return 0
@@ -165,6 +169,13 @@ def _gpu_throughput(work: variants.Workload, rows: int) -> dict | None:
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds[2:])
     return {"rows": rows, "milliseconds": median * 1e3, "images_per_second": rows / median}
+
+
+def _dask_throughput(work: variants.Workload, count: int) -> dict:
+    from xpnet.scaleout import measure_dask_throughput
+
+    measured = measure_dask_throughput(work.network, work.pixels, work.labels, count=count)
+    return {**dataclasses.asdict(measured), "dask_over_numpy_throughput": measured.ratio}
 
 
 def _stream(work: variants.Workload, count: int, weights: str) -> dict:

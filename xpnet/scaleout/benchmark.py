@@ -8,15 +8,15 @@ interleaved and the median of each kind is kept, so a busy machine slows all kin
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from xpnet.bench.timing import time_interleaved
+from xpnet.bench.variants import Variant
 from xpnet.inference import count_correct
 from xpnet.network import Network, to_backend
 from xpnet.scaleout.store import DEFAULT_CHUNK_ROWS, write_store
@@ -80,7 +80,7 @@ def measure_dask_throughput(
     ``network`` is a NumPy network for pixels in [0, 1]; it takes the raw pixels as
     ``xpnet infer`` does (:meth:`~xpnet.Network.scale_input`). ``from_store`` also writes
     the images to a temporary Zarr store and times dask reading from it. Raises
-    ``RuntimeError`` if the backends disagree on the number of correct answers.
+    :class:`~xpnet.errors.XpnetError` if the backends disagree on the number correct.
     """
     import dask
     import dask.array as da
@@ -102,28 +102,14 @@ def measure_dask_throughput(
         if from_store:
             store = write_store(Path(folder) / "images.zarr", x, t, chunk_rows=chunk_rows)
             runs["store"] = lambda: count_correct(on_dask, *store.read(lazy=True))
-        seconds, correct = _interleaved(runs, repeats)
-    if len(set(correct.values())) != 1:
-        raise RuntimeError(f"the backends disagree on the correct answers: {correct}")
+        correct = runs["numpy"]()
+        variants = [Variant(name, run) for name, run in runs.items()]
+        seconds = time_interleaved(variants, rounds=repeats, pause=0.05, expected=correct)
     return DaskThroughput(
         images=count,
         chunk_rows=chunk_rows,
-        correct=correct["numpy"],
+        correct=correct,
         numpy_seconds=seconds["numpy"],
         dask_seconds=seconds["dask"],
         store_seconds=seconds.get("store"),
     )
-
-
-def _interleaved(
-    runs: dict[str, Callable[[], int]], repeats: int
-) -> tuple[dict[str, float], dict[str, int]]:
-    """Median seconds of each run over ``repeats`` interleaved rounds, and its last result."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    results: dict[str, int] = {}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            results[name] = run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}, results
