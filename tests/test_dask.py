@@ -12,7 +12,7 @@ from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _dask, _numpy_fast
+from xpnet import _blas, _dask
 from xpnet.cli import main
 from xpnet.scaleout.schedulers import compute
 from xpnet.scaleout.store import open_store, write_store
@@ -86,13 +86,13 @@ def test_count_correct_and_accuracy_match_numpy(one_hot, dtype):
 
 
 def test_chunks_run_with_one_blas_thread_and_the_setting_comes_back():
-    before = _numpy_fast.blas_threads()
+    before = _blas.blas_threads()
     if before is None:
         pytest.skip("threadpoolctl is not installed")
     seen = []
 
     def forward(network, rows):
-        seen.append(_numpy_fast.blas_threads())
+        seen.append(_blas.blas_threads())
         return xpnet.predict_labels(network, rows)
 
     _, on_dask = networks()
@@ -100,7 +100,7 @@ def test_chunks_run_with_one_blas_thread_and_the_setting_comes_back():
     rows = da.from_array(x, chunks=(100, -1))
     _dask.forward(on_dask, rows, forward, labels=True).compute(scheduler="threads")
     assert seen == [1, 1, 1, 1]  # dask's threads are the parallelism
-    assert _numpy_fast.blas_threads() == before
+    assert _blas.blas_threads() == before
 
 
 def test_compute_draws_dasks_progress_bar_on_stderr(capsys):

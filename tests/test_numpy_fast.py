@@ -11,7 +11,7 @@ import xpnet
 from xpnet import _numpy_fast
 from xpnet.inference import _forward
 
-ROWS = _numpy_fast.MIN_PARALLEL_ROWS + 300  # several blocks, on the pool, and a partial one
+ROWS = 3 * _numpy_fast.BLOCK_ROWS + 300  # several blocks and a partial one
 
 
 def network(activations, dtype="float32", sizes=(30, 17, 9, 6)):
@@ -57,14 +57,6 @@ def test_raw_pixels_read_only_and_untouched():
     np.testing.assert_allclose(result, generic, atol=1e-6)
 
 
-def test_without_threadpoolctl_results_are_the_same(monkeypatch):
-    net = network(("relu", "relu", "softmax"))
-    x = np.random.default_rng(3).normal(size=(ROWS, 30)).astype(np.float32)
-    with_control = xpnet.predict(net, x)
-    monkeypatch.setattr(_numpy_fast, "_blas_controller", lambda: None)
-    np.testing.assert_array_equal(xpnet.predict(net, x), with_control)
-
-
 def test_other_namespaces_and_single_samples_take_the_generic_path():
     net = network(("sigmoid", "sigmoid", "softmax"))
     assert not _numpy_fast.applies(net, np.zeros(30, np.float32))
@@ -83,26 +75,3 @@ def test_book_weights_on_raw_pixels_get_the_books_count(book_weights):
     x01, _ = load_mnist(split="test", data_dir=MNIST_DIR)
     generic = _forward(xpnet.load_weights(book_weights), x01, labels=True)
     np.testing.assert_array_equal(xpnet.predict_labels(net, x), generic)
-
-
-def test_one_blas_thread_is_shared_and_counted():
-    before = _numpy_fast.blas_threads()
-    if before is None:
-        pytest.skip("needs threadpoolctl to read the BLAS's threads (pip install 'xpnet[fast]')")
-    first, second = _numpy_fast.one_blas_thread(), _numpy_fast.one_blas_thread()
-    first.__enter__()
-    second.__enter__()  # as a second thread would, while the first still holds
-    first.__exit__(None, None, None)
-    assert _numpy_fast.blas_threads() == 1  # the second holder still runs with one thread
-    second.__exit__(None, None, None)
-    assert _numpy_fast.blas_threads() == before
-
-
-def test_blocks_run_in_the_calling_thread_off_the_main_thread():
-    from concurrent.futures import ThreadPoolExecutor
-
-    net = network(("sigmoid", "sigmoid", "softmax"))
-    x = np.random.default_rng(6).normal(size=(ROWS, 30)).astype(np.float32)
-    with ThreadPoolExecutor(1) as outside:
-        from_thread = outside.submit(xpnet.predict_labels, net, x).result()
-    np.testing.assert_array_equal(from_thread, xpnet.predict_labels(net, x))

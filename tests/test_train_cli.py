@@ -18,7 +18,7 @@ import pytest
 from realdata import MNIST_DIR, REPO, needs_debian_fashion, needs_mnist, needs_mnist_5k
 
 import xpnet
-from xpnet._numpy_fast import one_blas_thread
+from xpnet._blas import one_blas_thread
 from xpnet.cli import main
 from xpnet.cli import train as train_command
 from xpnet.cli.provenance import TrainingRecord

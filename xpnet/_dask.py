@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from xpnet import _numpy_fast
+from xpnet import _blas
 from xpnet._typing import Array
 from xpnet.network import Layer, Network
 
@@ -71,7 +71,7 @@ def _chunk(
     """One task: the network rebuilt from its in-memory arrays, run over one chunk of rows."""
     weights, biases = map(_only, params[::2]), map(_only, params[1::2])
     network = Network(tuple(Layer(w, b, a) for w, b, a in zip(weights, biases, activations)))
-    with _numpy_fast.one_blas_thread():
+    with _blas.one_blas_thread():
         return chunk_forward(network, _only(rows))
 
 

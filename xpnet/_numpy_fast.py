@@ -1,42 +1,30 @@
 """The forward pass for NumPy arrays, fast: the generic math in cache-sized row blocks.
 
 Same API and results as the generic path (to float32 rounding); it exists because NumPy
-runs each elementwise operation on one core and materializes every temporary. Here
-each block of rows goes through the network in one cache-resident buffer per layer,
-activations are applied in place on those buffers (never on the caller's arrays), and
-blocks run on a thread pool with the BLAS held to one thread per block, so both the
-GEMMs and the elementwise work use every core. Integer input (raw uint8 pixels) is
-converted block by block, so it is never copied whole.
+materializes every temporary of every elementwise operation in main memory. Here each
+block of rows goes through the network in one cache-resident buffer per layer, and the
+hidden activations are applied in place on those buffers (never on the caller's arrays).
+The GEMMs use the BLAS's own threads, which wake at once between blocks; a thread pool of
+blocks measured slower on an idle machine (its workers wake in milliseconds). Integer
+input (raw uint8 pixels) is converted block by block, so it is never copied whole.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
-from xpnet._system import usable_cores
 from xpnet.activations import ACTIVATIONS
 
 BLOCK_ROWS = 1024
 """Rows per block: a 784-wide float32 block (3 MiB) and its activations stay in cache."""
 
-MIN_PARALLEL_ROWS = 4 * BLOCK_ROWS
-"""Below this many rows the pool's hand-off costs more than it saves."""
 
-
-def _sigmoid_(z: np.ndarray) -> None:
-    # sigmoid(z) = (1 + tanh(z/2)) / 2: one transcendental, no overflow, no temporaries.
-    np.multiply(z, 0.5, out=z)
+def _tanh_(z: np.ndarray) -> None:
     np.tanh(z, out=z)
-    np.multiply(z, 0.5, out=z)
-    np.add(z, 0.5, out=z)
 
 
 def _relu_(z: np.ndarray) -> None:
@@ -48,7 +36,7 @@ def _identity_(z: np.ndarray) -> None:
 
 
 IN_PLACE: dict[str, Callable[[np.ndarray], None]] = {
-    "sigmoid": _sigmoid_,
+    "sigmoid": _tanh_,  # with the affine parts folded into the weights: see _fold
     "relu": _relu_,
     "identity": _identity_,
 }
@@ -69,103 +57,53 @@ def applies(network: Any, x: Any) -> bool:
 
 def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
+    layers = _fold(network.layers)
     starts = range(0, x.shape[0], BLOCK_ROWS)
-    run = functools.partial(_block, network.layers, x, labels=labels)
-    pool = _pool() if x.shape[0] >= MIN_PARALLEL_ROWS and _on_main_thread() else None
-    if pool is None:
-        parts = [run(start) for start in starts]
-    else:
-        with one_blas_thread():
-            parts = list(pool.map(run, starts))
-    if not parts:
-        return _block(network.layers, x, 0, labels=labels)
-    return np.concatenate(parts)
+    parts = [_block(layers, x[start : start + BLOCK_ROWS], labels=labels) for start in starts]
+    return np.concatenate(parts) if parts else _block(layers, x, labels=labels)
 
 
-def _block(layers: tuple, x: np.ndarray, start: int, *, labels: bool) -> np.ndarray:
-    *hidden, last = layers
-    a = x[start : start + BLOCK_ROWS].astype(last.weight.dtype, copy=False)
-    for layer in hidden:
-        z = a @ layer.weight
-        z += layer.bias
-        IN_PLACE[layer.activation](z)
+Folded = tuple[np.ndarray, np.ndarray, str]
+"""A layer's weight, bias and activation, rewritten by :func:`_fold`."""
+
+
+def _fold(layers: Sequence[Any]) -> list[Folded]:
+    """The layers rewritten so that a hidden sigmoid costs one pass over its block.
+
+    ``sigmoid(z) = 0.5 * tanh(z / 2) + 0.5``: the halving moves into the layer's own
+    weight and bias, and the outer ``0.5 * h + 0.5`` into the next layer's, since
+    ``(0.5 h + 0.5) W + b = h (0.5 W) + (b + 0.5 * sum(W, axis=0))``. The block then
+    computes only ``tanh`` in place. Equal to the plain formula to float rounding.
+    """
+    folded = []
+    scale, shift = 1.0, 0.0  # the previous layer's output is scale * h + shift
+    for number, layer in enumerate(layers, start=1):
+        weight, bias = layer.weight, layer.bias
+        if shift:
+            column_sums = np.sum(weight, axis=0, dtype=np.float64)
+            bias = (bias + shift * column_sums).astype(bias.dtype)
+        halve = layer.activation == "sigmoid" and number < len(layers)
+        factor = scale * 0.5 if halve else scale
+        if factor != 1.0:
+            weight = weight * factor
+        if halve:
+            bias = bias * 0.5
+        scale, shift = (0.5, 0.5) if halve else (1.0, 0.0)
+        folded.append((weight, bias, layer.activation))
+    return folded
+
+
+def _block(layers: list[Folded], rows: np.ndarray, *, labels: bool) -> np.ndarray:
+    *hidden, (weight, bias, activation) = layers
+    a = rows.astype(weight.dtype, copy=False)
+    for hidden_weight, hidden_bias, hidden_activation in hidden:
+        z = a @ hidden_weight
+        z += hidden_bias
+        IN_PLACE[hidden_activation](z)
         a = z
-    z = a @ last.weight
-    z += last.bias
-    if labels and last.activation in ORDER_PRESERVING:
+    z = a @ weight
+    z += bias
+    if labels and activation in ORDER_PRESERVING:
         return np.argmax(z, axis=-1)
-    out = ACTIVATIONS[last.activation](z)
+    out = ACTIVATIONS[activation](z)
     return np.argmax(out, axis=-1) if labels else out
-
-
-def _on_main_thread() -> bool:
-    """Blocks go to the pool only from the main thread: a caller on another thread (a dask
-    worker, the caller's own pool) already keeps the cores busy, and nesting would
-    oversubscribe them."""
-    return threading.current_thread() is threading.main_thread()
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor | None:
-    """One worker per core, or ``None`` on one core."""
-    cores = usable_cores()
-    return ThreadPoolExecutor(cores, thread_name_prefix="xpnet") if cores > 1 else None
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-class _OneBlasThread:
-    """Holds NumPy's BLAS to one thread while anyone is inside; counted and thread-safe.
-
-    BLAS limits are process-wide, so concurrent holders (the fast path's pool, dask's
-    chunk tasks, training) share one hold: the first in sets one thread, the last out
-    restores the BLAS's own setting. Re-entrant from any thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._limit = ExitStack()
-
-    def __enter__(self) -> None:
-        with self._lock:
-            controller = _blas_controller()
-            if self._holders == 0 and controller is not None:
-                self._limit.enter_context(controller.limit(limits=1, user_api="blas"))
-            self._holders += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._holders -= 1
-            if self._holders == 0:
-                self._limit.close()
-
-
-_ONE_BLAS_THREAD = _OneBlasThread()
-
-
-def one_blas_thread() -> AbstractContextManager[None]:
-    """Hold the BLAS to one thread while blocks run in parallel (else cores oversubscribe).
-
-    Training uses it too: its small per-batch GEMMs gain nothing from BLAS threads, and
-    on a shared machine threads waiting for a busy core make it several times slower.
-    Needs threadpoolctl (``pip install 'xpnet[fast]'``); without it the blocks still run
-    in parallel and the BLAS keeps its own threads.
-    """
-    return _ONE_BLAS_THREAD
-
-
-def blas_threads() -> int | None:
-    """How many threads NumPy's BLAS uses now; ``None`` where threadpoolctl is missing."""
-    controller = _blas_controller()
-    if controller is None:
-        return None
-    pools = controller.select(user_api="blas").info()
-    return max((pool["num_threads"] for pool in pools), default=None)

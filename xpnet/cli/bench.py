@@ -49,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pause",
         type=float,
-        default=0.05,
-        help="seconds between variants, for BLAS threads to settle",
+        default=0.2,
+        help="seconds between variants (default 0.2): OpenBLAS threads spin about 0.1 s "
+        "after a call and would starve the next variant's threads",
     )
     parser.add_argument(
         "--stream",
@@ -58,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="also stream N images (test split tiled) from disk",
+    )
+    parser.add_argument(
+        "--dask-images",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time dask against NumPy on N images (e.g. 1000000)",
     )
     parser.add_argument(
         "--gpu-rows",

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 
 from xpnet._array_api import device_name
-from xpnet._numpy_fast import blas_threads, one_blas_thread
+from xpnet._blas import blas_threads, one_blas_thread
 from xpnet.backends import Backend
 
 

@@ -149,10 +149,10 @@ def load_fashion_mnist(
 
 
 def _images(images: np.ndarray, normalize: bool, flatten: bool, dtype: str) -> np.ndarray:
-    """Host images in the book's layout: a fresh array the caller owns (the cache is read-only)."""
+    """Host images in the book's layout (``images`` is already the caller's own array)."""
     x = images.reshape((len(images), -1) if flatten else (len(images), 1, *images.shape[1:]))
     if not normalize:
-        return np.array(x)
+        return x
     x = x.astype(dtype)
     x /= 255.0
     return x

@@ -26,7 +26,8 @@ _FORMAT = 1
 def load_parsed(path: Path, spec: DataFile, cache_dir: Path) -> np.ndarray:
     """``spec``'s array from the file at ``path``: its parsed copy, else parsed, checked, kept.
 
-    A copy from the cache is a read-only memory map; callers copy what they hand out.
+    The array is the caller's own: read whole from the copy (one read, no memory map
+    whose pages would fault in again on every load), or freshly parsed.
     """
     copy = parsed_copy_path(path, spec, cache_dir)
     array = _load_copy(copy, spec)
@@ -49,7 +50,7 @@ def _load_copy(copy: Path, spec: DataFile) -> np.ndarray | None:
     if not copy.is_file():
         return None
     try:
-        array = np.load(copy, mmap_mode="r", allow_pickle=False)
+        array = np.load(copy, allow_pickle=False)
     except (OSError, ValueError):
         return None
     if array.dtype != np.uint8 or array.shape != spec.shape:
