@@ -75,3 +75,18 @@ def test_book_weights_on_raw_pixels_get_the_books_count(book_weights):
     x01, _ = load_mnist(split="test", data_dir=MNIST_DIR)
     generic = _forward(xpnet.load_weights(book_weights), x01, labels=True)
     np.testing.assert_array_equal(xpnet.predict_labels(net, x), generic)
+
+
+@pytest.mark.parametrize("on_main_thread", [True, False])
+def test_many_blocks_run_on_every_core_with_the_same_results(on_main_thread):
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = network(("sigmoid", "relu", "softmax"))
+    rows = _numpy_fast.PARALLEL_BLOCKS * _numpy_fast.BLOCK_ROWS + 77
+    x = np.random.default_rng(9).normal(size=(rows, 30)).astype(np.float32)
+    if on_main_thread:
+        result = xpnet.predict(net, x)
+    else:  # as from a dask task: the blocks stay on the calling thread
+        with ThreadPoolExecutor(1) as caller:
+            result = caller.submit(xpnet.predict, net, x).result()
+    np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=0, atol=1e-6)

@@ -4,23 +4,33 @@ Same API and results as the generic path (to float32 rounding); it exists becaus
 materializes every temporary of every elementwise operation in main memory. Here each
 block of rows goes through the network in one cache-resident buffer per layer, and the
 hidden activations are applied in place on those buffers (never on the caller's arrays).
-The GEMMs use the BLAS's own threads, which wake at once between blocks; a thread pool of
-blocks measured slower on an idle machine (its workers wake in milliseconds). Integer
-input (raw uint8 pixels) is converted block by block, so it is never copied whole.
+Up to ``PARALLEL_BLOCKS`` blocks the GEMMs use the BLAS's own threads, which wake at once
+between blocks; from there on blocks run on every core at once. Integer input (raw uint8
+pixels) is converted block by block, so it is never copied whole.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import array_api_compat as compat
 import numpy as np
 
+from xpnet._blas import one_blas_thread
 from xpnet.activations import ACTIVATIONS
 
 BLOCK_ROWS = 1024
 """Rows per block: a 784-wide float32 block (3 MiB) and its activations stay in cache."""
+
+PARALLEL_BLOCKS = 32
+"""From this many blocks on, blocks run on every core, each with a one-thread BLAS. Below
+it, one thread and the BLAS's own threads win: a pool's sleeping workers take
+milliseconds to wake on an idle machine, more than 10,000 images take in all."""
 
 
 def _tanh_(z: np.ndarray) -> None:
@@ -58,9 +68,47 @@ def applies(network: Any, x: Any) -> bool:
 def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
     layers = _fold(network.layers)
-    starts = range(0, x.shape[0], BLOCK_ROWS)
-    parts = [_block(layers, x[start : start + BLOCK_ROWS], labels=labels) for start in starts]
-    return np.concatenate(parts) if parts else _block(layers, x, labels=labels)
+    count = -(-x.shape[0] // BLOCK_ROWS)
+    if count == 0:
+        return _block(layers, x, labels=labels)
+    parts: list[np.ndarray] = [np.empty(0)] * count
+    claimed = iter(range(count))
+    lock = threading.Lock()
+
+    def work() -> None:
+        # Threads claim blocks until none is left, so a helper that wakes late takes fewer.
+        while True:
+            with lock:
+                index = next(claimed, None)
+            if index is None:
+                return
+            rows = x[index * BLOCK_ROWS : (index + 1) * BLOCK_ROWS]
+            parts[index] = _block(layers, rows, labels=labels)
+
+    pool = _pool() if count >= PARALLEL_BLOCKS and _on_main_thread() else None
+    if pool is None:
+        work()
+    else:
+        with one_blas_thread():
+            helpers = [pool.submit(work) for _ in range(pool._max_workers)]
+            work()
+            for helper in helpers:
+                helper.result()
+    return np.concatenate(parts)
+
+
+def _on_main_thread() -> bool:
+    """Blocks go to the pool only from the main thread: a caller on another thread (a dask
+    task, the caller's own pool) already keeps the cores busy."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor | None:
+    """One helper thread per core beside the calling one; ``None`` on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    helpers = (cores or 1) - 1
+    return ThreadPoolExecutor(helpers, thread_name_prefix="xpnet") if helpers else None
 
 
 Folded = tuple[np.ndarray, np.ndarray, str]

@@ -112,13 +112,11 @@ def iter_idx(path: str | os.PathLike[str], rows: int) -> Iterator[np.ndarray]:
         raise ValueError(f"rows must be a positive integer, got {rows}")
     with open_payload(path) as stream:
         shape, dtype = _header(stream, path)
-        row_bytes = math.prod(shape[1:]) * dtype.itemsize
         for start in range(0, shape[0], rows):
             count = min(rows, shape[0] - start)
-            data = _read_upto(stream, count * row_bytes)
-            if len(data) < count * row_bytes:
+            block = np.empty((count, *shape[1:]), dtype=dtype)
+            if _read_into(stream, block) < block.nbytes:
                 raise _invalid(path, f"truncated: the header {shape} promises more data bytes")
-            block = np.frombuffer(data, dtype=dtype).reshape(count, *shape[1:])
             yield block.astype(dtype.newbyteorder("="), copy=False)
         if stream.read(1):
             raise _invalid(path, f"bytes follow the data its header {shape} promises")
@@ -176,3 +174,19 @@ def _read_upto(stream: io.BufferedIOBase, size: int) -> bytearray:
             break
         data += chunk
     return data
+
+
+def _read_into(stream: io.BufferedIOBase, array: np.ndarray) -> int:
+    """Fill ``array``'s bytes from ``stream`` (no intermediate copies); return bytes read.
+
+    One buffer per block, reused by nothing: large blocks come from and go back to the
+    operating system whole, so streaming a file of any size keeps memory flat.
+    """
+    view = memoryview(array).cast("B")
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
