@@ -68,22 +68,27 @@ def applies(network: Any, x: Any) -> bool:
 def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
     layers = _fold(network.layers)
+    weight = layers[-1][0]
+    result = (
+        np.empty(x.shape[0], dtype=np.intp)
+        if labels
+        else np.empty((x.shape[0], weight.shape[1]), dtype=weight.dtype)
+    )
     count = -(-x.shape[0] // BLOCK_ROWS)
-    if count == 0:
-        return _block(layers, x, labels=labels)
-    parts: list[np.ndarray] = [np.empty(0)] * count
     claimed = iter(range(count))
     lock = threading.Lock()
 
     def work() -> None:
-        # Threads claim blocks until none is left, so a helper that wakes late takes fewer.
+        # Each thread keeps its own buffers for every block it does, and threads claim
+        # blocks until none is left, so a helper that wakes late takes fewer.
+        buffers = _Buffers(layers, x)
         while True:
             with lock:
                 index = next(claimed, None)
             if index is None:
                 return
-            rows = x[index * BLOCK_ROWS : (index + 1) * BLOCK_ROWS]
-            parts[index] = _block(layers, rows, labels=labels)
+            rows = slice(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS)
+            _block(layers, x[rows], result[rows], buffers, labels=labels)
 
     pool = _pool() if count >= PARALLEL_BLOCKS and _on_main_thread() else None
     if pool is None:
@@ -94,7 +99,7 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
             work()
             for helper in helpers:
                 helper.result()
-    return np.concatenate(parts)
+    return result
 
 
 def _on_main_thread() -> bool:
@@ -141,17 +146,41 @@ def _fold(layers: Sequence[Any]) -> list[Folded]:
     return folded
 
 
-def _block(layers: list[Folded], rows: np.ndarray, *, labels: bool) -> np.ndarray:
+class _Buffers:
+    """One thread's working memory for a block: each layer's output, and the input converted
+    to the network's dtype where it differs (raw uint8 pixels). Reused block after block."""
+
+    def __init__(self, layers: list[Folded], x: np.ndarray) -> None:
+        dtype = layers[0][0].dtype
+        self.outputs = [np.empty((BLOCK_ROWS, w.shape[1]), dtype=dtype) for w, _, _ in layers]
+        self.converted = (
+            None if x.dtype == dtype else np.empty((BLOCK_ROWS, x.shape[1]), dtype=dtype)
+        )
+
+
+def _block(
+    layers: list[Folded], rows: np.ndarray, out: np.ndarray, buffers: _Buffers, *, labels: bool
+) -> None:
+    """The network over one block of ``rows``, written into ``out`` (its rows of the result)."""
+    count = rows.shape[0]
+    a = rows
+    if buffers.converted is not None:
+        a = buffers.converted[:count]
+        np.copyto(a, rows, casting="unsafe")
     *hidden, (weight, bias, activation) = layers
-    a = rows.astype(weight.dtype, copy=False)
-    for hidden_weight, hidden_bias, hidden_activation in hidden:
-        z = a @ hidden_weight
+    *hidden_buffers, last_buffer = buffers.outputs
+    for (hidden_weight, hidden_bias, hidden_activation), buffer in zip(hidden, hidden_buffers):
+        z = buffer[:count]
+        np.matmul(a, hidden_weight, out=z)
         z += hidden_bias
         IN_PLACE[hidden_activation](z)
         a = z
-    z = a @ weight
+    z = last_buffer[:count]
+    np.matmul(a, weight, out=z)
     z += bias
     if labels and activation in ORDER_PRESERVING:
-        return np.argmax(z, axis=-1)
-    out = ACTIVATIONS[activation](z)
-    return np.argmax(out, axis=-1) if labels else out
+        np.argmax(z, axis=-1, out=out)
+    elif labels:
+        np.argmax(ACTIVATIONS[activation](z), axis=-1, out=out)
+    else:
+        out[...] = ACTIVATIONS[activation](z)
