@@ -182,7 +182,7 @@ def _read_into(stream: io.BufferedIOBase, array: np.ndarray) -> int:
     One buffer per block, reused by nothing: large blocks come from and go back to the
     operating system whole, so streaming a file of any size keeps memory flat.
     """
-    view = memoryview(array).cast("B")
+    view = array.data.cast("B")
     filled = 0
     while filled < len(view):
         got = stream.readinto(view[filled:])
