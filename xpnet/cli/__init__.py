@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 from xpnet.cli import backends, bench, convert, infer, plots, train
+from xpnet.cli.options import add_debug_option
 from xpnet.errors import XpnetError
 
 COMMANDS = (infer, train, backends, plots, bench, convert)
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    for command_parser in subparsers.choices.values():
+        add_debug_option(command_parser)
     return parser
 
 

@@ -75,7 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--plot", help="write a bar chart (PNG or SVG) to this path")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     parser.set_defaults(run=run)
 
 

@@ -11,6 +11,8 @@ import argparse
 import sys
 import time
 
+from xpnet.cli.options import add_data_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from xpnet.cli.infer import positive_int
@@ -24,15 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("store", help="the store to write (a folder, e.g. mnist-test.zarr)")
     parser.add_argument("--dataset", default="mnist", help="a registered dataset (mnist, ...)")
     parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--data-dir", help="folder holding the dataset's files")
-    parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
+    add_data_options(parser)
     parser.add_argument("--images", type=positive_int, help="tile the split to N images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiles' orders")
     parser.add_argument(
         "--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS, help="images per chunk"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     parser.set_defaults(run=run)
 
 

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnet.backends import BACKENDS, get_backend
+from xpnet.backends import get_backend
 from xpnet.cli import scaleout
+from xpnet.cli.options import add_backend_options, add_data_options
 from xpnet.cli.progress import progress_bar
 from xpnet.cli.provenance import summary
 from xpnet.inference import DEFAULT_BATCH_SIZE, count_correct, iter_batches
@@ -54,20 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classify the MNIST test split and print the accuracy",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
-    parser.add_argument("--device", help="device name: cpu, cuda:0, device1 (array_api_strict)")
+    add_backend_options(parser)
     parser.add_argument(
         "--weights",
         help="weights file (xpnet .npz or the textbook's .pkl), 'book' to fetch the book's; "
         "default: the bundled mnist_5k.npz",
     )
-    parser.add_argument("--data-dir", help="folder holding the dataset's IDX files (.gz or raw)")
+    add_data_options(parser)
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--limit", type=positive_int, help="use only the first N test images")
-    parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     scaleout.add_options(parser, positive_int)
     parser.set_defaults(run=run)
 

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xpnet.backends import BACKENDS, get_backend, to_host
+from xpnet.backends import get_backend, to_host
 from xpnet.cli.infer import load_network, positive_int
+from xpnet.cli.options import add_backend_options, add_data_options
 from xpnet.errors import XpnetError
 from xpnet.inference import DEFAULT_BATCH_SIZE, predict
 from xpnet.plotting import (
@@ -45,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     activations = _add_command(
         subparsers, "plot-activations", "draw the activation functions (step, sigmoid, ReLU...)"
     )
-    activations.add_argument("--backend", choices=BACKENDS, default="numpy")
-    activations.add_argument("--device", help="device name: cpu, cuda:0, device1 ...")
+    add_backend_options(activations)
     activations.set_defaults(run=run_plot_activations)
 
     show_mnist = _add_command(subparsers, "show-mnist", "draw the first 25 images of a split")
@@ -60,8 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "classify the test split; draw mistakes, confusion matrix and first-layer weights",
         directory=True,
     )
-    inspect.add_argument("--backend", choices=BACKENDS, default="numpy")
-    inspect.add_argument("--device", help="device name: cpu, cuda:0, device1 ...")
+    add_backend_options(inspect)
     inspect.add_argument("--weights", help="weights file: xpnet .npz or the textbook's .pkl")
     _add_data_options(inspect)
     inspect.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
@@ -99,14 +98,12 @@ def _add_command(
         default=DEFAULT_DPI,
         help=f"PNG pixels per inch (default {DEFAULT_DPI})",
     )
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     return parser
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="folder holding the dataset's IDX files (.gz or raw)")
+    add_data_options(parser)
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
 
 
 def run_plot_activations(args: argparse.Namespace) -> int:

@@ -24,8 +24,9 @@ import numpy as np
 
 from xpnet import __version__
 from xpnet._array_api import device_name
-from xpnet.backends import BACKENDS, get_backend
+from xpnet.backends import get_backend
 from xpnet.cli.infer import positive_int
+from xpnet.cli.options import add_backend_options, add_data_options
 from xpnet.cli.progress import EpochBars
 from xpnet.cli.provenance import TrainingRecord
 from xpnet.cli.threads import single_threaded
@@ -54,11 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a network and save it with its provenance",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="numpy", help="array backend")
-    parser.add_argument("--device", help="device name: cpu, cuda:0, device1 (array_api_strict)")
+    add_backend_options(parser)
     parser.add_argument("--dataset", choices=DATASETS, default="mnist")
-    parser.add_argument("--data-dir", help="folder holding the dataset's files")
-    parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
+    add_data_options(parser)
     parser.add_argument(
         "--layers",
         type=layer_sizes,
@@ -98,7 +97,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weights file to write (default: weights.npz)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     parser.set_defaults(run=run)
 
 
