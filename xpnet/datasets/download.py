@@ -59,6 +59,7 @@ def fetch(
         ) from None
     if progressbar is None:
         progressbar = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+    pooch.get_logger().setLevel("WARNING")  # its "Downloading ... to file ..." notes are noise
     downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout)
     failures = []
     for mirror in mirrors:
