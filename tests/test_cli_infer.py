@@ -142,7 +142,8 @@ def test_unusable_backend_is_one_line(capsys, args, message):
     assert re.search(message, err)
 
 
-def test_missing_data_names_files_and_fix(book_weights, tmp_path, capsys):
+def test_missing_data_names_files_and_fix(book_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)  # CI points it at the real files
     status, _, err = infer(
         capsys, "--weights", str(book_weights), "--data-dir", str(tmp_path), "--no-download"
     )
