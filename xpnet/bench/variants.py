@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
+from xpnet._array_api import device_name
 from xpnet.backends import Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 from xpnet.network import Network
@@ -84,7 +85,7 @@ def xpnet_variants(work: Workload, backends: Mapping[str, str | None]) -> list[V
 
 
 def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Variant:
-    network = xpnet.to_backend(work.network, backend.name, _device_arg(backend))
+    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device))
     if raw:
         network = network.scale_input(1 / 255)
     x = backend.asarray(work.pixels if raw else work.images)
@@ -100,7 +101,7 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
 
 def transfer_variant(work: Workload, backend: Backend) -> Variant:
     """Host uint8 pixels to predicted labels on a GPU: the transfer counted in."""
-    network = xpnet.to_backend(work.network, backend.name, _device_arg(backend)).scale_input(
+    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device)).scale_input(
         1 / 255
     )
     t = backend.asarray(work.labels)
@@ -113,12 +114,6 @@ def transfer_variant(work: Workload, backend: Backend) -> Variant:
         return correct
 
     return Variant(f"xpnet {backend}, host uint8 in", run, "includes the host-to-device copy")
-
-
-def _device_arg(backend: Backend) -> str | None:
-    from xpnet._array_api import device_name
-
-    return None if backend.name in ("numpy", "dask") else device_name(backend.device)
 
 
 def torch_variant(work: Workload, device: str = "cpu") -> Variant | None:

@@ -17,12 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+import xpnet
 from xpnet.bench import machine as machine_module
 from xpnet.bench import report, variants
 from xpnet.bench.timing import time_interleaved
-from xpnet.cli.infer import load_network
+from xpnet.cli.infer import weights_file
 from xpnet.cli.progress import progress_bar
 from xpnet.errors import XpnetError
+from xpnet.weights import load_weights
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax", "dask", "array_api_strict", "cupy")
 _DEVICES = {"cupy": "cuda:0", "torch": "cpu", "jax": "cpu"}
@@ -84,11 +88,13 @@ def run(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr)
 
-    network = load_network(args.weights, "numpy", None)
-    images, labels = load_mnist(split="test", data_dir=args.data_dir)
-    pixels, _ = load_mnist(normalize=False, split="test", data_dir=args.data_dir)
+    weights = weights_file(args.weights)
+    network = load_weights(weights)
+    pixels, labels = load_mnist(normalize=False, split="test", data_dir=args.data_dir)
+    images = pixels.astype(np.float32)
+    images /= 255.0  # as load_mnist normalizes
     work = variants.Workload(network, images, pixels, labels)
-    expected = int(variants._resident("check", _numpy(), work, raw=False).run())
+    expected = xpnet.count_correct(network, images, labels)
 
     say("measuring this machine's sgemm rate and copy bandwidth...")
     machine = machine_module.measure_machine()
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     result["correct"] = expected
     if args.stream:
         say(f"streaming {args.stream:,} images from disk in a fresh process...")
-        result["streaming"] = _stream(work, args.stream, args.weights)
+        result["streaming"] = _stream(work, args.stream, weights)
     if args.dask_images:
         say(f"timing dask against NumPy on {args.dask_images:,} images...")
         result["dask_throughput"] = _dask_throughput(work, args.dask_images)
@@ -127,10 +133,6 @@ def run(args: argparse.Namespace) -> int:
             if result.get(key):
                 print(f"{key}: {json.dumps(result[key])}")
     return 0
-
-
-def _numpy() -> variants.Backend:
-    return variants.get_backend("numpy")
 
 
 def _contenders(work: variants.Workload, args: argparse.Namespace) -> list[variants.Variant]:
@@ -158,15 +160,13 @@ def _gpu_variants(work: variants.Workload) -> list[variants.Variant | None]:
 
 def _gpu_throughput(work: variants.Workload, rows: int) -> dict | None:
     """Resident throughput: ``rows`` uint8 images already on the GPU to predicted labels."""
-    import xpnet
-
     try:
         gpu = variants.get_backend("cupy", "cuda:0")
     except XpnetError:
         return None
     network = xpnet.to_backend(work.network, "cupy", "cuda:0").scale_input(1 / 255)
     copies = -(-rows // len(work.pixels))
-    x = gpu.asarray(__import__("numpy").tile(work.pixels, (copies, 1))[:rows])
+    x = gpu.asarray(np.tile(work.pixels, (copies, 1))[:rows])
     seconds = []
     for _ in range(7):
         gpu.synchronize()
@@ -185,23 +185,16 @@ def _dask_throughput(work: variants.Workload, count: int) -> dict:
     return {**dataclasses.asdict(measured), "dask_over_numpy_throughput": measured.ratio}
 
 
-def _stream(work: variants.Workload, count: int, weights: str) -> dict:
+def _stream(work: variants.Workload, count: int, weights: Path) -> dict:
     copies = -(-count // len(work.labels))
     with tempfile.TemporaryDirectory(prefix="xpnet-stream-") as folder:
         from xpnet.bench.stream import write_tiled
 
         images, labels = write_tiled(work.pixels, work.labels, copies, seed=0, folder=Path(folder))
-        weights_path = weights if weights != "book" else str(_book_path())
         out = subprocess.run(
-            [sys.executable, "-m", "xpnet.bench.stream", str(images), str(labels), weights_path],
+            [sys.executable, "-m", "xpnet.bench.stream", str(images), str(labels), str(weights)],
             capture_output=True,
             text=True,
             check=True,
         )
     return json.loads(out.stdout)
-
-
-def _book_path() -> Path:
-    from xpnet.datasets import fetch_book_weights
-
-    return fetch_book_weights()
