@@ -80,7 +80,7 @@ def test_predicted_labels_identical_across_backends(backend, book_weights):
     network = xpnet.load_weights(
         book_weights,
         backend=backend.name,
-        device=None if backend.name in ("numpy", "dask") else device_name(backend.device),
+        device=device_name(backend.device),
     )
     labels = xpnet.predict_labels(network, backend.asarray(x), batch_size=1000)
     np.testing.assert_array_equal(to_host(labels), numpy_labels)

@@ -39,11 +39,6 @@ def _network(dtype: str = "float32") -> xpnet.Network:
     )
 
 
-def _place(backend: xpnet.Backend) -> str | None:
-    """The device name that get_backend accepts for ``backend`` (None where only the default)."""
-    return None if backend.name in ("numpy", "dask") else device_name(backend.device)
-
-
 def _assert_bitwise_equal(mine: xpnet.Network, theirs: xpnet.Network) -> None:
     assert mine.activations == theirs.activations
     for a, b in zip(mine.to_mapping().values(), theirs.to_mapping().values()):
@@ -104,10 +99,10 @@ def test_book_weights_survive_the_npz_round_trip(book_weights, tmp_path):
 
 
 def test_npz_round_trips_bitwise_on_every_backend(backend, tmp_path):
-    network = xpnet.to_backend(_network(), backend.name, _place(backend))
+    network = xpnet.to_backend(_network(), backend.name, device_name(backend.device))
     path = tmp_path / "weights.npz"
     save_weights(network, path)
-    loaded = load_weights(path, backend=backend.name, device=_place(backend))
+    loaded = load_weights(path, backend=backend.name, device=device_name(backend.device))
     assert str(loaded.backend) == str(backend)
     assert loaded.sizes == (5, 4, 3)
     _assert_bitwise_equal(loaded, network)
