@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import reference
@@ -37,12 +39,34 @@ def test_fast_path_matches_generic_path(activations, dtype, rows):
     assert _numpy_fast.applies(net, x)
     fast = xpnet.predict(net, x)
     assert fast.dtype == np.dtype(dtype) and fast.shape == (rows, net.sizes[-1])
-    tolerance = 1e-6 if dtype == "float32" else 1e-14
-    np.testing.assert_allclose(fast, _forward(net, x, labels=False), rtol=0, atol=tolerance)
+    # Float32 sums in another order (blocks, another BLAS kernel) differ by a few ulps.
+    rtol, atol = (1e-5, 1e-6) if dtype == "float32" else (1e-13, 1e-14)
+    np.testing.assert_allclose(fast, _forward(net, x, labels=False), rtol=rtol, atol=atol)
     expected = reference.forward(net.to_mapping(), list(activations), x)
     np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
     labels = xpnet.predict_labels(net, x)
     np.testing.assert_array_equal(labels, np.argmax(expected, axis=-1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", _numpy_fast.SIGMOID_KERNELS)
+def test_each_sigmoid_kernel_matches_the_reference_without_warnings(kernel, dtype, monkeypatch):
+    monkeypatch.setattr(_numpy_fast, "sigmoid_kernel", lambda dtype: kernel)
+    net = network(("sigmoid", "sigmoid", "softmax"), dtype)
+    rng = np.random.default_rng(4)
+    x = rng.normal(scale=3.0, size=(ROWS, 30))
+    x[:50] *= 1e4  # pre-activations far beyond where exp overflows: the sigmoid saturates
+    x = x.astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast = xpnet.predict(net, x)
+    expected = reference.forward(net.to_mapping(), ["sigmoid", "sigmoid", "softmax"], x)
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_measured_sigmoid_kernel_is_a_known_one(dtype):
+    assert _numpy_fast.sigmoid_kernel(np.dtype(dtype)) in _numpy_fast.SIGMOID_KERNELS
 
 
 def test_raw_pixels_read_only_and_untouched():

@@ -1,4 +1,5 @@
-"""What this machine can do at best: its sgemm rate, its copy bandwidth, its BLAS kernel.
+"""What this machine can do at best: its sgemm rate, its copy bandwidth, its BLAS kernel
+and the sigmoid kernel xpnet's NumPy path timed fastest on it.
 
 The floor of an inference is the larger of its FLOPs at the sgemm rate and its input
 bytes at the copy bandwidth; every timing is reported as a multiple of it.
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xpnet._numpy_fast import sigmoid_kernel
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -22,6 +25,7 @@ class Machine:
     sgemm_gflops: float
     copy_gbytes_per_second: float
     blas: str
+    numpy_sigmoid: str
 
     def floor_seconds(self, sizes: Sequence[int], images: int, input_bytes: int) -> float:
         """The least time for ``images`` through dense layers ``sizes``."""
@@ -41,6 +45,7 @@ def measure_machine(*, sgemm_size: int = 4096, copy_megabytes: int = 512) -> Mac
         sgemm_gflops=_sgemm_gflops(sgemm_size),
         copy_gbytes_per_second=_copy_gbytes_per_second(copy_megabytes),
         blas=blas_description(),
+        numpy_sigmoid=sigmoid_kernel(np.dtype(np.float32)),
     )
 
 
