@@ -70,8 +70,8 @@ HIDDEN = frozenset({"sigmoid", "relu", "identity"})
 """Hidden-layer activations this path runs in place."""
 
 SIGMOID_KERNELS = ("tanh", "exp")
-"""The two ways to apply a hidden sigmoid: NumPy's ``tanh`` is the fastest where it is
-vectorized for the CPU (AVX-512), ``exp`` plus two cheap passes elsewhere (AVX2)."""
+"""The two ways to apply a hidden sigmoid in place: one ``tanh`` pass, or ``exp`` and two
+cheap passes; :func:`sigmoid_kernel` picks the faster on this CPU."""
 
 
 ORDER_PRESERVING = frozenset({"softmax", "identity"})
@@ -175,9 +175,9 @@ def _fold(layers: Sequence[Any], kernel: str) -> list[Folded]:
 def sigmoid_kernel(dtype: np.dtype) -> str:
     """The faster :data:`SIGMOID_KERNELS` entry for ``dtype`` on this CPU, timed once.
 
-    Which one wins depends on the SIMD code NumPy has for the CPU (tanh is 2x slower
-    than exp on some AVX2 machines, faster with AVX-512), so it is measured, not guessed:
-    best of five interleaved runs on one block of values spread over the sigmoid's range.
+    Which one wins depends on the SIMD code NumPy has for the CPU (on an AVX2 EPYC, tanh
+    takes twice as long as exp and its two cheap passes together), so it is measured, not
+    guessed: best of five interleaved runs on a block of values over the sigmoid's range.
     """
     sample = np.linspace(-12.0, 12.0, BLOCK_ROWS * 64, dtype=dtype).reshape(BLOCK_ROWS, 64)
     block = np.empty_like(sample)

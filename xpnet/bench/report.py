@@ -116,6 +116,7 @@ def bar_chart(rows: Sequence[Row], floor: float, path: str | Path, title: str) -
     axes.barh(names, times, color="tab:blue")
     axes.axvline(floor * 1e3, color="tab:red", linestyle="--", label="machine floor")
     axes.set_xscale("log")
+    axes.set_xlim(right=max(times) * 3)  # room for the longest bar's label
     axes.set_xlabel("milliseconds for the 10,000 MNIST test images (log scale)")
     axes.set_title(title, fontsize=9)
     for y, value in enumerate(times):
