@@ -107,6 +107,27 @@ def test_sigmoid_stable_for_large_magnitudes(backend, dtype):
     np.testing.assert_allclose(values, expected, rtol=RTOL[dtype], atol=np.finfo(dtype).tiny)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_native_sigmoid_agrees_with_the_standard_formula(backend, xp, dtype):
+    from xpnet._native import native_sigmoid
+    from xpnet.activations import logistic_formula
+
+    native = native_sigmoid(xp)
+    if native is None:
+        assert backend.name in ("numpy", "dask", "array_api_strict")
+        pytest.skip(f"{backend.name} has no sigmoid of its own: the standard formula runs")
+    special = [-1e30, -1000.0, -100.0, 100.0, 1e30, np.inf, -np.inf, np.nan]
+    host = np.concatenate([np.linspace(-40.0, 40.0, 801), special])
+    x = backend.asarray(host, dtype=dtype)
+    fast = xpnet.sigmoid(x)
+    assert fast.dtype == x.dtype and fast.device == x.device
+    expected = logistic_formula(x, xp)
+    # Some kernels flush subnormal outputs (below ~1e-38 in float32) to zero.
+    np.testing.assert_allclose(
+        to_host(fast), to_host(expected), rtol=RTOL[dtype], atol=np.finfo(dtype).tiny
+    )
+
+
 def test_nan_propagates_except_through_step(backend):
     x = backend.asarray(np.array([np.nan, 1.0]), dtype="float32")
     for name in ("identity", "sigmoid", "relu"):

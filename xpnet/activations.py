@@ -11,7 +11,8 @@ import math
 from collections.abc import Callable
 
 from xpnet._array_api import as_floating, namespace_of, scalar_like
-from xpnet._typing import Array
+from xpnet._native import native_sigmoid
+from xpnet._typing import Array, Namespace
 
 
 def identity_function(x: Array) -> Array:
@@ -30,12 +31,20 @@ def step_function(x: Array) -> Array:
 def sigmoid(x: Array) -> Array:
     """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
 
-    ``exp`` only ever sees ``-|x|``, so float32 input of any size (±100, ±inf) gives
-    results in [0, 1] with no overflow warning, and tiny outputs keep their relative
-    precision. NaN propagates.
+    Where the array library has its own (PyTorch, JAX, CuPy) that one pass runs; else
+    the standard-only formula, in which ``exp`` only ever sees ``-|x|``, so float32 input
+    of any size (±100, ±inf) gives results in [0, 1] with no overflow warning and tiny
+    outputs keep their relative precision. Both agree to rounding, except that some
+    libraries flush outputs below the smallest normal float to zero. NaN propagates.
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "sigmoid")
+    native = native_sigmoid(xp)
+    return native(x) if native is not None else logistic_formula(x, xp)
+
+
+def logistic_formula(x: Array, xp: Namespace) -> Array:
+    """The sigmoid of floating ``x`` from standard functions only (see :func:`sigmoid`)."""
     decay = xp.exp(-xp.abs(x))
     positive = 1.0 / (1.0 + decay)
     return xp.where(x >= 0, positive, decay * positive)
