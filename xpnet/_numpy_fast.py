@@ -89,7 +89,7 @@ def applies(network: Any, x: Any) -> bool:
 
 def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
-    layers = _fold(network.layers, sigmoid_kernel(network.layers[0].weight.dtype))
+    layers = _fold(network.layers)
     weight = layers[-1][0]
     result = (
         np.empty(x.shape[0], dtype=np.intp)
@@ -142,14 +142,15 @@ Folded = tuple[np.ndarray, np.ndarray, str]
 """A layer's weight, bias and activation, rewritten by :func:`_fold`."""
 
 
-def _fold(layers: Sequence[Any], kernel: str) -> list[Folded]:
-    """The layers rewritten so that a hidden sigmoid costs as few passes as ``kernel`` allows.
+def _fold(layers: Sequence[Any]) -> list[Folded]:
+    """The layers rewritten so that a hidden sigmoid costs as few passes as it can here.
 
-    ``"tanh"``: ``sigmoid(z) = 0.5 * tanh(z / 2) + 0.5``. The halving moves into the layer's
-    own weight and bias, and the outer ``0.5 * h + 0.5`` into the next layer's, since
-    ``(0.5 h + 0.5) W + b = h (0.5 W) + (b + 0.5 * sum(W, axis=0))``: one pass, ``tanh``.
-    ``"exp"``: ``sigmoid(z) = 1 / (1 + exp(-z))``, the sign moved into the weight and bias.
-    Either equals the plain formula to float rounding.
+    By the :func:`sigmoid_kernel` this CPU runs faster. ``"tanh"``: ``sigmoid(z) =
+    0.5 * tanh(z / 2) + 0.5``. The halving moves into the layer's own weight and bias, and
+    the outer ``0.5 * h + 0.5`` into the next layer's, since ``(0.5 h + 0.5) W + b =
+    h (0.5 W) + (b + 0.5 * sum(W, axis=0))``: one pass, ``tanh``. ``"exp"``: ``sigmoid(z) =
+    1 / (1 + exp(-z))``, the sign moved into the weight and bias. Either equals the plain
+    formula to float rounding.
     """
     folded = []
     scale, shift = 1.0, 0.0  # the previous layer's output is scale * h + shift
@@ -160,6 +161,7 @@ def _fold(layers: Sequence[Any], kernel: str) -> list[Folded]:
             bias = (bias + shift * column_sums).astype(bias.dtype)
         factor = 1.0
         if activation == "sigmoid" and number < len(layers):
+            kernel = sigmoid_kernel(weight.dtype)
             factor = 0.5 if kernel == "tanh" else -1.0
             activation = f"sigmoid:{kernel}"
         if scale * factor != 1.0:
