@@ -13,7 +13,7 @@ from xpnet.bench import report
 from xpnet.bench.machine import Machine, flops_per_image
 from xpnet.bench.stream import stream_count, write_tiled
 from xpnet.bench.timing import time_interleaved
-from xpnet.bench.variants import Variant
+from xpnet.bench.variants import Variant, Workload, xpnet_variants
 from xpnet.cli import main
 
 
@@ -120,3 +120,16 @@ def test_gpu_check_parses_and_says_when_there_is_no_gpu():
         done.stdout.strip()
         == "gpu_check: no NVIDIA GPU here (nvidia-smi lists none): nothing checked"
     )
+
+
+def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
+    pytest.importorskip("jax", reason="the jax.jit variant needs JAX")
+    network = xpnet.init_network((784, 20, 10), seed=2)
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
+    images = pixels.astype(np.float32) / 255.0
+    labels = np.random.default_rng(4).integers(0, 10, 64)
+    found = {
+        v.name: v for v in xpnet_variants(Workload(network, images, pixels, labels), {"jax": "cpu"})
+    }
+    eager, compiled = found["xpnet jax on cpu:0"], found["xpnet jax on cpu:0, jax.jit"]
+    assert compiled.run() == eager.run() == xpnet.count_correct(network, images, labels)

@@ -140,3 +140,17 @@ def test_streaming_labels_equal_whole_array_labels(backend):
     assert_equal(streamed, xpnet.predict_labels(network, backend.asarray(x, dtype="float32")))
     with pytest.raises(ValueError, match="at least one block"):
         xpnet.predict_labels_streaming(network, [])
+
+
+def test_predict_compiles_under_jax_jit(backend):
+    if backend.name != "jax":
+        pytest.skip(f"jax.jit compiles JAX code only; {backend.name} runs eagerly")
+    import jax
+
+    params = host_params()
+    network = xpnet.Network.from_mapping(on(backend, params, "float32"))
+    x = backend.asarray(np.random.default_rng(4).random((23, SIZES[0])), dtype="float32")
+    compiled = jax.jit(lambda rows: xpnet.predict(network, rows))
+    compiled_labels = jax.jit(lambda rows: xpnet.predict_labels(network, rows))
+    assert_close(compiled(x), xpnet.predict(network, x), rtol=1e-6, atol=1e-7)
+    assert_equal(compiled_labels(x), xpnet.predict_labels(network, x))

@@ -148,7 +148,11 @@ class Network:
                 f"x must be an array of the network's backend ({here}), got {type(x).__name__}; "
                 f"convert it with xpnet.get_backend({here.name!r}).asarray(x)"
             ) from None
-        if there.name != here.name or device_name(there.device) != device_name(here.device):
+        # An array being traced (inside jax.jit) has no device yet: the trace places it.
+        traced = there.device is None
+        if there.name != here.name or (
+            not traced and device_name(there.device) != device_name(here.device)
+        ):
             raise BackendMismatchError(
                 f"the network is on {here} but x is on {there}; move the network with "
                 f"xpnet.to_backend(network, {there.name!r}, device={device_name(there.device)!r}) "

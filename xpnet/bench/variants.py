@@ -81,7 +81,23 @@ def xpnet_variants(work: Workload, backends: Mapping[str, str | None]) -> list[V
         variants.append(_resident(f"xpnet {backend}", backend, work, raw=False))
         if name in ("numpy", "cupy"):
             variants.append(_resident(f"xpnet {backend}, uint8", backend, work, raw=True))
+        if name == "jax":
+            variants.append(_jitted(backend, work))
     return variants
+
+
+def _jitted(backend: Backend, work: Workload) -> Variant:
+    """xpnet's ``predict_labels`` compiled by ``jax.jit``: what a JAX user would write."""
+    import jax
+
+    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device))
+    x, t = backend.asarray(work.images), backend.asarray(work.labels)
+    labels = jax.jit(lambda rows: xpnet.predict_labels(network, rows))
+
+    def run() -> int:
+        return int(backend.xp.count_nonzero(labels(x) == t))
+
+    return Variant(f"xpnet {backend}, jax.jit", run, "jax.jit(xpnet.predict_labels)")
 
 
 def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Variant:
