@@ -20,7 +20,11 @@ from xpnet.cli import main
 def test_floor_is_the_larger_of_compute_and_memory_time():
     assert flops_per_image((784, 50, 100, 10)) == 90_400
     machine = Machine(
-        sgemm_gflops=200.0, copy_gbytes_per_second=10.0, blas="test", numpy_sigmoid="exp"
+        cpu="test",
+        sgemm_gflops=200.0,
+        copy_gbytes_per_second=10.0,
+        blas="test",
+        numpy_sigmoid="exp",
     )
     compute = 90_400 * 10_000 / 200e9
     assert machine.floor_seconds((784, 50, 100, 10), 10_000, 0) == pytest.approx(compute)
@@ -100,6 +104,7 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     assert result["correct"] == BOOK_CORRECT
     assert result["floor_ms"] > 0 and result["machine"]["sgemm_gflops"] > 0
     assert result["machine"]["numpy_sigmoid"] in ("tanh", "exp")
+    assert result["machine"]["cpu"].endswith(" cores")
     assert all(v["milliseconds"] > 0 for v in result["variants"])
     assert chart.stat().st_size > 1000
 

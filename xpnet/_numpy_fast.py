@@ -130,11 +130,17 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @functools.cache
 def _pool() -> ThreadPoolExecutor | None:
     """One helper thread per core beside the calling one; ``None`` on one core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    helpers = (cores or 1) - 1
+    helpers = usable_cores() - 1
     return ThreadPoolExecutor(helpers, thread_name_prefix="xpnet") if helpers else None
 
 

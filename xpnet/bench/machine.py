@@ -1,5 +1,5 @@
-"""What this machine can do at best: its sgemm rate, its copy bandwidth, its BLAS kernel
-and the sigmoid kernel xpnet's NumPy path timed fastest on it.
+"""What this machine is and can do at best: its CPU, its sgemm rate, its copy bandwidth,
+its BLAS kernel and the sigmoid kernel xpnet's NumPy path timed fastest on it.
 
 The floor of an inference is the larger of its FLOPs at the sgemm rate and its input
 bytes at the copy bandwidth; every timing is reported as a multiple of it.
@@ -8,6 +8,7 @@ bytes at the copy bandwidth; every timing is reported as a multiple of it.
 from __future__ import annotations
 
 import itertools
+import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xpnet._numpy_fast import sigmoid_kernel
+from xpnet._numpy_fast import sigmoid_kernel, usable_cores
 
 
 @dataclass(frozen=True)
 class Machine:
     """The measured limits of this machine."""
 
+    cpu: str
     sgemm_gflops: float
     copy_gbytes_per_second: float
     blas: str
@@ -42,6 +44,7 @@ def flops_per_image(sizes: Sequence[int]) -> int:
 def measure_machine(*, sgemm_size: int = 4096, copy_megabytes: int = 512) -> Machine:
     """Measure the sgemm rate (square float32 matmul) and the copy bandwidth."""
     return Machine(
+        cpu=cpu_description(),
         sgemm_gflops=_sgemm_gflops(sgemm_size),
         copy_gbytes_per_second=_copy_gbytes_per_second(copy_megabytes),
         blas=blas_description(),
@@ -88,3 +91,16 @@ def blas_description() -> str:
         )
         or "none found"
     )
+
+
+def cpu_description() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``, else ``platform``) and usable cores."""
+    model = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+    except OSError:
+        names = []
+    return f"{names[0] if names else model}, {usable_cores()} cores"

@@ -84,8 +84,8 @@ def summary(machine: Machine, floor: float, images: int, met: Sequence[dict[str,
     """Lines on the machine and the targets, printed under the table."""
     lines = [
         f"floor: {floor * 1e3:.2f} ms for {images} images (sgemm {machine.sgemm_gflops:.0f} "
-        f"GFLOP/s, copy {machine.copy_gbytes_per_second:.1f} GB/s); BLAS: {machine.blas}; "
-        f"NumPy sigmoid kernel: {machine.numpy_sigmoid}",
+        f"GFLOP/s, copy {machine.copy_gbytes_per_second:.1f} GB/s)",
+        f"CPU: {machine.cpu}; BLAS: {machine.blas}; NumPy sigmoid kernel: {machine.numpy_sigmoid}",
     ]
     lines += [
         f"target: {t['variant']} / {t['peer']} = {t['ratio']:.2f} (at most {t['at_most']}): "

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if "cupy" in args.backends:
         result["gpu_throughput"] = _gpu_throughput(work, args.gpu_rows)
     if args.plot:
-        title = f"10,000 MNIST test images, 784-50-100-10\nBLAS: {machine.blas}"
+        title = f"10,000 MNIST test images, 784-50-100-10, {machine.cpu}\nBLAS: {machine.blas}"
         report.bar_chart(rows, floor, args.plot, title)
     if args.json:
         print(json.dumps(result))
