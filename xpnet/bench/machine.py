@@ -95,7 +95,6 @@ def blas_description() -> str:
 
 def cpu_description() -> str:
     """The CPU's model name (Linux's ``/proc/cpuinfo``, else ``platform``) and usable cores."""
-    model = platform.processor() or platform.machine() or "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             names = [
@@ -103,4 +102,5 @@ def cpu_description() -> str:
             ]
     except OSError:
         names = []
-    return f"{names[0] if names else model}, {usable_cores()} cores"
+    model = names[0] if names else platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model}, {usable_cores()} cores"

@@ -42,6 +42,10 @@ class Workload:
     pixels: np.ndarray  # the same images as raw uint8
     labels: np.ndarray  # int64 class indices
 
+    def network_on(self, backend: Backend) -> Network:
+        """The network moved to ``backend``'s namespace and device."""
+        return xpnet.to_backend(self.network, backend.name, device_name(backend.device))
+
     @property
     def params(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.network.to_mapping().items()}
@@ -90,7 +94,7 @@ def _jitted(backend: Backend, work: Workload) -> Variant:
     """xpnet's ``predict_labels`` compiled by ``jax.jit``: what a JAX user would write."""
     import jax
 
-    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device))
+    network = work.network_on(backend)
     x, t = backend.asarray(work.images), backend.asarray(work.labels)
     labels = jax.jit(lambda rows: xpnet.predict_labels(network, rows))
 
@@ -101,7 +105,7 @@ def _jitted(backend: Backend, work: Workload) -> Variant:
 
 
 def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Variant:
-    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device))
+    network = work.network_on(backend)
     if raw:
         network = network.scale_input(1 / 255)
     x = backend.asarray(work.pixels if raw else work.images)
@@ -117,9 +121,7 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
 
 def transfer_variant(work: Workload, backend: Backend) -> Variant:
     """Host uint8 pixels to predicted labels on a GPU: the transfer counted in."""
-    network = xpnet.to_backend(work.network, backend.name, device_name(backend.device)).scale_input(
-        1 / 255
-    )
+    network = work.network_on(backend).scale_input(1 / 255)
     t = backend.asarray(work.labels)
 
     def run() -> int:

@@ -164,7 +164,7 @@ def _gpu_throughput(work: variants.Workload, rows: int) -> dict | None:
         gpu = variants.get_backend("cupy", "cuda:0")
     except XpnetError:
         return None
-    network = xpnet.to_backend(work.network, "cupy", "cuda:0").scale_input(1 / 255)
+    network = work.network_on(gpu).scale_input(1 / 255)
     copies = -(-rows // len(work.pixels))
     x = gpu.asarray(np.tile(work.pixels, (copies, 1))[:rows])
     seconds = []
