@@ -242,13 +242,76 @@ def test_convert_refuses_to_overwrite_unless_asked(capsys, store_path):
     assert "exists; choose another path, or overwrite it" in capsys.readouterr().err
 
 
-def test_persist_keeps_results_and_passes_other_values_through():
-    import dask.array as da
+def train_twice(network: xpnet.Network, data: list, augment_shift: int) -> tuple:
+    """Two epochs of Adam on ``data`` (x, t, x_val, t_val): the network, log and optimizer."""
+    optimizer = xpnet.Adam(0.01)
+    trained, history = xpnet.train(
+        network, data[0], data[1], x_val=data[2], t_val=data[3], epochs=2, batch_size=10,
+        optimizer=optimizer, seed=5, augment_shift=augment_shift,
+    )  # fmt: skip
+    return trained, history, optimizer
 
-    from xpnet._dask import persist
 
-    lazy = (da.ones((4, 3), chunks=2) * 2).sum(axis=0)
-    done, plain = persist([lazy, 1.5])
-    assert plain == 1.5
-    assert len(done.__dask_graph__()) == len(done.chunks[0])  # one stored block, no recipe
-    np.testing.assert_array_equal(done.compute(), [8.0, 8.0, 8.0])
+@pytest.mark.parametrize("augment_shift", [0, 2])
+def test_training_on_dask_equals_numpy_holding_one_group_of_rows_at_a_time(
+    monkeypatch, augment_shift
+):
+    from xpnet import training
+
+    x, t = digits(130, seed=4)
+    data = [x.astype(np.float32) / 255.0, t, x[:50].astype(np.float32) / 255.0, t[:50]]
+    network = xpnet.init_network((784, 12, 10), seed=2)
+    on_numpy, numpy_log, numpy_optimizer = train_twice(network, data, augment_shift)
+
+    computed: list[list[tuple[int, ...]]] = []
+    compute_for_real = _dask.computed
+
+    def recording(arrays: list) -> list:
+        computed.append([tuple(a.shape) for a in arrays])
+        return compute_for_real(arrays)
+
+    monkeypatch.setattr(_dask, "computed", recording)
+    monkeypatch.setattr(training, "GROUP_ROWS", 20)
+    lazy_data = [da.from_array(a, chunks=15) for a in data]
+    on_dask, dask_log, dask_optimizer = train_twice(
+        xpnet.to_backend(network, "dask"), lazy_data, augment_shift
+    )
+    numpy_state = [a for arrays in numpy_optimizer.state.values() for a in arrays]
+    dask_state = [a for arrays in dask_optimizer.state.values() for a in arrays]
+    numpy_arrays = [*on_numpy.to_mapping().values(), *numpy_state]
+    dask_arrays = [*on_dask.to_mapping().values(), *dask_state]
+    assert len(dask_arrays) == len(numpy_arrays) == 3 * 4
+    for host, lazy in zip(numpy_arrays, dask_arrays):
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_array_equal(lazy.compute(), host)  # the same batches, the same math
+    same = [(s.loss, s.accuracy, s.val_loss, s.val_accuracy) for s in numpy_log.epochs]
+    assert [(s.loss, s.accuracy, s.val_loss, s.val_accuracy) for s in dask_log.epochs] == same
+    # The network and the optimizer's state (none yet) once, then groups of whole batches
+    # covering a chunk or GROUP_ROWS (here 20 rows), never everything: per epoch 130 training
+    # rows (x, targets, labels) in 7 groups, then 50 validation rows (x, targets) in 3.
+    network_shapes, state_shapes, *groups = computed
+    assert network_shapes == [(784, 12), (12,), (12, 10), (10,)] and state_shapes == []
+    assert [len(group) for group in groups] == 2 * ([3] * 7 + [2] * 3)
+    group_rows = [{shape[0] for shape in group} for group in groups]
+    assert group_rows == 2 * ([{20}] * 6 + [{10}] + [{20}] * 2 + [{10}])
+
+
+def test_training_on_dask_hands_back_dask_arrays_to_callbacks():
+    x, t = digits(40, seed=6)
+    network = xpnet.to_backend(xpnet.init_network((784, 8, 10), seed=0), "dask")
+    losses, networks_seen = [], []
+    trained, _ = xpnet.train(
+        network.scale_input(1 / 255),
+        da.from_array(x, chunks=10),
+        da.from_array(t, chunks=10),
+        epochs=1,
+        batch_size=20,
+        on_batch=lambda stats: losses.append(stats.loss),
+        on_epoch=lambda stats, net: networks_seen.append(net),
+    )
+    assert len(losses) == 2 and all(isinstance(loss, da.Array) for loss in losses)
+    assert all(loss.shape == () and np.isfinite(loss.compute()) for loss in losses)
+    (seen,) = networks_seen
+    assert all(isinstance(a, da.Array) for a in seen.to_mapping().values())
+    for a, b in zip(seen.to_mapping().values(), trained.to_mapping().values()):
+        np.testing.assert_array_equal(a.compute(), b.compute())

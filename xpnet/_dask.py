@@ -82,18 +82,26 @@ def _only(blocks: Array | list) -> Array:
     return blocks
 
 
-def persist(arrays: Sequence[Any]) -> list[Any]:
-    """``arrays`` with each dask array among them computed once and kept as its result.
+def computed(arrays: Sequence[Any]) -> list[Any]:
+    """``arrays`` with each dask array among them computed, in one pass, into its chunks' own
+    type (NumPy, CuPy); everything else passes through unchanged.
 
-    Iterative work (training) on dask arrays builds each step on the last one's graph;
-    persisting once in a while lets later steps start from values instead of re-running
-    every earlier step. Everything that is not a dask array passes through unchanged.
+    Training steps on these: a step is a few hundred small operations, each a task or
+    more on dask, so small-batch training there is lost in scheduling; in memory it is not.
     """
     lazy = [i for i, a in enumerate(arrays) if compat.is_dask_array(a)]
     result = list(arrays)
     if lazy:
         import dask
 
-        for i, done in zip(lazy, dask.persist(*(arrays[i] for i in lazy))):
+        for i, done in zip(lazy, dask.compute(*(arrays[i] for i in lazy))):
             result[i] = done
     return result
+
+
+def as_dask(arrays: Sequence[Any]) -> list[Any]:
+    """In-memory arrays as one-chunk dask arrays: results handed back on the caller's
+    backend. Random names, since hashing the data for a name would cost a pass over it."""
+    import dask.array as da
+
+    return [da.from_array(a, chunks=tuple(a.shape), name=False) for a in arrays]

@@ -9,6 +9,14 @@ Python floats, once per epoch.
 The epoch's copy costs the data's size again in device memory (plus, when shifting, a
 padded copy and an index array).
 
+On dask the data stays lazy, but the steps do not: the network and the optimizer's state
+are computed into memory (the chunks' own type: NumPy, CuPy) once, and each epoch's
+shuffled rows are computed a group at a time (whole batches, at least a chunk of rows or
+``GROUP_ROWS``), so memory holds one group, never the whole set. A step is a few hundred
+small operations; as dask tasks their scheduling would cost a hundred times the math.
+The batches are the same as on any other backend, and so are the results; what is handed
+back (the network, the optimizer's state, the per-batch loss) is on dask again.
+
 Interrupting :func:`train` (Ctrl-C, or ``KeyboardInterrupt`` raised by a callback) ends it
 early without losing work: it returns the network as of the last completed step, with
 ``history.interrupted`` set. (An optimizer object passed in may then be one step ahead of
@@ -19,10 +27,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import array_api_compat as compat
 import numpy as np
@@ -30,7 +38,7 @@ import numpy as np
 from xpnet import _dask
 from xpnet._array_api import namespace_of
 from xpnet._typing import Array
-from xpnet.backends import to_host
+from xpnet.backends import Backend, to_host
 from xpnet.gradients import (
     as_targets,
     backprop,
@@ -118,6 +126,11 @@ def train(
     if x_val is not None and t_val is not None:
         validation = checked_batch(net, x_val, t_val), as_targets(t_val, net.sizes[-1], net.dtype)
     chosen = make_optimizer(optimizer, lr)
+    lazy = compat.is_dask_array(x)
+    hand_back = _dask.as_dask if lazy else list
+    if lazy:
+        net = _with_params(net, _dask.computed(_params(net)))
+        _map_state(chosen, _dask.computed)
     rng = np.random.default_rng(seed)
     rows = x.shape[0]
     per_epoch = math.ceil(rows / batch_size)
@@ -125,12 +138,13 @@ def train(
     try:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            order = net.backend.asarray(rng.permutation(rows))
-            shuffled = [xp.take(a, order, axis=0) for a in (x, targets, labels)]
+            order = rng.permutation(rows)
+            shifts = None
             if augment_shift:
-                drawn = rng.integers(-augment_shift, augment_shift + 1, (rows, 2))
-                shuffled[0] = augment(shuffled[0], net.backend.asarray(drawn))
-            batches = iter_batches(*shuffled, batch_size=batch_size)
+                shifts = rng.integers(-augment_shift, augment_shift + 1, (rows, 2))
+            batches = _epoch_batches(
+                (x, targets, labels), order, shifts, net.backend, augment, batch_size
+            )
             loss_sum: Array = 0.0
             correct: Array = 0
             for batch, step in enumerate(_steps(net, chosen, batches, weight_decay), start=1):
@@ -138,8 +152,8 @@ def train(
                 loss_sum = loss_sum + step.loss * float(step.rows)
                 correct = correct + step.correct
                 if on_batch is not None:
-                    on_batch(BatchStats(epoch, batch, per_epoch, step.loss))
-            net, loss_sum, correct = _settle(net, chosen, loss_sum, correct)
+                    (loss,) = hand_back([step.loss])
+                    on_batch(BatchStats(epoch, batch, per_epoch, loss))
             stats = EpochStats(
                 epoch,
                 loss=float(to_host(loss_sum)) / rows,
@@ -151,10 +165,11 @@ def train(
                 stats = replace(stats, val_loss=val_loss, val_accuracy=val_accuracy)
             history.epochs.append(stats)
             if on_epoch is not None:
-                on_epoch(stats, net)
+                on_epoch(stats, _with_params(net, hand_back(_params(net))))
     except KeyboardInterrupt:
         history.interrupted = True
-    return net, history
+    _map_state(chosen, hand_back)
+    return _with_params(net, hand_back(_params(net))), history
 
 
 def evaluate(
@@ -167,14 +182,17 @@ def evaluate(
     net = as_network(network)
     check_trainable(net)
     x = checked_batch(net, x, t)
+    if compat.is_dask_array(x):
+        net = _with_params(net, _dask.computed(_params(net)))
     return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
 
 
 def _evaluate(network: Network, x: Array, targets: Array, batch_size: int) -> tuple[float, float]:
+    """Loss and accuracy of ``network`` (in memory where ``x`` is on dask: see the module)."""
     xp = network.xp
     loss_sum: Array = 0.0
     correct: Array = 0
-    for xb, tb in iter_batches(x, targets, batch_size=batch_size):
+    for xb, tb in _batches((x, targets), network.backend, batch_size):
         logits = forward_logits(network, xb)
         loss_sum = loss_sum + cross_entropy(logits, tb) * float(xb.shape[0])
         correct = correct + _count_correct(logits, xp.argmax(tb, axis=-1))
@@ -212,25 +230,79 @@ def shift_images(
     return xp.reshape(xp.take(padded, xp.reshape(index, (-1,)), axis=0), x.shape)
 
 
-def _settle(network: Network, optimizer: Optimizer, *sums: Array) -> tuple[Any, ...]:
-    """The network, the optimizer's state and ``sums`` computed once (dask) at an epoch's end.
+GROUP_ROWS = 8192
+"""The fewest rows computed into memory at once when training on dask."""
 
-    On dask every step is lazy: without this, each epoch would re-run every earlier one.
-    Eager backends pass through unchanged.
+
+def _epoch_batches(
+    source: tuple[Array, ...],
+    order: np.ndarray,
+    shifts: np.ndarray | None,
+    backend: Backend,
+    augment: Callable[[Array, Array], Array],
+    batch_size: int,
+) -> Iterator[tuple[Array, ...]]:
+    """An epoch's batches: the ``source`` rows in ``order``, the images moved by ``shifts``.
+
+    ``backend`` is where the steps run (the network's). Eager data is gathered there in one
+    ``take``; dask data is computed into memory a group of whole batches at a time.
     """
-    params = [a for layer in network.layers for a in (layer.weight, layer.bias)]
-    slots = list(optimizer.state.items())
-    state = [a for _, arrays in slots for a in arrays]
-    done = _dask.persist([*params, *state, *sums])
-    settled = Network(
+    for part, arrays in _groups(source, order, backend, batch_size):
+        if shifts is not None:
+            arrays = (augment(arrays[0], backend.asarray(shifts[part])), *arrays[1:])
+        yield from iter_batches(*arrays, batch_size=batch_size)
+
+
+def _batches(
+    source: tuple[Array, ...], backend: Backend, batch_size: int
+) -> Iterator[tuple[Array, ...]]:
+    """The ``source`` rows in batches, on ``backend`` (computed into memory from dask)."""
+    for _, arrays in _groups(source, None, backend, batch_size):
+        yield from iter_batches(*arrays, batch_size=batch_size)
+
+
+def _groups(
+    source: tuple[Array, ...], order: np.ndarray | None, backend: Backend, batch_size: int
+) -> Iterator[tuple[slice, tuple[Array, ...]]]:
+    """``(positions in order, rows)`` of ``source`` on ``backend``: one group of them all for
+    eager arrays (gathered by ``order`` if given); for dask, groups of whole batches of at
+    least a chunk or :data:`GROUP_ROWS` rows, each computed into memory when reached."""
+    rows = source[0].shape[0]
+    if not compat.is_dask_array(source[0]):
+        if order is None:
+            yield slice(0, rows), source
+        else:
+            index = backend.asarray(order)
+            yield slice(0, rows), tuple(backend.xp.take(a, index, axis=0) for a in source)
+        return
+    largest_chunk = max(source[0].chunks[0])
+    group = batch_size * math.ceil(max(largest_chunk, GROUP_ROWS) / batch_size)
+    for start in range(0, rows, group):
+        part = slice(start, min(start + group, rows))
+        gathered = [a[part] if order is None else a[order[part]] for a in source]
+        yield part, tuple(_dask.computed(gathered))
+
+
+def _params(network: Network) -> list[Array]:
+    """Each layer's weight and bias, in order."""
+    return [a for layer in network.layers for a in (layer.weight, layer.bias)]
+
+
+def _with_params(network: Network, params: Sequence[Array]) -> Network:
+    """``network`` with its weights and biases replaced, in :func:`_params`'s order."""
+    return Network(
         tuple(
-            Layer(done[2 * i], done[2 * i + 1], layer.activation)
+            Layer(params[2 * i], params[2 * i + 1], layer.activation)
             for i, layer in enumerate(network.layers)
         )
     )
-    rest = iter(done[len(params) :])
-    optimizer.state = {slot: tuple(next(rest) for _ in arrays) for slot, arrays in slots}
-    return (settled, *rest)
+
+
+def _map_state(optimizer: Optimizer, move: Callable[[list[Array]], list[Array]]) -> None:
+    """Replace the optimizer's state arrays by ``move`` of them (into memory, or back)."""
+    slots = list(optimizer.state.items())
+    moved = iter(move([a for _, arrays in slots for a in arrays]))
+    optimizer.state = {slot: tuple(next(moved) for _ in arrays) for slot, arrays in slots}
 
 
 class _Step(NamedTuple):
@@ -246,15 +318,8 @@ def _steps(
     """Take one optimizer step per batch ``(x, targets, labels)``; yield each new network."""
     for xb, tb, lb in batches:
         result = backprop(network, xb, tb, decay)
-        params = [a for layer in network.layers for a in (layer.weight, layer.bias)]
         grads = [a for grad in result.gradients for a in (grad.weight, grad.bias)]
-        new = optimizer.step(params, grads)
-        network = Network(
-            tuple(
-                Layer(new[2 * i], new[2 * i + 1], layer.activation)
-                for i, layer in enumerate(network.layers)
-            )
-        )
+        network = _with_params(network, optimizer.step(_params(network), grads))
         yield _Step(network, result.loss, xb.shape[0], _count_correct(result.logits, lb))
 
 
