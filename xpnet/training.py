@@ -127,10 +127,10 @@ def train(
         validation = checked_batch(net, x_val, t_val), as_targets(t_val, net.sizes[-1], net.dtype)
     chosen = make_optimizer(optimizer, lr)
     lazy = compat.is_dask_array(x)
-    hand_back = _dask.as_dask if lazy else list
+    hand_back = _dask.as_dask if lazy else list  # list: eager results stay as they are
     if lazy:
-        net = _with_params(net, _dask.computed(_params(net)))
-        _map_state(chosen, _dask.computed)
+        net = _move_network(net, _dask.computed)
+        _move_state(chosen, _dask.computed)
     rng = np.random.default_rng(seed)
     rows = x.shape[0]
     per_epoch = math.ceil(rows / batch_size)
@@ -165,11 +165,11 @@ def train(
                 stats = replace(stats, val_loss=val_loss, val_accuracy=val_accuracy)
             history.epochs.append(stats)
             if on_epoch is not None:
-                on_epoch(stats, _with_params(net, hand_back(_params(net))))
+                on_epoch(stats, _move_network(net, hand_back))
     except KeyboardInterrupt:
         history.interrupted = True
-    _map_state(chosen, hand_back)
-    return _with_params(net, hand_back(_params(net))), history
+    _move_state(chosen, hand_back)
+    return _move_network(net, hand_back), history
 
 
 def evaluate(
@@ -183,7 +183,7 @@ def evaluate(
     check_trainable(net)
     x = checked_batch(net, x, t)
     if compat.is_dask_array(x):
-        net = _with_params(net, _dask.computed(_params(net)))
+        net = _move_network(net, _dask.computed)
     return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
 
 
@@ -298,8 +298,17 @@ def _with_params(network: Network, params: Sequence[Array]) -> Network:
     )
 
 
-def _map_state(optimizer: Optimizer, move: Callable[[list[Array]], list[Array]]) -> None:
-    """Replace the optimizer's state arrays by ``move`` of them (into memory, or back)."""
+Move = Callable[[list[Array]], list[Array]]
+"""Arrays to the same arrays elsewhere: dask's computed into memory, or back to dask."""
+
+
+def _move_network(network: Network, move: Move) -> Network:
+    """``network`` with all its arrays moved by ``move``."""
+    return _with_params(network, move(_params(network)))
+
+
+def _move_state(optimizer: Optimizer, move: Move) -> None:
+    """Replace the optimizer's state arrays by ``move`` of them."""
     slots = list(optimizer.state.items())
     moved = iter(move([a for _, arrays in slots for a in arrays]))
     optimizer.state = {slot: tuple(next(moved) for _ in arrays) for slot, arrays in slots}
