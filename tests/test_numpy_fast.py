@@ -114,3 +114,58 @@ def test_many_blocks_run_on_every_core_with_the_same_results(on_main_thread):
         with ThreadPoolExecutor(1) as caller:
             result = caller.submit(xpnet.predict, net, x).result()
     np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=0, atol=1e-6)
+
+
+def affinity_of_each_worker(pool) -> list[set[int]]:
+    """The cores each of ``pool``'s workers may run on, asked of every worker at once."""
+    import os
+    import threading
+
+    workers = pool._max_workers
+    everyone_here = threading.Barrier(workers)
+
+    def own_affinity() -> set[int]:
+        everyone_here.wait(timeout=30)  # so that each worker answers exactly once
+        return os.sched_getaffinity(0)
+
+    return [job.result() for job in [pool.submit(own_affinity) for _ in range(workers)]]
+
+
+@pytest.mark.skipif(
+    len(_numpy_fast.usable_core_ids()) < 2,
+    reason="pinning needs an OS that reports this process's cores, and two of them",
+)
+def test_block_workers_are_pinned_one_to_each_core():
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    x = np.random.default_rng(2).normal(size=(ROWS, 30)).astype(np.float32)
+    xpnet.predict_labels(net, x)
+    pool = _numpy_fast._pool()
+    assert pool is not None
+    cores = _numpy_fast.usable_core_ids()
+    assert sorted(affinity_of_each_worker(pool), key=min) == [{core} for core in cores]
+
+
+@pytest.mark.skipif(
+    len(_numpy_fast.usable_core_ids()) < 2,
+    reason="the pool of block workers needs an OS that reports this process's cores, and two",
+)
+def test_blocks_run_unpinned_where_the_os_refuses_to_pin(monkeypatch):
+    import os
+
+    def refuse(pid: int, cores: object) -> None:
+        raise PermissionError("not allowed here")
+
+    net = network(("sigmoid", "relu", "softmax"))
+    x = np.random.default_rng(3).normal(size=(ROWS, 30)).astype(np.float32)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    _numpy_fast._pool.cache_clear()
+    try:
+        result = xpnet.predict(net, x)
+        unpinned = _numpy_fast._pool()
+        assert unpinned is not None
+        everywhere = set(_numpy_fast.usable_core_ids())
+        assert affinity_of_each_worker(unpinned) == [everywhere] * unpinned._max_workers
+        unpinned.shutdown()
+    finally:
+        _numpy_fast._pool.cache_clear()
+    np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=1e-5, atol=1e-6)
