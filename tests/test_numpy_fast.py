@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 
 import numpy as np
@@ -118,7 +120,6 @@ def test_many_blocks_run_on_every_core_with_the_same_results(on_main_thread):
 
 def affinity_of_each_worker(pool) -> list[set[int]]:
     """The cores each of ``pool``'s workers may run on, asked of every worker at once."""
-    import os
     import threading
 
     workers = pool._max_workers
@@ -150,8 +151,6 @@ def test_block_workers_are_pinned_one_to_each_core():
     reason="the pool of block workers needs an OS that reports this process's cores, and two",
 )
 def test_blocks_run_unpinned_where_the_os_refuses_to_pin(monkeypatch):
-    import os
-
     def refuse(pid: int, cores: object) -> None:
         raise PermissionError("not allowed here")
 
@@ -169,3 +168,23 @@ def test_blocks_run_unpinned_where_the_os_refuses_to_pin(monkeypatch):
     finally:
         _numpy_fast._pool.cache_clear()
     np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_runs_blocks_on_workers_of_its_own():
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    x = np.random.default_rng(4).normal(size=(ROWS, 30)).astype(np.float32)
+    expected = xpnet.predict_labels(net, x)  # the parent's workers exist from here on
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        signal.alarm(60)  # a child waiting on its parent's workers would wait forever
+        os.write(write_end, xpnet.predict_labels(net, x).astype(np.int64).tobytes())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        labels = np.frombuffer(answer.read(), dtype=np.int64)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    np.testing.assert_array_equal(labels, expected)

@@ -167,6 +167,10 @@ def _pool() -> ThreadPoolExecutor | None:
     )
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 Folded = tuple[np.ndarray, np.ndarray, str]
 """A layer's weight, bias and activation, rewritten by :func:`_fold`."""
 
