@@ -172,6 +172,7 @@ def test_blocks_run_unpinned_where_the_os_refuses_to_pin(monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called")  # JAX's, where it is loaded
 def test_a_forked_child_runs_blocks_on_workers_of_its_own():
     net = network(("sigmoid", "sigmoid", "softmax"))
     x = np.random.default_rng(4).normal(size=(ROWS, 30)).astype(np.float32)
