@@ -103,7 +103,7 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
 
     def work() -> None:
         # Each thread keeps its own buffers for every block it does, and threads claim
-        # blocks until none is left, so a helper that wakes late takes fewer.
+        # blocks until none is left, so a worker that wakes late takes fewer.
         buffers = _Buffers(layers, x)
         while True:
             with lock:
