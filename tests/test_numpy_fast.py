@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -189,3 +192,35 @@ def test_a_forked_child_runs_blocks_on_workers_of_its_own():
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.skipif(
+    len(_numpy_fast.usable_core_ids()) < 2,
+    reason="the pool of block workers needs an OS that reports this process's cores, and two",
+)
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failure_or_ctrl_c_stops_every_block_worker(failure, monkeypatch):
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    blocks = 40
+    x = np.zeros((blocks * _numpy_fast.BLOCK_ROWS, 30), dtype=np.float32)
+    xpnet.predict(net, x)  # the workers exist: Ctrl-C while a pool starts threads is Python's
+    calls = itertools.count()
+    completed = []
+    real_block = _numpy_fast._block
+
+    def first_block_fails(*args, **kwargs):
+        if next(calls) == 0:
+            if failure is RuntimeError:
+                raise RuntimeError("block failed")
+            time.sleep(0.005)  # the main thread waits on the workers by now
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # as Ctrl-C
+        time.sleep(0.02)  # longer than the failure takes to reach every worker
+        real_block(*args, **kwargs)
+        completed.append(1)
+
+    monkeypatch.setattr(_numpy_fast, "_block", first_block_fails)
+    with pytest.raises(failure):
+        xpnet.predict(net, x)
+    pool = _numpy_fast._pool()
+    affinity_of_each_worker(pool)  # returns once every worker is free
+    assert len(completed) <= pool._max_workers  # at most the blocks under way, of 40
