@@ -203,7 +203,7 @@ def test_a_failure_or_ctrl_c_stops_every_block_worker(failure, monkeypatch):
     net = network(("sigmoid", "sigmoid", "softmax"))
     blocks = 40
     x = np.zeros((blocks * _numpy_fast.BLOCK_ROWS, 30), dtype=np.float32)
-    xpnet.predict(net, x)  # the workers exist: Ctrl-C while a pool starts threads is Python's
+    xpnet.predict(net, x)  # the pool's threads exist (Ctrl-C as they start is CPython's matter)
     calls = itertools.count()
     completed = []
     real_block = _numpy_fast._block

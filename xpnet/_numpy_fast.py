@@ -44,7 +44,8 @@ def _logistic_of_negated_(z: np.ndarray) -> None:
 
     ``exp`` overflows to ``inf`` for ``z`` above about 88 (float32), and ``1 / inf`` is the
     right limit, 0: the overflow is expected, so it is not warned about. ``divide`` rather
-    than ``reciprocal``: NumPy has AVX2 code only for the former, 7% faster here, same bits.
+    than ``reciprocal``: NumPy 2.4 has AVX2 code only for the former (same bits; these
+    three passes 7% faster on an AVX2 EPYC).
     """
     with np.errstate(over="ignore"):
         np.exp(z, out=z)
