@@ -203,7 +203,7 @@ def test_a_failure_or_ctrl_c_stops_every_block_worker(failure, monkeypatch):
     net = network(("sigmoid", "sigmoid", "softmax"))
     blocks = 40
     x = np.zeros((blocks * _numpy_fast.BLOCK_ROWS, 30), dtype=np.float32)
-    xpnet.predict(net, x)  # the pool's threads exist (Ctrl-C as they start is CPython's matter)
+    xpnet.predict(net, x)  # the pool exists: the interrupt lands in the wait, not its making
     calls = itertools.count()
     completed = []
     real_block = _numpy_fast._block
@@ -224,3 +224,44 @@ def test_a_failure_or_ctrl_c_stops_every_block_worker(failure, monkeypatch):
     pool = _numpy_fast._pool()
     affinity_of_each_worker(pool)  # returns once every worker is free
     assert len(completed) <= pool._max_workers  # at most the blocks under way, of 40
+
+
+INTERRUPTED_AS_A_WORKER_STARTS = """
+import threading
+import numpy as np
+import xpnet
+
+net = xpnet.init_network((30, 17, 9, 6), seed=5)
+x = np.zeros((8 * 1024, 30), dtype=np.float32)
+start = threading.Thread.start
+
+def start_then_interrupt(thread):
+    start(thread)
+    if thread.name.startswith("xpnet"):  # Ctrl-C lands just as the first worker starts
+        threading.Thread.start = start
+        raise KeyboardInterrupt
+
+threading.Thread.start = start_then_interrupt
+try:
+    xpnet.predict(net, x)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.skipif(
+    len(_numpy_fast.usable_core_ids()) < 2,
+    reason="the pool of block workers needs an OS that reports this process's cores, and two",
+)
+def test_ctrl_c_as_the_workers_start_lets_the_process_exit():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_AS_A_WORKER_STARTS],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a worker the pool lost track of would hold the exit forever
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["interrupted"]

@@ -176,9 +176,29 @@ def _pool() -> ThreadPoolExecutor | None:
             with contextlib.suppress(OSError):  # a container may refuse; unpinned still works
                 os.sched_setaffinity(0, {core})  # 0: the calling thread, on Linux
 
-    return ThreadPoolExecutor(
+    pool = ThreadPoolExecutor(
         count, thread_name_prefix="xpnet", initializer=pin_to_a_core_of_its_own
     )
+    _start_every_worker(pool)
+    return pool
+
+
+def _start_every_worker(pool: ThreadPoolExecutor) -> None:
+    """Start all of ``pool``'s threads now, each held at a barrier until all are running.
+
+    Left to itself, the pool starts a thread inside ``submit``; a Ctrl-C landing there
+    leaves that thread out of its books, and the interpreter waits for it forever at exit.
+    Here such an interrupt shuts the half-made pool down (every thread it started exits)
+    and is raised, and the pool is not kept; once made, its ``submit`` never starts one.
+    """
+    everyone = threading.Barrier(pool._max_workers)
+    try:
+        for started in [pool.submit(everyone.wait) for _ in range(pool._max_workers)]:
+            started.result()
+    except BaseException:
+        everyone.abort()
+        pool.shutdown(wait=False)
+        raise
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
