@@ -4,10 +4,11 @@
 #   2. the benchmark with CuPy and PyTorch CUDA beside NumPy; its table prints last.
 # Where no GPU is present it says so and exits 0 having checked nothing.
 #
-# What the GPU host lacks travels with the working tree (both ignored by git):
+# What the GPU host lacks travels with the working tree (both ignored by git; made here,
+# where pip reaches PyPI, by scripts/gpu_prepare.sh):
 #   .whl/      wheels for Python 3.12 (array-api-compat, array-api-extra, array-api-strict,
-#              hypothesis, threadpoolctl, attrs, sortedcontainers), installed to /tmp/site;
-#   .gpu-data/ mnist/t10k-*.gz and book/sample_weight.pkl (else XPNET_DATA_DIR and
+#              pooch, platformdirs), installed to /tmp/site;
+#   .gpu-data/ the MNIST files and book/sample_weight.pkl (else XPNET_DATA_DIR and
 #              XPNET_BOOK_WEIGHTS, else ../shared/data beside the checkout).
 set -uo pipefail
 cd "$(dirname "$0")/.."

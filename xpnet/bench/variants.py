@@ -162,14 +162,18 @@ def torch_variant(work: Workload, device: str = "cpu") -> Variant | None:
 
 
 def jax_variant(work: Workload) -> Variant | None:
-    """``jax.jit`` of the same network, the input already a JAX array."""
+    """``jax.jit`` of the same network on the CPU, the input already a JAX array there.
+
+    The CPU, also where JAX has a GPU: it is the CPU peer of xpnet's NumPy path.
+    """
     if importlib.util.find_spec("jax") is None:
         return None
     import jax
     import jax.numpy as jnp
 
-    p = {k: jnp.asarray(v) for k, v in work.params.items()}
-    x, t = jnp.asarray(work.images), jnp.asarray(work.labels)
+    cpu = jax.devices("cpu")[0]
+    p = {k: jax.device_put(v, cpu) for k, v in work.params.items()}
+    x, t = jax.device_put(work.images, cpu), jax.device_put(work.labels, cpu)
 
     @jax.jit
     def correct_count(x: jax.Array, t: jax.Array) -> jax.Array:

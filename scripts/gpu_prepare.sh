@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepares, here (where pip reaches PyPI), what scripts/gpu_check.sh takes to a GPU host
+# that has no network; both folders are ignored by git and travel as carried paths:
+#   .whl/       Python 3.12 wheels of what the host's image lacks (it has numpy, CuPy,
+#               PyTorch, pytest, hypothesis, threadpoolctl, tqdm, matplotlib), at the
+#               versions installed here, so the GPU runs the code CI tests;
+#   .gpu-data/  the MNIST files and the book's weights, from DATA (default ../shared/data).
+# Usage: bash scripts/gpu_prepare.sh [DATA]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data}
+python=${PYTHON:-python3}
+packages=(array-api-compat array-api-extra array-api-strict pooch platformdirs)
+
+pins=$("$python" - "${packages[@]}" <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    print(" ".join(f"{name}=={version(name)}" for name in sys.argv[1:]))
+except PackageNotFoundError as missing:
+    sys.exit(f"gpu_prepare: {missing.name} is not installed here: pip install -e '.[test]'")
+EOF
+)
+rm -rf .whl
+# shellcheck disable=SC2086  # one argument per pin
+"$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+    -d .whl $pins
+
+rm -rf .gpu-data
+mkdir -p .gpu-data/mnist .gpu-data/book
+cp "$data"/mnist/* .gpu-data/mnist/
+cp "$data"/book/sample_weight.pkl .gpu-data/book/
+echo "gpu_prepare: $(ls .whl | wc -l) wheels ($pins), $(ls .gpu-data/mnist | wc -l) data files;" \
+    "$(du -sh --total .whl .gpu-data | tail -1 | cut -f1) to carry"
+echo "next, with a GPU lent: run 'bash scripts/gpu_check.sh' with carry ['.whl', '.gpu-data']"
