@@ -9,6 +9,7 @@ import pytest
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
+from xpnet.backends import to_host
 from xpnet.bench import report
 from xpnet.bench.machine import Machine, flops_per_image
 from xpnet.bench.stream import stream_count, write_tiled
@@ -139,3 +140,14 @@ def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
     }
     eager, compiled = found["xpnet jax on cpu:0"], found["xpnet jax on cpu:0, jax.jit"]
     assert compiled.run() == eager.run() == xpnet.count_correct(network, images, labels)
+
+
+@pytest.mark.filterwarnings("error")  # JAX without x64 warns as it truncates int64
+def test_workload_labels_reach_every_backend_as_int32_without_warnings(backend, xp):
+    network = xpnet.init_network((784, 20, 10), seed=2)
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
+    labels = np.random.default_rng(4).integers(0, 10, 64)  # int64, as load_mnist gives
+    work = Workload(network, pixels.astype(np.float32) / 255.0, pixels, labels)
+    on_device = work.labels_on(backend)
+    assert on_device.dtype == xp.int32
+    np.testing.assert_array_equal(to_host(on_device), labels)

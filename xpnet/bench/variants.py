@@ -16,6 +16,7 @@ import numpy as np
 
 import xpnet
 from xpnet._array_api import device_name
+from xpnet._typing import Array
 from xpnet.backends import Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 from xpnet.network import Network
@@ -45,6 +46,11 @@ class Workload:
     def network_on(self, backend: Backend) -> Network:
         """The network moved to ``backend``'s namespace and device."""
         return xpnet.to_backend(self.network, backend.name, device_name(backend.device))
+
+    def labels_on(self, backend: Backend) -> Array:
+        """The labels on ``backend`` as int32: every backend has it, where int64 would be
+        truncated, with a warning, by JAX without x64."""
+        return backend.asarray(self.labels, dtype="int32")
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -95,7 +101,7 @@ def _jitted(backend: Backend, work: Workload) -> Variant:
     import jax
 
     network = work.network_on(backend)
-    x, t = backend.asarray(work.images), backend.asarray(work.labels)
+    x, t = backend.asarray(work.images), work.labels_on(backend)
     labels = jax.jit(lambda rows: xpnet.predict_labels(network, rows))
 
     def run() -> int:
@@ -109,7 +115,7 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
     if raw:
         network = network.scale_input(1 / 255)
     x = backend.asarray(work.pixels if raw else work.images)
-    t = backend.asarray(work.labels)
+    t = work.labels_on(backend)
 
     def run() -> int:
         correct = xpnet.count_correct(network, x, t, batch_size=max(1, len(work.labels)))
@@ -122,7 +128,7 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
 def transfer_variant(work: Workload, backend: Backend) -> Variant:
     """Host uint8 pixels to predicted labels on a GPU: the transfer counted in."""
     network = work.network_on(backend).scale_input(1 / 255)
-    t = backend.asarray(work.labels)
+    t = work.labels_on(backend)
 
     def run() -> int:
         correct = xpnet.count_correct(
