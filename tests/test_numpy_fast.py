@@ -20,6 +20,11 @@ from xpnet.inference import _forward
 
 ROWS = 3 * _numpy_fast.BLOCK_ROWS + 300  # several blocks and a partial one
 
+needs_the_pool = pytest.mark.skipif(
+    len(_numpy_fast.usable_core_ids()) < 2,
+    reason="the pool of block workers needs an OS that reports this process's cores, and two",
+)
+
 
 def network(activations, dtype="float32", sizes=(30, 17, 9, 6)):
     return xpnet.init_network(
@@ -123,8 +128,6 @@ def test_many_blocks_run_on_every_core_with_the_same_results(on_main_thread):
 
 def affinity_of_each_worker(pool) -> list[set[int]]:
     """The cores each of ``pool``'s workers may run on, asked of every worker at once."""
-    import threading
-
     workers = pool._max_workers
     everyone_here = threading.Barrier(workers)
 
@@ -135,10 +138,7 @@ def affinity_of_each_worker(pool) -> list[set[int]]:
     return [job.result() for job in [pool.submit(own_affinity) for _ in range(workers)]]
 
 
-@pytest.mark.skipif(
-    len(_numpy_fast.usable_core_ids()) < 2,
-    reason="pinning needs an OS that reports this process's cores, and two of them",
-)
+@needs_the_pool
 def test_block_workers_are_pinned_one_to_each_core():
     net = network(("sigmoid", "sigmoid", "softmax"))
     x = np.random.default_rng(2).normal(size=(ROWS, 30)).astype(np.float32)
@@ -149,10 +149,7 @@ def test_block_workers_are_pinned_one_to_each_core():
     assert sorted(affinity_of_each_worker(pool), key=min) == [{core} for core in cores]
 
 
-@pytest.mark.skipif(
-    len(_numpy_fast.usable_core_ids()) < 2,
-    reason="the pool of block workers needs an OS that reports this process's cores, and two",
-)
+@needs_the_pool
 def test_blocks_run_unpinned_where_the_os_refuses_to_pin(monkeypatch):
     def refuse(pid: int, cores: object) -> None:
         raise PermissionError("not allowed here")
@@ -194,10 +191,7 @@ def test_a_forked_child_runs_blocks_on_workers_of_its_own():
     np.testing.assert_array_equal(labels, expected)
 
 
-@pytest.mark.skipif(
-    len(_numpy_fast.usable_core_ids()) < 2,
-    reason="the pool of block workers needs an OS that reports this process's cores, and two",
-)
+@needs_the_pool
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
 def test_a_failure_or_ctrl_c_stops_every_block_worker(failure, monkeypatch):
     net = network(("sigmoid", "sigmoid", "softmax"))
@@ -249,10 +243,7 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.skipif(
-    len(_numpy_fast.usable_core_ids()) < 2,
-    reason="the pool of block workers needs an OS that reports this process's cores, and two",
-)
+@needs_the_pool
 def test_ctrl_c_as_the_workers_start_lets_the_process_exit():
     import subprocess
     import sys

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 import array_api_compat as compat
@@ -108,17 +108,13 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
         # Each thread keeps its own buffers for every block it does, and threads claim
         # blocks until none is left, so a worker that wakes late takes fewer.
         buffers = _Buffers(layers, x)
-        try:
-            while not abandoned.is_set():
-                with lock:
-                    index = next(claimed, None)
-                if index is None:
-                    return
-                rows = slice(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS)
-                _block(layers, x[rows], result[rows], buffers, labels=labels)
-        except BaseException:
-            abandoned.set()
-            raise
+        while not abandoned.is_set():
+            with lock:
+                index = next(claimed, None)
+            if index is None:
+                return
+            rows = slice(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS)
+            _block(layers, x[rows], result[rows], buffers, labels=labels)
 
     pool = _pool() if count >= PARALLEL_BLOCKS and _on_main_thread() else None
     if pool is None:
@@ -129,8 +125,10 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     # its current block rather than finish a result nobody will read.
     try:
         with one_blas_thread():
-            for worker in [pool.submit(work) for _ in range(pool._max_workers)]:
-                worker.result()
+            workers = [pool.submit(work) for _ in range(pool._max_workers)]
+            finished, _ = wait(workers, return_when=FIRST_EXCEPTION)  # all, or a failed one
+            for worker in finished:
+                worker.result()  # raises a worker's failure here
     except BaseException:
         abandoned.set()
         raise
