@@ -299,6 +299,33 @@ def test_the_default_cache_is_the_user_cache(monkeypatch: pytest.MonkeyPatch) ->
         cache_dir(get_dataset("mnist"))
 
 
+@needs_mnist
+def test_the_core_install_loads_local_files_without_a_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[str]
+) -> None:
+    # pip install xpnet (numpy and array-api-compat only): no platformdirs, no cache folder.
+    monkeypatch.delenv("XPNET_CACHE_DIR")
+    monkeypatch.setitem(sys.modules, "platformdirs", None)
+    assert search_dirs(get_dataset("mnist"), tmp_path) == [tmp_path]
+    for _ in range(2):
+        x, t = load_mnist(split="test", data_dir=MNIST_DIR)
+        assert x.shape == (10000, 784) and np.bincount(t).tolist() == TEST_COUNTS
+    assert sorted(parses) == sorted(2 * TEST_FILES)  # parsed each time: nowhere to keep it
+    with pytest.raises(DataError) as missing:
+        load_mnist(split="test", data_dir=tmp_path)
+    for words in (
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found",
+        f"looked in {tmp_path} and",
+        "to download them, xpnet needs platformdirs",
+        "pip install 'xpnet[data]'",
+        "XPNET_CACHE_DIR",
+        "--data-dir",
+    ):
+        assert words in str(missing.value)
+    with pytest.raises(DataError, match=r"not found \(no folder to look in\); to download"):
+        load_mnist(split="test")
+
+
 @pytest.mark.parametrize(
     ("arguments", "words"),
     [

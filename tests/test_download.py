@@ -289,3 +289,17 @@ def test_book_weights_offline_error_says_to_pass_a_path(
     with pytest.raises(DataError, match=r"sample_weight\.pkl.*HTTP 404.*--weights PATH"):
         fetch_book_weights()
     assert leftovers(tmp_path / "book") == []
+
+
+def test_book_weights_without_a_cache_folder_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xpnet.datasets import fetch_book_weights
+
+    monkeypatch.delenv("XPNET_CACHE_DIR")
+    monkeypatch.setitem(sys.modules, "platformdirs", None)  # the core install
+    with pytest.raises(DataError) as raised:
+        fetch_book_weights()
+    message = str(raised.value)
+    assert message.startswith("to download the book's weights, xpnet needs platformdirs")
+    assert "pip install 'xpnet[data]'" in message and message.endswith("--weights PATH")

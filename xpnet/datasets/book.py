@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xpnet.datasets.download import fetch
 from xpnet.datasets.locate import cache_root
+from xpnet.errors import DataError
 
 BOOK_WEIGHTS_FILE = "sample_weight.pkl"
 BOOK_WEIGHTS_MD5 = "6aaf4fbaa5b675aae4fc669115b10e4f"
@@ -20,12 +21,15 @@ BOOK_WEIGHTS_MIRRORS = (
 )
 
 
+OFFLINE_HINT = "to use a copy you already have, pass its path: --weights PATH"
+
+
 def fetch_book_weights() -> Path:
     """The path of the textbook's ``sample_weight.pkl``, downloaded once into the cache."""
+    try:
+        folder = cache_root() / "book"
+    except DataError as exc:
+        raise DataError(f"to download the book's weights, {exc}; {OFFLINE_HINT}") from None
     return fetch(
-        BOOK_WEIGHTS_FILE,
-        BOOK_WEIGHTS_MD5,
-        BOOK_WEIGHTS_MIRRORS,
-        cache_root() / "book",
-        offline_hint="to use a copy you already have, pass its path: --weights PATH",
+        BOOK_WEIGHTS_FILE, BOOK_WEIGHTS_MD5, BOOK_WEIGHTS_MIRRORS, folder, offline_hint=OFFLINE_HINT
     )

@@ -5,6 +5,9 @@ folders (Debian's ``/usr/share/datasets/fashion-mnist``); the cache folder. In e
 file may sit directly or in a subfolder named after the dataset, gzipped or not. The
 first copy that passes the checks (see :mod:`xpnet.datasets.verify`) is used; a copy that
 fails them is skipped with a warning, since MNIST and Fashion-MNIST share file names.
+
+The core install (without platformdirs, and no ``$XPNET_CACHE_DIR``) has no cache folder:
+local files still load, parsed on every load, and only a download needs one.
 """
 
 from __future__ import annotations
@@ -27,29 +30,50 @@ def cache_dir(dataset: Dataset) -> Path:
     return cache_root() / dataset.name
 
 
+NO_CACHE_FOLDER = (
+    "xpnet needs platformdirs to find its cache folder (pip install 'xpnet[data]'), "
+    "or set XPNET_CACHE_DIR"
+)
+"""Why there is no cache folder, and the two ways to have one."""
+
+
 def cache_root() -> Path:
     """xpnet's cache folder: ``$XPNET_CACHE_DIR``, else the user cache's.
 
     The user cache is ``platformdirs.user_cache_dir("xpnet")``, e.g. ``~/.cache/xpnet``.
+    Raises :class:`DataError` where neither names one (the core install, without
+    platformdirs).
     """
+    root = _known_cache_root()
+    if root is None:
+        raise DataError(NO_CACHE_FOLDER)
+    return root
+
+
+def _known_cache_root() -> Path | None:
+    """:func:`cache_root`, or ``None`` where it is unknown: local files still load then."""
     root = os.environ.get("XPNET_CACHE_DIR")
-    if not root:
-        try:
-            import platformdirs
-        except ImportError:
-            raise DataError(
-                "xpnet needs platformdirs to find its cache folder (pip install 'xpnet[data]'), "
-                "or set XPNET_CACHE_DIR"
-            ) from None
-        root = platformdirs.user_cache_dir("xpnet")
-    return Path(root)
+    if root:
+        return Path(root)
+    try:
+        import platformdirs
+    except ImportError:
+        return None
+    return Path(platformdirs.user_cache_dir("xpnet"))
+
+
+def _known_cache_dir(dataset: Dataset) -> Path | None:
+    root = _known_cache_root()
+    return None if root is None else root / dataset.name
 
 
 def search_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    """The folders searched for the dataset's files, in order, without repeats."""
+    """The folders searched for the dataset's files, in order, without repeats (the cache
+    folder last, where there is one)."""
     env = os.environ.get("XPNET_DATA_DIR")
     dirs = [Path(d) for d in (data_dir, env) if d]
-    return list(dict.fromkeys([*dirs, *dataset.system_dirs, cache_dir(dataset)]))
+    cache = _known_cache_dir(dataset)
+    return list(dict.fromkeys([*dirs, *dataset.system_dirs, *([cache] if cache else [])]))
 
 
 def load_files(
@@ -65,7 +89,7 @@ def load_files(
     at local files.
     """
     dirs = search_dirs(dataset, data_dir)
-    cache = cache_dir(dataset)
+    cache = _known_cache_dir(dataset)
     found: dict[str, np.ndarray] = {}
     skipped: list[str] = []
     for spec in files:
@@ -77,16 +101,21 @@ def load_files(
                 skipped.append(str(exc))
     missing = [spec for spec in files if spec.name not in found]
     if missing:
+        looked = (
+            f"looked in {', '.join(map(str, dirs))} and their {dataset.name}/ subfolders"
+            if dirs
+            else "no folder to look in"
+        )
         where = (
             f"{dataset.name}: {', '.join(spec.gz_name for spec in missing)} not found "
-            f"(looked in {', '.join(map(str, dirs))} and their {dataset.name}/ subfolders"
-            + (f"; skipped {'; '.join(skipped)}" if skipped else "")
-            + ")"
+            f"({looked}" + (f"; skipped {'; '.join(skipped)}" if skipped else "") + ")"
         )
         if not dataset.mirrors:
             raise DataError(f"{where}; {dataset.where_to_get}; {LOCAL_FILES_HINT}")
         if not download:
             raise DataError(f"{where} and download=False; {LOCAL_FILES_HINT}")
+        if cache is None:
+            raise DataError(f"{where}; to download them, {NO_CACHE_FOLDER}; {LOCAL_FILES_HINT}")
         for spec in missing:
             try:
                 path = fetch(spec.gz_name, spec.md5, dataset.mirrors, cache)

@@ -23,12 +23,15 @@ _FORMAT = 1
 """Bump to orphan every copy written before a change of what a copy holds."""
 
 
-def load_parsed(path: Path, spec: DataFile, cache_dir: Path) -> np.ndarray:
+def load_parsed(path: Path, spec: DataFile, cache_dir: Path | None) -> np.ndarray:
     """``spec``'s array from the file at ``path``: its parsed copy, else parsed, checked, kept.
 
     The array is the caller's own: read whole from the copy (one read, no memory map
-    whose pages would fault in again on every load), or freshly parsed.
+    whose pages would fault in again on every load), or freshly parsed. Without a
+    ``cache_dir`` (no cache folder) it is parsed and checked every time.
     """
+    if cache_dir is None:
+        return read_verified(path, spec)
     copy = parsed_copy_path(path, spec, cache_dir)
     array = _load_copy(copy, spec)
     if array is None:
