@@ -15,7 +15,7 @@ import reference
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _numpy_fast
+from xpnet import _blas, _numpy_fast
 from xpnet.inference import _forward
 
 ROWS = 3 * _numpy_fast.BLOCK_ROWS + 300  # several blocks and a partial one
@@ -124,6 +124,33 @@ def test_many_blocks_run_on_every_core_with_the_same_results(on_main_thread):
         with ThreadPoolExecutor(1) as caller:
             result = caller.submit(xpnet.predict, net, x).result()
     np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=0, atol=1e-6)
+
+
+@needs_the_pool
+@pytest.mark.parametrize("threadpoolctl", [True, False])
+def test_blocks_go_to_the_workers_only_where_the_blas_can_be_held(threadpoolctl, monkeypatch):
+    # Without threadpoolctl (the core install) each worker's GEMMs would start the BLAS's
+    # threads too, on cores the other workers already use: four times as long in all.
+    if threadpoolctl:
+        pytest.importorskip("threadpoolctl")
+    else:
+        monkeypatch.setattr(_blas, "_blas_controller", lambda: None)
+    threads_used = set()
+    real_block = _numpy_fast._block
+
+    def recorded_block(*args, **kwargs):
+        threads_used.add(threading.current_thread().name)
+        return real_block(*args, **kwargs)
+
+    monkeypatch.setattr(_numpy_fast, "_block", recorded_block)
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    x = np.random.default_rng(11).normal(size=(ROWS, 30)).astype(np.float32)
+    result = xpnet.predict(net, x)
+    np.testing.assert_allclose(result, _forward(net, x, labels=False), rtol=0, atol=1e-6)
+    if threadpoolctl:
+        assert threads_used and all(name.startswith("xpnet") for name in threads_used)
+    else:
+        assert threads_used == {threading.current_thread().name}
 
 
 def affinity_of_each_worker(pool) -> list[set[int]]:

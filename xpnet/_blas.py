@@ -58,6 +58,11 @@ def one_blas_thread() -> AbstractContextManager[None]:
     return _ONE_BLAS_THREAD
 
 
+def can_hold_blas() -> bool:
+    """Whether :func:`one_blas_thread` holds the BLAS at all (threadpoolctl is installed)."""
+    return _blas_controller() is not None
+
+
 def blas_threads() -> int | None:
     """How many threads NumPy's BLAS uses now; ``None`` where threadpoolctl is missing."""
     controller = _blas_controller()
