@@ -63,6 +63,7 @@ def _known_cache_root() -> Path | None:
 
 
 def _known_cache_dir(dataset: Dataset) -> Path | None:
+    """:func:`cache_dir`, or ``None`` where the cache folder is unknown."""
     root = _known_cache_root()
     return None if root is None else root / dataset.name
 
