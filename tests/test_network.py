@@ -121,8 +121,15 @@ def test_unknown_activation_and_wrong_width():
     params = xpnet.init_network((6, 4, 3), seed=0).to_mapping()
     with pytest.raises(xpnet.NetworkError, match="unknown activation 'tanhh'"):
         xpnet.Network.from_mapping(params, ["tanhh", "softmax"])
-    with pytest.raises(xpnet.NetworkError, match=r"shape \(2, 5\).*expects 6 features"):
+    with pytest.raises(xpnet.NetworkError, match=r"shape \(2, 5\).*expects 6 features") as flat:
         xpnet.predict(params, np.zeros((2, 5), np.float32))
+    assert "flatten" not in str(flat.value)
+    with pytest.raises(xpnet.NetworkError) as square:  # images as the IDX files hold them
+        xpnet.predict(params, np.zeros((4, 2, 3), np.float32))
+    assert str(square.value) == (
+        "x has shape (4, 2, 3) but the network's first layer expects 6 features in the last "
+        "axis; flatten each sample first: shape (4, 6)"
+    )
 
 
 def test_import_loads_no_optional_backend():

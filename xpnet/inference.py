@@ -122,7 +122,8 @@ def predict_labels_streaming(
 ) -> Array:
     """The predicted classes of a stream of input blocks, joined in order.
 
-    With ``blocks`` from :func:`xpnet.datasets.iter_idx` (moved to the device with
+    With ``blocks`` from :func:`xpnet.datasets.iter_idx` (each flattened to one row per
+    image, ``block.reshape(len(block), -1)``, and moved to the device with
     ``backend.asarray`` where needed), millions of images on disk are classified with
     memory bounded by one block and its working set, at in-memory speed.
     """

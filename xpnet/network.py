@@ -159,9 +159,15 @@ class Network:
                 "(xpnet never copies between devices implicitly)"
             )
         if x.ndim == 0 or x.shape[-1] != self.sizes[0]:
+            flattened = x.ndim > 2 and math.prod(x.shape[1:]) == self.sizes[0]
             raise NetworkError(
                 f"x has shape {tuple(x.shape)} but the network's first layer expects "
                 f"{self.sizes[0]} features in the last axis"
+                + (
+                    f"; flatten each sample first: shape ({x.shape[0]}, {self.sizes[0]})"
+                    if flattened
+                    else ""
+                )
             )
 
 
