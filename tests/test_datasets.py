@@ -461,7 +461,8 @@ def _edited(row: int, column: int, value: str) -> bytes:
     ("text", "reason"),
     [
         (_edited(1, 4, "x"), "is not a CSV table of integers: could not convert string 'x'"),
-        (_edited(1, 4, "2.5"), "could not convert string '2.5'"),
+        (_edited(1, 4, "2.5"), "row 2, column 5 holds the pixel value 2.5, not an integer"),
+        (_edited(2, 784, "nan"), "row 3, column 785 holds the label nan, not an integer"),
         (_edited(1, 4, "256"), "row 2, column 5 holds the pixel value 256, outside 0..255"),
         (_edited(0, 0, "-1"), "row 1, column 1 holds the pixel value -1, outside 0..255"),
         (_edited(2, 784, "10"), "row 3, column 785 holds the label 10, outside 0..9"),

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -213,7 +213,7 @@ def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
         cpu_threads=threads,
         xpnet_version=__version__,
         numpy_version=np.__version__,
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
         history=[epoch_log(stats) for stats in history.epochs],
     )
     return record, network

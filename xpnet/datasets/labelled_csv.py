@@ -22,10 +22,11 @@ def read_labelled_csv(path: str | os.PathLike[str], *, classes: int = 10) -> np.
 
     Labels must lie in ``0..classes-1``; the caller checks the table's shape.
     """
-    with open_payload(path) as stream, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # loadtxt warns on empty input; checked below
-        try:
-            table = np.loadtxt(stream, delimiter=",", dtype=np.int64, ndmin=2)
+    try:
+        table = _loadtxt(path, np.int64)
+    except ValueError:
+        try:  # again as floats, only to say which value is wrong (6-8 times slower)
+            table = _loadtxt(path, np.float64)
         except ValueError as exc:
             # loadtxt's reason, without its advice to pass `usecols`.
             reason = str(exc).split("; use `usecols`")[0]
@@ -34,12 +35,26 @@ def read_labelled_csv(path: str | os.PathLike[str], *, classes: int = 10) -> np.
         raise DataError(f"{path} holds no rows")
     limits = np.full(table.shape[1], 255)
     limits[-1] = classes - 1
-    bad = np.argwhere((table < 0) | (table > limits))
-    if bad.size:
-        row, column = bad[0]
-        what = "label" if column == len(limits) - 1 else "pixel value"
-        raise DataError(
-            f"{path}: row {row + 1}, column {column + 1} holds the {what} "
-            f"{table[row, column]}, outside 0..{limits[column]}"
-        )
+    for bad, problem in (
+        (table != np.floor(table), "not an integer"),  # NaN too
+        ((table < 0) | (table > limits), "outside 0..{limit}"),
+    ):
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            what = "label" if column == len(limits) - 1 else "pixel value"
+            raise DataError(
+                f"{path}: row {row + 1}, column {column + 1} holds the {what} "
+                f"{table[row, column]:g}, {problem.format(limit=limits[column])}"
+            )
     return table.astype(np.uint8)
+
+
+def _loadtxt(path: str | os.PathLike[str], dtype: type[np.generic]) -> np.ndarray:
+    """The CSV in ``path`` as a ``dtype`` table; ValueError where a cell is not such a number."""
+    with open_payload(path) as stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # loadtxt warns on empty input; checked later
+        warnings.simplefilter("error", DeprecationWarning)  # NumPy < 2.3 reads "2.5" as 2
+        try:
+            return np.loadtxt(stream, delimiter=",", dtype=dtype, ndmin=2)
+        except DeprecationWarning as exc:
+            raise ValueError(str(exc)) from None
