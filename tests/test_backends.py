@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet
+from xpnet._array_api import device_name
 from xpnet.backends import backend_of, to_host
 
 
@@ -58,3 +59,17 @@ def test_asarray_places_converts_and_copies_back(backend):
     assert isinstance(back, np.ndarray)
     np.testing.assert_array_equal(back, host.astype(np.float32))
     backend.synchronize()
+
+
+@pytest.mark.parametrize(
+    ("module", "text", "name"),
+    [
+        ("jaxlib.xla_extension", "TFRT_CPU_0", "cpu:0"),  # jax 0.5 and older
+        ("jaxlib._jax", "cpu:0", "cpu:0"),
+        ("jaxlib.xla_extension", "cuda:1", "cuda:1"),
+    ],
+)
+def test_jax_devices_are_named_as_xpnet_accepts_them(module, text, name):
+    # What --device and to_backend(device=...) take back: jax.devices("cpu")[0] is "cpu:0".
+    attributes = {"__module__": module, "__str__": lambda self: text, "platform": "cpu", "id": 0}
+    assert device_name(type("Device", (), attributes)()) == name

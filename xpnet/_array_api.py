@@ -44,9 +44,13 @@ def device_name(device: Device) -> str:
     inner = getattr(device, "_device", None)  # array_api_strict.Device keeps its name here
     if isinstance(inner, str):
         return inner
-    if type(device).__module__.startswith("cupy"):
+    module = type(device).__module__
+    if module.startswith("cupy"):
         return f"cuda:{device.id}"
-    return str(device)
+    name = str(device)
+    if module.startswith("jaxlib") and ":" not in name:  # jax 0.5 and older: 'TFRT_CPU_0'
+        return f"{device.platform}:{device.id}"
+    return name
 
 
 def describe(x: Array) -> str:
