@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +205,17 @@ def test_missing_or_damaged_store_is_a_one_line_error(
     assert err.count("\n") == 1
     assert err.startswith("xpnet: error: ")
     assert message in err
+
+
+def test_stores_without_zarr_say_what_to_install(capsys, monkeypatch, weights_file, store_path):
+    monkeypatch.setitem(sys.modules, "zarr", None)  # installed without the dask extra
+    hint = "xpnet's image stores need zarr 3: pip install 'xpnet[dask]'"
+    status, _, err = infer(capsys, "--weights", weights_file, "--input", store_path)
+    assert status == 1 and err.endswith(f"\nxpnet: error: ImportError: {hint}\n")
+    x, t = digits(10, seed=6)
+    with pytest.raises(ImportError, match=re.escape(hint)):
+        write_store(store_path.with_name("new.zarr"), x, t)
+    assert not store_path.with_name("new.zarr").exists()
 
 
 def test_dask_options_need_the_dask_backend(capsys, weights_file, store_path):

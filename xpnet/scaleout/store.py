@@ -122,7 +122,7 @@ def _write(
     chunk_rows: int,
     attrs: dict[str, Any],
 ) -> None:
-    import zarr
+    zarr = _zarr()
     from zarr.codecs import ZstdCodec
 
     group = zarr.open_group(path, mode="w", attributes=attrs)
@@ -148,8 +148,7 @@ def _write(
 
 def open_store(path: PathLike) -> ImageStore:
     """Open the store at ``path`` and check its layout; raises a one-line DataError if not."""
-    import zarr
-
+    zarr = _zarr()
     name = os.fspath(path)
     try:
         group = zarr.open_group(name, mode="r")
@@ -166,6 +165,15 @@ def open_store(path: PathLike) -> ImageStore:
     store = ImageStore(name, images, labels, attrs)
     _check(store)
     return store
+
+
+def _zarr() -> Any:
+    """The zarr module; ImportError with the install hint where it (extra ``dask``) is missing."""
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError("xpnet's image stores need zarr 3: pip install 'xpnet[dask]'") from None
+    return zarr
 
 
 def _check(store: ImageStore) -> None:
