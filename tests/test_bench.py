@@ -82,6 +82,7 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
             "--backends",
             "numpy",
             "array_api_strict",
+            "cupy",
             "--rounds",
             "1",
             "--pause",
@@ -92,7 +93,12 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
         ]
     )
     assert status == 0
-    result = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    cupy_runs = xpnet.backend_status("cupy")[0]
+    assert set(result["not_timed"]) == (set() if cupy_runs else {"cupy"})
+    for name, why_not in result["not_timed"].items():  # e.g. "... needs the package 'cupy' ..."
+        assert "cupy" in why_not and f"xpnet on {name} not timed: {why_not}\n" in err
     names = [v["name"] for v in result["variants"]]
     assert {
         "book per-sample",

@@ -25,7 +25,7 @@ from xpnet.bench import report, variants
 from xpnet.bench.timing import time_interleaved
 from xpnet.cli.infer import weights_file
 from xpnet.cli.progress import progress_bar
-from xpnet.errors import XpnetError
+from xpnet.errors import BackendUnavailableError, XpnetError
 from xpnet.weights import load_weights
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax", "dask", "array_api_strict", "cupy")
@@ -99,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     say("measuring this machine's sgemm rate and copy bandwidth...")
     machine = machine_module.measure_machine()
     floor = machine.floor_seconds(network.sizes, len(labels), images.nbytes)
-    contenders = _contenders(work, args)
+    chosen = {name: _DEVICES.get(name) for name in args.backends}
+    contenders = _contenders(work, chosen, args.data_dir)
+    not_timed = _not_timed(chosen)
+    for name, reason in not_timed.items():
+        say(f"xpnet on {name} not timed: {reason}")
     say(f"timing {len(contenders)} variants x {args.rounds} rounds, interleaved...")
     with progress_bar(total=args.rounds, desc="rounds", unit="round", disable=args.json) as bar:
         medians = time_interleaved(
@@ -113,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     met = report.targets(medians)
     result = report.as_json(machine, floor, rows, met)
     result["correct"] = expected
+    result["not_timed"] = not_timed
     if args.stream:
         say(f"streaming {args.stream:,} images from disk in a fresh process...")
         result["streaming"] = _stream(work, args.stream, weights)
@@ -135,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _contenders(work: variants.Workload, args: argparse.Namespace) -> list[variants.Variant]:
-    chosen = {name: _DEVICES.get(name) for name in args.backends}
+def _contenders(
+    work: variants.Workload, chosen: dict[str, str | None], data_dir: str | None
+) -> list[variants.Variant]:
     found = [
         *variants.book_variants(work),
         *variants.xpnet_variants(work, chosen),
@@ -145,9 +151,20 @@ def _contenders(work: variants.Workload, args: argparse.Namespace) -> list[varia
     ]
     if "cupy" in chosen:
         found += _gpu_variants(work)
-    if args.data_dir:
-        found += variants.end_to_end_variants(work, args.data_dir)
+    if data_dir:
+        found += variants.end_to_end_variants(work, data_dir)
     return [v for v in found if v is not None]
+
+
+def _not_timed(chosen: dict[str, str | None]) -> dict[str, str]:
+    """The chosen backends that cannot run here, each with why (not installed, no GPU)."""
+    reasons = {}
+    for name, device in chosen.items():
+        try:
+            variants.get_backend(name, device)
+        except BackendUnavailableError as exc:
+            reasons[name] = str(exc)
+    return reasons
 
 
 def _gpu_variants(work: variants.Workload) -> list[variants.Variant | None]:
