@@ -102,6 +102,8 @@ def test_network_arrays_must_share_a_device():
     [
         (lambda p: p.pop("b2"), "lack the bias"),
         (lambda p: p.pop("W1"), "expected weight keys W1"),
+        (lambda p: p.pop("W2"), r"the parameter\(s\) b2 fit no layer \(the weights are W1 to W1\)"),
+        (lambda p: p.update(W_out=p["W2"]), "W_out fit no layer"),
         (
             lambda p: p.update(W2=np.zeros((5, 3), np.float32)),
             "layer 2 takes 5 inputs but layer 1 gives 4",

@@ -169,7 +169,7 @@ def _set_header(entries: dict, **fields) -> None:
         (lambda e: e.pop("b2"), "b2"),
         (lambda e: e.update(W2=np.zeros((3, 3), np.float32)), "layer 2"),
         (lambda e: e.update(W2=np.zeros((4, 3), np.int32)), "dtype"),
-        (lambda e: e.pop(HEADER_KEY), "without an xpnet header"),
+        (lambda e: (e.pop(HEADER_KEY), e.pop("W2")), "without an xpnet header, nor the"),
         (lambda e: e.update({HEADER_KEY: np.array("{not json")}), "not valid JSON"),
         (lambda e: e.update({HEADER_KEY: np.array(["[]"])}), "without an xpnet header"),
         (lambda e: _set_header(e, format="other"), "format"),
@@ -205,6 +205,20 @@ def test_npz_with_pickled_objects_is_refused_unrun(tmp_path):
     np.savez(path, W1=attack)
     assert "pickle" in _error(load_weights, path)
     assert not marker.exists()
+
+
+def test_plain_npz_of_the_textbook_dict_loads_as_its_pickle_does(tmp_path):
+    # As the book's readers save their own weights: numpy.savez("params.npz", **network).
+    params = {key: to_host(value) for key, value in _network().to_mapping().items()}
+    np.savez(tmp_path / "params.npz", **params)
+    (tmp_path / "params.pkl").write_bytes(pickle.dumps(params, protocol=4))
+    plain, pickled = load_weights(tmp_path / "params.npz"), load_weights(tmp_path / "params.pkl")
+    assert plain.activations == ("sigmoid", "softmax")
+    _assert_bitwise_equal(plain, pickled)
+    assert read_weights_info(tmp_path / "params.npz") == {
+        **read_weights_info(tmp_path / "params.pkl"),
+        "format": "plain-npz",
+    }
 
 
 def test_zip_that_is_not_an_npz_is_refused(tmp_path):

@@ -73,6 +73,12 @@ class Network:
         missing = [f"b{n}" for n in numbers if f"b{n}" not in params]
         if missing:
             raise NetworkError(f"the parameters lack the bias(es) {', '.join(missing)}")
+        strays = sorted(set(params) - {f"{kind}{n}" for n in numbers for kind in "Wb"})
+        if strays:
+            raise NetworkError(
+                f"the parameter(s) {', '.join(strays)} fit no layer (the weights are "
+                f"W1 to W{numbers[-1]})"
+            )
         chosen = list(activations or textbook_activations(len(numbers)))
         if len(chosen) != len(numbers):
             raise NetworkError(

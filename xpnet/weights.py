@@ -73,8 +73,9 @@ def load_weights(
 ) -> Network:
     """Load a weights file onto ``backend`` and ``device``, running no code from it.
 
-    Reads xpnet's ``.npz`` (with its stored activations) or the textbook's pickle
-    (``sample_weight.pkl``: sigmoid hidden layers, softmax output), told apart by content.
+    Reads xpnet's ``.npz`` (with its stored activations) or the textbook's dict of
+    ``W1, b1, ...`` (sigmoid hidden layers, softmax output) as its pickle
+    (``sample_weight.pkl``) or a plain ``numpy.savez`` of it, told apart by content.
     ``dtype`` (``"float64"``...) casts the weights; ``None`` keeps the stored dtype.
     Raises :class:`WeightsError` naming the file if it is unreadable, unsafe or malformed.
     """
@@ -89,8 +90,8 @@ def read_weights_info(path: PathLike) -> dict[str, Any]:
     """The header of a weights file, checked against its arrays, without choosing a backend.
 
     ``{"format", "version", "sizes", "activations", "dtype", "metadata"}`` for xpnet's
-    ``.npz``; ``{"format": "textbook-pickle", ...}`` with empty metadata (and no version)
-    for the textbook's pickle.
+    ``.npz``; ``{"format": "textbook-pickle", ...}`` or ``"plain-npz"``, with empty
+    metadata (and no version), for the textbook's dict.
     """
     return _read(Path(path))[1]
 
@@ -132,7 +133,9 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
             entries = {key: archive[key] for key in archive.files}
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise WeightsError(f"cannot read {path} as .npz: {type(exc).__name__}: {exc}") from None
-    header = _parse_header(path, entries.pop(HEADER_KEY, None))
+    if HEADER_KEY not in entries:
+        return _read_plain_npz(path, entries)
+    header = _parse_header(path, entries.pop(HEADER_KEY))
     strays = sorted(key for key, value in entries.items() if not isinstance(value, np.ndarray))
     if strays:
         raise WeightsError(f"{path}: the entries {strays} are not arrays")
@@ -142,6 +145,21 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
     if stored != found:
         raise WeightsError(f"{path}: the header says {stored} but the arrays give {found}")
     return network, header
+
+
+def _read_plain_npz(path: Path, entries: dict[str, Any]) -> tuple[Network, dict[str, Any]]:
+    """An ``.npz`` without xpnet's header: the textbook's dict as ``numpy.savez(path,
+    **params)`` writes it, read like its pickle (sigmoid hidden layers, softmax output)."""
+    try:
+        if not all(isinstance(value, np.ndarray) for value in entries.values()):
+            raise NetworkError(f"its entries {sorted(entries)} are not all arrays")
+        network = Network.from_mapping(entries)
+    except NetworkError as exc:
+        raise WeightsError(
+            f"{path} is an .npz without an xpnet header, nor the textbook's W1, b1, ... arrays "
+            f"({exc}); write weights with xpnet.save_weights"
+        ) from None
+    return network, {"format": "plain-npz", **_describe(network), "metadata": {}}
 
 
 def _parse_header(path: Path, entry: object) -> dict[str, Any]:
