@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_options(parser)
     parser.add_argument(
         "--weights",
-        help="weights file (xpnet .npz or the textbook's .pkl), 'book' to fetch the book's; "
-        "default: the bundled mnist_5k.npz",
+        help="weights file (xpnet .npz, the textbook's .pkl or a plain .npz of its dict), "
+        "'book' to fetch the book's; default: the bundled mnist_5k.npz",
     )
     add_data_options(parser)
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")

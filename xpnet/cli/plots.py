@@ -61,7 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         directory=True,
     )
     add_backend_options(inspect)
-    inspect.add_argument("--weights", help="weights file: xpnet .npz or the textbook's .pkl")
+    inspect.add_argument(
+        "--weights",
+        help="weights file: xpnet .npz, the textbook's .pkl or a plain .npz of its dict",
+    )
     _add_data_options(inspect)
     inspect.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     inspect.add_argument(
