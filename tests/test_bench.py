@@ -142,7 +142,10 @@ def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
     images = pixels.astype(np.float32) / 255.0
     labels = np.random.default_rng(4).integers(0, 10, 64)
     found = {
-        v.name: v for v in xpnet_variants(Workload(network, images, pixels, labels), {"jax": "cpu"})
+        v.name: v
+        for v in xpnet_variants(
+            Workload(network, images, pixels, labels), [xpnet.get_backend("jax", "cpu")]
+        )
     }
     eager, compiled = found["xpnet jax on cpu:0"], found["xpnet jax on cpu:0, jax.jit"]
     assert compiled.run() == eager.run() == xpnet.count_correct(network, images, labels)

@@ -8,7 +8,7 @@ work is synchronized before a variant returns, so the clock reads finished work.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,18 +80,25 @@ def book_variants(work: Workload) -> list[Variant]:
     return [Variant("book per-sample", one_by_one), Variant("book batch-100", batch_100)]
 
 
-def xpnet_variants(work: Workload, backends: Mapping[str, str | None]) -> list[Variant]:
+def resolve_backends(chosen: Mapping[str, str | None]) -> tuple[list[Backend], dict[str, str]]:
+    """The chosen backends (name to device) that run here, and why each other one does not."""
+    runnable, reasons = [], {}
+    for name, device in chosen.items():
+        try:
+            runnable.append(get_backend(name, device))
+        except BackendUnavailableError as exc:
+            reasons[name] = str(exc)
+    return runnable, reasons
+
+
+def xpnet_variants(work: Workload, backends: Sequence[Backend]) -> list[Variant]:
     """xpnet's ``count_correct`` on each backend, data already on its device."""
     variants = []
-    for name, device in backends.items():
-        try:
-            backend = get_backend(name, device)
-        except BackendUnavailableError:
-            continue
+    for backend in backends:
         variants.append(_resident(f"xpnet {backend}", backend, work, raw=False))
-        if name in ("numpy", "cupy"):
+        if backend.name in ("numpy", "cupy"):
             variants.append(_resident(f"xpnet {backend}, uint8", backend, work, raw=True))
-        if name == "jax":
+        if backend.name == "jax":
             variants.append(_jitted(backend, work))
     return variants
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
+from xpnet.backends import Backend
 from xpnet.bench import machine as machine_module
 from xpnet.bench import report, variants
 from xpnet.bench.timing import time_interleaved
 from xpnet.cli.infer import weights_file
 from xpnet.cli.progress import progress_bar
-from xpnet.errors import BackendUnavailableError, XpnetError
 from xpnet.weights import load_weights
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax", "dask", "array_api_strict", "cupy")
@@ -99,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
     say("measuring this machine's sgemm rate and copy bandwidth...")
     machine = machine_module.measure_machine()
     floor = machine.floor_seconds(network.sizes, len(labels), images.nbytes)
-    chosen = {name: _DEVICES.get(name) for name in args.backends}
-    contenders = _contenders(work, chosen, args.data_dir)
-    not_timed = _not_timed(chosen)
+    backends, not_timed = variants.resolve_backends(
+        {name: _DEVICES.get(name) for name in args.backends}
+    )
+    gpu = next((backend for backend in backends if backend.name == "cupy"), None)
+    contenders = _contenders(work, backends, gpu, args.data_dir)
     for name, reason in not_timed.items():
         say(f"xpnet on {name} not timed: {reason}")
     say(f"timing {len(contenders)} variants x {args.rounds} rounds, interleaved...")
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"timing dask against NumPy on {args.dask_images:,} images...")
         result["dask_throughput"] = _dask_throughput(work, args.dask_images)
     if "cupy" in args.backends:
-        result["gpu_throughput"] = _gpu_throughput(work, args.gpu_rows)
+        result["gpu_throughput"] = _gpu_throughput(work, gpu, args.gpu_rows) if gpu else None
     if args.plot:
         title = f"10,000 MNIST test images, 784-50-100-10, {machine.cpu}\nBLAS: {machine.blas}"
         report.bar_chart(rows, floor, args.plot, title)
@@ -141,46 +143,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _contenders(
-    work: variants.Workload, chosen: dict[str, str | None], data_dir: str | None
+    work: variants.Workload, backends: list[Backend], gpu: Backend | None, data_dir: str | None
 ) -> list[variants.Variant]:
     found = [
         *variants.book_variants(work),
-        *variants.xpnet_variants(work, chosen),
+        *variants.xpnet_variants(work, backends),
         variants.torch_variant(work),
         variants.jax_variant(work),
     ]
-    if "cupy" in chosen:
-        found += _gpu_variants(work)
+    if gpu is not None:
+        found += [variants.transfer_variant(work, gpu), variants.torch_variant(work, "cuda:0")]
     if data_dir:
         found += variants.end_to_end_variants(work, data_dir)
     return [v for v in found if v is not None]
 
 
-def _not_timed(chosen: dict[str, str | None]) -> dict[str, str]:
-    """The chosen backends that cannot run here, each with why (not installed, no GPU)."""
-    reasons = {}
-    for name, device in chosen.items():
-        try:
-            variants.get_backend(name, device)
-        except BackendUnavailableError as exc:
-            reasons[name] = str(exc)
-    return reasons
-
-
-def _gpu_variants(work: variants.Workload) -> list[variants.Variant | None]:
-    try:
-        gpu = variants.get_backend("cupy", "cuda:0")
-    except XpnetError:
-        return []
-    return [variants.transfer_variant(work, gpu), variants.torch_variant(work, "cuda:0")]
-
-
-def _gpu_throughput(work: variants.Workload, rows: int) -> dict | None:
-    """Resident throughput: ``rows`` uint8 images already on the GPU to predicted labels."""
-    try:
-        gpu = variants.get_backend("cupy", "cuda:0")
-    except XpnetError:
-        return None
+def _gpu_throughput(work: variants.Workload, gpu: Backend, rows: int) -> dict:
+    """Resident throughput: ``rows`` uint8 images already on ``gpu`` to predicted labels."""
     network = work.network_on(gpu).scale_input(1 / 255)
     copies = -(-rows // len(work.pixels))
     x = gpu.asarray(np.tile(work.pixels, (copies, 1))[:rows])
