@@ -133,10 +133,10 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
             entries = {key: archive[key] for key in archive.files}
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise WeightsError(f"cannot read {path} as .npz: {type(exc).__name__}: {exc}") from None
-    if HEADER_KEY not in entries:
-        return _read_plain_npz(path, entries)
-    header = _parse_header(path, entries.pop(HEADER_KEY))
     strays = sorted(key for key, value in entries.items() if not isinstance(value, np.ndarray))
+    if HEADER_KEY not in entries:
+        return _read_plain_npz(path, entries, strays)
+    header = _parse_header(path, entries.pop(HEADER_KEY))
     if strays:
         raise WeightsError(f"{path}: the entries {strays} are not arrays")
     network = Network.from_mapping(entries, header["activations"])
@@ -147,12 +147,15 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
     return network, header
 
 
-def _read_plain_npz(path: Path, entries: dict[str, Any]) -> tuple[Network, dict[str, Any]]:
+def _read_plain_npz(
+    path: Path, entries: dict[str, Any], strays: list[str]
+) -> tuple[Network, dict[str, Any]]:
     """An ``.npz`` without xpnet's header: the textbook's dict as ``numpy.savez(path,
-    **params)`` writes it, read like its pickle (sigmoid hidden layers, softmax output)."""
+    **params)`` writes it, read like its pickle (sigmoid hidden layers, softmax output).
+    ``strays``: its entries that are not arrays."""
     try:
-        if not all(isinstance(value, np.ndarray) for value in entries.values()):
-            raise NetworkError(f"its entries {sorted(entries)} are not all arrays")
+        if strays:
+            raise NetworkError(f"the entries {strays} are not arrays")
         network = Network.from_mapping(entries)
     except NetworkError as exc:
         raise WeightsError(
