@@ -26,7 +26,9 @@ def run_suite(session: nox.Session, backend: str, *extra_args: str) -> None:
 
 @nox.session
 def numpy(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    """NumPy with numba, so the compiled sigmoid kernel is tested here (the other sessions
+    run NumPy's own kernels)."""
+    session.install("-e", ".[test,jit]")
     run_suite(session, "numpy")
 
 

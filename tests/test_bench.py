@@ -9,6 +9,7 @@ import pytest
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
+from xpnet import _numpy_fast
 from xpnet.backends import to_host
 from xpnet.bench import report
 from xpnet.bench.machine import Machine, flops_per_image
@@ -110,7 +111,7 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     } <= set(names)
     assert result["correct"] == BOOK_CORRECT
     assert result["floor_ms"] > 0 and result["machine"]["sgemm_gflops"] > 0
-    assert result["machine"]["numpy_sigmoid"] in ("tanh", "exp")
+    assert result["machine"]["numpy_sigmoid"] in _numpy_fast.SIGMOID_KERNELS
     assert result["machine"]["cpu"].endswith(" cores")
     assert all(v["milliseconds"] > 0 for v in result["variants"])
     assert chart.stat().st_size > 1000
@@ -149,6 +150,25 @@ def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
     }
     eager, compiled = found["xpnet jax on cpu:0"], found["xpnet jax on cpu:0, jax.jit"]
     assert compiled.run() == eager.run() == xpnet.count_correct(network, images, labels)
+
+
+@pytest.mark.parametrize("fastest", ["numba", "exp"])
+def test_numpys_own_sigmoid_is_timed_beside_numbas_only_where_numba_is_chosen(fastest, monkeypatch):
+    if fastest == "numba":
+        pytest.importorskip("numba", reason="the variant without numba needs numba to differ")
+    seconds = {"tanh": 3.0, "exp": 2.0, "numba": 1.0 if fastest == "numba" else 4.0}
+    monkeypatch.setattr(_numpy_fast, "_kernel_seconds", lambda dtype: seconds)
+    network = xpnet.init_network((784, 20, 10), seed=2)
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
+    images = pixels.astype(np.float32) / 255.0
+    labels = np.random.default_rng(4).integers(0, 10, 64)
+    work = Workload(network, images, pixels, labels)
+    found = {v.name: v for v in xpnet_variants(work, [xpnet.get_backend("numpy")])}
+    name = "xpnet numpy on cpu, no numba"
+    assert (name in found) == (fastest == "numba")
+    if fastest == "numba":
+        assert found[name].note == "NumPy's own sigmoid (exp)"
+        assert found[name].run() == found["xpnet numpy on cpu"].run()
 
 
 @pytest.mark.filterwarnings("error")  # JAX without x64 warns as it truncates int64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -15,7 +16,7 @@ import reference
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _blas, _numpy_fast
+from xpnet import _blas, _numba_kernels, _numpy_fast
 from xpnet.inference import _forward
 
 ROWS = 3 * _numpy_fast.BLOCK_ROWS + 300  # several blocks and a partial one
@@ -60,8 +61,19 @@ def test_fast_path_matches_generic_path(activations, dtype, rows):
     np.testing.assert_array_equal(labels, np.argmax(expected, axis=-1))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kernel", _numpy_fast.SIGMOID_KERNELS)
+needs_numba = pytest.mark.skipif(
+    _numba_kernels.logistic(np.dtype(np.float32)) is None,
+    reason="numba is not installed here, or switched off (pip install 'xpnet[jit]')",
+)
+
+KERNEL_CASES = [
+    pytest.param("numba", "float32", marks=needs_numba),
+    *((kernel, dtype) for kernel in ("tanh", "exp") for dtype in ("float32", "float64")),
+]
+"""Every sigmoid kernel with each dtype it serves: numba's serves float32 only."""
+
+
+@pytest.mark.parametrize(("kernel", "dtype"), KERNEL_CASES)
 def test_each_sigmoid_kernel_matches_the_reference_without_warnings(kernel, dtype, monkeypatch):
     monkeypatch.setattr(_numpy_fast, "sigmoid_kernel", lambda dtype: kernel)
     net = network(("sigmoid", "sigmoid", "softmax"), dtype)
@@ -76,9 +88,70 @@ def test_each_sigmoid_kernel_matches_the_reference_without_warnings(kernel, dtyp
     np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
 
 
+@needs_numba
+def test_the_numba_sigmoid_is_within_2e_7_of_the_exact_one_and_keeps_nan():
+    kernel = _numba_kernels.logistic(np.dtype(np.float32))
+    z = np.linspace(-60.0, 60.0, 400_000, dtype=np.float32).reshape(-1, 100)
+    bias = np.linspace(-3.0, 3.0, 100, dtype=np.float32)
+    block = z.copy()
+    kernel(block, bias)
+    exact = 1.0 / (1.0 + np.exp(-(z.astype(np.float64) + bias)))
+    assert np.abs(block - exact).max() < 2e-7
+    edges = np.array([[np.nan, np.inf, -np.inf, 0.0]], dtype=np.float32)
+    kernel(edges, np.zeros(4, dtype=np.float32))
+    assert np.isnan(edges[0, 0])
+    np.testing.assert_allclose(edges[0, 1:], [1.0, 0.0, 0.5], rtol=0, atol=2e-7)
+    assert kernel.targetoptions["nogil"]  # the block workers run it at once
+
+
+def test_the_numba_kernel_serves_float32_only():
+    assert _numba_kernels.logistic(np.dtype(np.float64)) is None
+    assert "numba" not in _numpy_fast.sigmoid_kernels(np.dtype(np.float64))
+    with pytest.raises(ValueError, match="no sigmoid kernel 'numba' for float64 here"):
+        _numpy_fast.forward(
+            network(("sigmoid", "softmax"), "float64"),
+            np.zeros((2, 30)),
+            labels=True,
+            sigmoid="numba",
+        )
+
+
+@pytest.fixture
+def fresh_kernel_choice():
+    """The cached kernel choice cleared before and after, so a test can change what runs."""
+    caches = (
+        _numba_kernels.logistic,
+        _numpy_fast.sigmoid_kernels,
+        _numpy_fast._kernel_seconds,
+    )
+    for cache in caches:
+        cache.cache_clear()
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
+@pytest.mark.parametrize("numba_state", ["missing", "switched off"])
+def test_without_numba_numpys_own_kernels_run(numba_state, fresh_kernel_choice, monkeypatch):
+    if numba_state == "missing":
+        monkeypatch.setitem(sys.modules, "numba", None)  # its import raises ImportError
+    else:
+        numba = pytest.importorskip("numba", reason="switching numba off needs numba")
+        monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    float32 = np.dtype(np.float32)
+    assert list(_numpy_fast.sigmoid_kernels(float32)) == ["tanh", "exp"]
+    assert _numpy_fast.sigmoid_kernel(float32) in ("tanh", "exp")
+    net = network(("sigmoid", "sigmoid", "softmax"))
+    x = np.random.default_rng(3).normal(scale=3.0, size=(ROWS, 30)).astype(np.float32)
+    expected = reference.forward(net.to_mapping(), ["sigmoid", "sigmoid", "softmax"], x)
+    np.testing.assert_allclose(xpnet.predict(net, x), expected, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_measured_sigmoid_kernel_is_a_known_one(dtype):
-    assert _numpy_fast.sigmoid_kernel(np.dtype(dtype)) in _numpy_fast.SIGMOID_KERNELS
+    kernels = _numpy_fast.sigmoid_kernels(np.dtype(dtype))
+    assert _numpy_fast.sigmoid_kernel(np.dtype(dtype)) in kernels
+    assert _numpy_fast.sigmoid_kernel(np.dtype(dtype), compiled=False) in ("tanh", "exp")
 
 
 def test_raw_pixels_read_only_and_untouched():

@@ -3,7 +3,9 @@
 Same API and results as the generic path (to float32 rounding); it exists because NumPy
 materializes every temporary of every elementwise operation in main memory. Here each
 block of rows goes through the network in one cache-resident buffer per layer, and the
-hidden activations are applied in place on those buffers (never on the caller's arrays).
+hidden activations are applied in place on those buffers (never on the caller's arrays),
+each with its bias in the same call; a hidden sigmoid by the fastest kernel here (NumPy's,
+or numba's compiled one where the ``jit`` extra is installed).
 A lone block's GEMMs use the BLAS's own threads; from ``PARALLEL_BLOCKS`` blocks on,
 whole blocks run at once on every core, one worker thread pinned to each with a
 one-thread BLAS, so the activations run in parallel too. That needs threadpoolctl (the
@@ -27,6 +29,7 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
+from xpnet import _numba_kernels
 from xpnet._blas import can_hold_blas, one_blas_thread
 from xpnet.activations import ACTIVATIONS
 
@@ -38,46 +41,53 @@ PARALLEL_BLOCKS = 2
 block alone runs on the calling thread, its GEMMs on the BLAS's threads."""
 
 
-def _tanh_(z: np.ndarray) -> None:
+InPlace = Callable[[np.ndarray, np.ndarray], None]
+"""Adds a bias to a block's pre-activations and applies a hidden activation, in place."""
+
+
+def _tanh_(z: np.ndarray, bias: np.ndarray) -> None:
+    z += bias
     np.tanh(z, out=z)
 
 
-def _logistic_of_negated_(z: np.ndarray) -> None:
-    """``1 / (1 + exp(z))``: the sigmoid of ``-z``, in three passes (no temporary).
+def _logistic_of_negated_(z: np.ndarray, bias: np.ndarray) -> None:
+    """``1 / (1 + exp(z + bias))``: the sigmoid of ``-(z + bias)``, in four passes.
 
     ``exp`` overflows to ``inf`` for ``z`` above about 88 (float32), and ``1 / inf`` is the
     right limit, 0: the overflow is expected, so it is not warned about. ``divide`` rather
-    than ``reciprocal``: NumPy 2.4 has AVX2 code only for the former (same bits; these
-    three passes 7% faster on an AVX2 EPYC).
+    than ``reciprocal``: NumPy 2.4 has AVX2 code only for the former (same bits; ``exp``
+    and the two passes after it 7% faster on an AVX2 EPYC).
     """
+    z += bias
     with np.errstate(over="ignore"):
         np.exp(z, out=z)
     z += 1.0
     np.divide(1.0, z, out=z)
 
 
-def _relu_(z: np.ndarray) -> None:
+def _relu_(z: np.ndarray, bias: np.ndarray) -> None:
+    z += bias
     np.maximum(z, 0, out=z)
 
 
-def _identity_(z: np.ndarray) -> None:
-    """Nothing to do."""
+def _identity_(z: np.ndarray, bias: np.ndarray) -> None:
+    z += bias
 
 
-IN_PLACE: dict[str, Callable[[np.ndarray], None]] = {
-    "sigmoid:tanh": _tanh_,  # with the affine parts folded into the weights: see _fold
-    "sigmoid:exp": _logistic_of_negated_,  # with the sign folded into the weights
-    "relu": _relu_,
-    "identity": _identity_,
-}
-"""Hidden-layer activations applied in place on a block's own buffer."""
+IN_PLACE: dict[str, InPlace] = {"relu": _relu_, "identity": _identity_}
+"""Hidden activations other than the sigmoid, applied in place on a block's own buffer."""
 
-HIDDEN = frozenset({"sigmoid", "relu", "identity"})
+HIDDEN = frozenset({"sigmoid", *IN_PLACE})
 """Hidden-layer activations this path runs in place."""
 
-SIGMOID_KERNELS = ("tanh", "exp")
-"""The two ways to apply a hidden sigmoid in place: one ``tanh`` pass, or ``exp`` and two
-cheap passes; :func:`sigmoid_kernel` picks the faster on this CPU."""
+SIGMOID_KERNELS = ("tanh", "exp", "numba")
+"""The ways to apply a hidden sigmoid in place: NumPy's ``tanh`` pass, NumPy's ``exp`` and
+its cheap passes, or one compiled pass (float32, where numba is installed: see
+:mod:`xpnet._numba_kernels`). :func:`sigmoid_kernel` picks the fastest here."""
+
+FACTORS = {"tanh": 0.5, "exp": -1.0, "numba": 1.0}
+"""What each sigmoid kernel takes of ``z``, folded into the layer's weight and bias: half
+for ``tanh`` (then ``0.5 h + 0.5`` goes into the next layer), the sign for ``exp``."""
 
 
 ORDER_PRESERVING = frozenset({"softmax", "identity"})
@@ -93,10 +103,14 @@ def applies(network: Any, x: Any) -> bool:
     )
 
 
-def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
-    """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
-    layers = _fold(network.layers)
-    weight = layers[-1][0]
+def forward(network: Any, x: np.ndarray, *, labels: bool, sigmoid: str | None = None) -> np.ndarray:
+    """``predict`` (or, with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``.
+
+    ``sigmoid`` names the kernel of the hidden sigmoids, one of :func:`sigmoid_kernels`;
+    by default :func:`sigmoid_kernel`, the fastest here.
+    """
+    hidden, output = _fold(network.layers, sigmoid)
+    weight = output[0]
     result = (
         np.empty(x.shape[0], dtype=np.intp)
         if labels
@@ -110,14 +124,14 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     def work() -> None:
         # Each thread keeps its own buffers for every block it does, and threads claim
         # blocks until none is left, so a worker that wakes late takes fewer.
-        buffers = _Buffers(layers, x)
+        buffers = _Buffers([w for w, _, _ in (*hidden, output)], x)
         while not abandoned.is_set():
             with lock:
                 index = next(claimed, None)
             if index is None:
                 return
             rows = slice(index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS)
-            _block(layers, x[rows], result[rows], buffers, labels=labels)
+            _block(hidden, output, x[rows], result[rows], buffers, labels=labels)
 
     pool = _pool() if count >= PARALLEL_BLOCKS and _on_main_thread() and can_hold_blas() else None
     if pool is None:
@@ -206,75 +220,120 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's t
     os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
-Folded = tuple[np.ndarray, np.ndarray, str]
-"""A layer's weight, bias and activation, rewritten by :func:`_fold`."""
+Hidden = tuple[np.ndarray, np.ndarray, InPlace]
+"""A hidden layer rewritten by :func:`_fold`: weight, bias and the activation's kernel."""
+
+Output = tuple[np.ndarray, np.ndarray, str]
+"""The output layer rewritten by :func:`_fold`: weight, bias and the activation's name."""
 
 
-def _fold(layers: Sequence[Any]) -> list[Folded]:
+def _fold(layers: Sequence[Any], sigmoid: str | None) -> tuple[list[Hidden], Output]:
     """The layers rewritten so that a hidden sigmoid costs as few passes as it can here.
 
-    By the :func:`sigmoid_kernel` this CPU runs faster. ``"tanh"``: ``sigmoid(z) =
-    0.5 * tanh(z / 2) + 0.5``. The halving moves into the layer's own weight and bias, and
-    the outer ``0.5 * h + 0.5`` into the next layer's, since ``(0.5 h + 0.5) W + b =
-    h (0.5 W) + (b + 0.5 * sum(W, axis=0))``: one pass, ``tanh``. ``"exp"``: ``sigmoid(z) =
-    1 / (1 + exp(-z))``, the sign moved into the weight and bias. Either equals the plain
-    formula to float rounding.
+    By its kernel (``sigmoid``, or the fastest here). ``"tanh"``: ``sigmoid(z) = 0.5 *
+    tanh(z / 2) + 0.5``. The halving moves into the layer's own weight and bias, and the
+    outer ``0.5 * h + 0.5`` into the next layer's (see :func:`_taking`): one pass,
+    ``tanh``. ``"exp"``: ``sigmoid(z) = 1 / (1 + exp(-z))``, the sign moved into the weight
+    and bias. ``"numba"`` takes ``z`` as it is. Each equals the plain formula to float
+    rounding (numba's to 2e-7).
     """
-    folded = []
+    *inner, last = layers
+    hidden: list[Hidden] = []
     scale, shift = 1.0, 0.0  # the previous layer's output is scale * h + shift
-    for number, layer in enumerate(layers, start=1):
-        weight, bias, activation = layer.weight, layer.bias, layer.activation
-        if shift:
-            column_sums = np.sum(weight, axis=0, dtype=np.float64)
-            bias = (bias + shift * column_sums).astype(bias.dtype)
-        factor = 1.0
-        if activation == "sigmoid" and number < len(layers):
-            kernel = sigmoid_kernel(weight.dtype)
-            factor = 0.5 if kernel == "tanh" else -1.0
-            activation = f"sigmoid:{kernel}"
-        if scale * factor != 1.0:
-            weight = weight * (scale * factor)
+    for layer in inner:
+        weight, bias = _taking(layer, scale, shift)
+        scale, shift = 1.0, 0.0
+        if layer.activation != "sigmoid":
+            hidden.append((weight, bias, IN_PLACE[layer.activation]))
+            continue
+        kernel = sigmoid or sigmoid_kernel(weight.dtype)
+        kernels = sigmoid_kernels(weight.dtype)
+        if kernel not in kernels:
+            raise ValueError(
+                f"no sigmoid kernel {kernel!r} for {weight.dtype} here; "
+                f"there are {', '.join(kernels)}"
+            )
+        factor = FACTORS[kernel]
         if factor != 1.0:
-            bias = bias * factor
-        scale, shift = (0.5, 0.5) if activation == "sigmoid:tanh" else (1.0, 0.0)
-        folded.append((weight, bias, activation))
-    return folded
+            weight, bias = weight * factor, bias * factor
+        hidden.append((weight, np.ascontiguousarray(bias), kernels[kernel]))
+        if kernel == "tanh":
+            scale, shift = 0.5, 0.5
+    return hidden, (*_taking(last, scale, shift), last.activation)
+
+
+def _taking(layer: Any, scale: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """``layer``'s weight and bias rewritten for the input ``scale * h + shift``, since
+    ``(scale h + shift) W + b = h (scale W) + (b + shift * sum(W, axis=0))``."""
+    weight, bias = layer.weight, layer.bias
+    if shift:
+        column_sums = np.sum(weight, axis=0, dtype=np.float64)
+        bias = (bias + shift * column_sums).astype(bias.dtype)
+    if scale != 1.0:
+        weight = weight * scale
+    return weight, bias
 
 
 @functools.cache
-def sigmoid_kernel(dtype: np.dtype) -> str:
-    """The faster :data:`SIGMOID_KERNELS` entry for ``dtype`` on this CPU, timed once.
+def sigmoid_kernels(dtype: np.dtype) -> dict[str, InPlace]:
+    """The :data:`SIGMOID_KERNELS` that run here on ``dtype``, by name."""
+    kernels: dict[str, InPlace] = {"tanh": _tanh_, "exp": _logistic_of_negated_}
+    compiled = _numba_kernels.logistic(dtype)
+    if compiled is not None:
+        kernels["numba"] = compiled
+    return kernels
+
+
+def sigmoid_kernel(dtype: np.dtype, *, compiled: bool = True) -> str:
+    """The fastest of :func:`sigmoid_kernels` for ``dtype`` on this CPU; without
+    ``compiled``, the fastest of NumPy's own.
 
     Which one wins depends on the SIMD code NumPy has for the CPU (on an AVX2 EPYC, tanh
-    takes twice as long as exp and its two cheap passes together), so it is measured, not
-    guessed: best of five interleaved runs on a block of values over the sigmoid's range.
+    takes twice as long as exp and its cheap passes together) and on numba's, so it is
+    measured, not guessed.
     """
+    seconds = _kernel_seconds(dtype)
+    return min((k for k in seconds if compiled or k != "numba"), key=seconds.__getitem__)
+
+
+@functools.cache
+def _kernel_seconds(dtype: np.dtype) -> dict[str, float]:
+    """Each sigmoid kernel's time here, once per process: best of five interleaved runs on
+    a block of values over the sigmoid's range, its bias added too."""
     sample = np.linspace(-12.0, 12.0, BLOCK_ROWS * 64, dtype=dtype).reshape(BLOCK_ROWS, 64)
+    bias = np.linspace(-1.0, 1.0, 64, dtype=dtype)
     block = np.empty_like(sample)
-    best = dict.fromkeys(SIGMOID_KERNELS, float("inf"))
+    kernels = sigmoid_kernels(dtype)
+    best = dict.fromkeys(kernels, float("inf"))
     for _ in range(5):
-        for kernel in SIGMOID_KERNELS:
+        for name, kernel in kernels.items():
             np.copyto(block, sample)
             start = time.perf_counter()
-            IN_PLACE[f"sigmoid:{kernel}"](block)
-            best[kernel] = min(best[kernel], time.perf_counter() - start)
-    return min(best, key=best.__getitem__)
+            kernel(block, bias)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 class _Buffers:
     """One thread's working memory for a block: each layer's output, and the input converted
     to the network's dtype where it differs (raw uint8 pixels). Reused block after block."""
 
-    def __init__(self, layers: list[Folded], x: np.ndarray) -> None:
-        dtype = layers[0][0].dtype
-        self.outputs = [np.empty((BLOCK_ROWS, w.shape[1]), dtype=dtype) for w, _, _ in layers]
+    def __init__(self, weights: list[np.ndarray], x: np.ndarray) -> None:
+        dtype = weights[0].dtype
+        self.outputs = [np.empty((BLOCK_ROWS, w.shape[1]), dtype=dtype) for w in weights]
         self.converted = (
             None if x.dtype == dtype else np.empty((BLOCK_ROWS, x.shape[1]), dtype=dtype)
         )
 
 
 def _block(
-    layers: list[Folded], rows: np.ndarray, out: np.ndarray, buffers: _Buffers, *, labels: bool
+    hidden: list[Hidden],
+    output: Output,
+    rows: np.ndarray,
+    out: np.ndarray,
+    buffers: _Buffers,
+    *,
+    labels: bool,
 ) -> None:
     """The network over one block of ``rows``, written into ``out`` (its rows of the result)."""
     count = rows.shape[0]
@@ -282,20 +341,19 @@ def _block(
     if buffers.converted is not None:
         a = buffers.converted[:count]
         np.copyto(a, rows, casting="unsafe")
-    *hidden, (weight, bias, activation) = layers
     *hidden_buffers, last_buffer = buffers.outputs
-    for (hidden_weight, hidden_bias, hidden_activation), buffer in zip(hidden, hidden_buffers):
+    for (weight, bias, activation), buffer in zip(hidden, hidden_buffers):
         z = buffer[:count]
-        np.matmul(a, hidden_weight, out=z)
-        z += hidden_bias
-        IN_PLACE[hidden_activation](z)
+        np.matmul(a, weight, out=z)
+        activation(z, bias)
         a = z
+    weight, bias, name = output
     z = last_buffer[:count]
     np.matmul(a, weight, out=z)
     z += bias
-    if labels and activation in ORDER_PRESERVING:
+    if labels and name in ORDER_PRESERVING:
         np.argmax(z, axis=-1, out=out)
     elif labels:
-        np.argmax(ACTIVATIONS[activation](z), axis=-1, out=out)
+        np.argmax(ACTIVATIONS[name](z), axis=-1, out=out)
     else:
-        out[...] = ACTIVATIONS[activation](z)
+        out[...] = ACTIVATIONS[name](z)

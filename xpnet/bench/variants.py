@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
+from xpnet import _numpy_fast
 from xpnet._array_api import device_name
 from xpnet._typing import Array
 from xpnet.backends import Backend, get_backend
@@ -98,6 +99,8 @@ def xpnet_variants(work: Workload, backends: Sequence[Backend]) -> list[Variant]
         variants.append(_resident(f"xpnet {backend}", backend, work, raw=False))
         if backend.name in ("numpy", "cupy"):
             variants.append(_resident(f"xpnet {backend}, uint8", backend, work, raw=True))
+        if backend.name == "numpy" and _numpy_fast.sigmoid_kernel(work.images.dtype) == "numba":
+            variants.append(_without_numba(backend, work))
         if backend.name == "jax":
             variants.append(_jitted(backend, work))
     return variants
@@ -130,6 +133,19 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
         return correct
 
     return Variant(name, run, "uint8 pixels, 1/255 folded into W1" if raw else "")
+
+
+def _without_numba(backend: Backend, work: Workload) -> Variant:
+    """xpnet's NumPy path with NumPy's fastest sigmoid kernel instead of numba's: what the
+    ``jit`` extra gains, in the same run."""
+    network = work.network_on(backend)
+    kernel = _numpy_fast.sigmoid_kernel(work.images.dtype, compiled=False)
+
+    def run() -> int:
+        labels = _numpy_fast.forward(network, work.images, labels=True, sigmoid=kernel)
+        return int(np.count_nonzero(labels == work.labels))
+
+    return Variant(f"xpnet {backend}, no numba", run, f"NumPy's own sigmoid ({kernel})")
 
 
 def transfer_variant(work: Workload, backend: Backend) -> Variant:
