@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -70,6 +72,29 @@ def test_streaming_counts_every_tiled_image(tmp_path):
     assert stream_count(network, images, label_file) == 3 * once
 
 
+def test_the_streaming_process_times_its_first_call_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 300)
+    network = xpnet.init_network((784, 20, 10), seed=1)
+    weights = tmp_path / "net.npz"
+    xpnet.save_weights(network, weights)
+    images, label_file = write_tiled(pixels, labels, 2, seed=1, folder=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "xpnet.bench.stream", str(images), str(label_file), str(weights)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    on_pixels = network.scale_input(1 / 255)
+    expected = 2 * xpnet.count_correct(on_pixels, pixels.reshape(300, -1), labels)
+    assert (result["images"], result["correct"]) == (600, expected)
+    assert result["first_call_seconds"] > 0 and result["seconds"] > 0
+    assert result["images_per_second"] == pytest.approx(600 / result["seconds"])
+    assert 0 < result["resident_mib_before"] <= result["peak_resident_mib"]
+
+
 @needs_mnist
 def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     chart = tmp_path / "bench.png"
@@ -119,7 +144,6 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
 
 def test_gpu_check_parses_and_says_when_there_is_no_gpu():
     import shutil
-    import subprocess
 
     from realdata import REPO
 
