@@ -120,7 +120,7 @@ def bar_chart(rows: Sequence[Row], floor: float, path: str | Path, title: str) -
     axes.set_xlim(right=max(times) * 3)  # room for the longest bar's label
     axes.set_xlabel("milliseconds for the 10,000 MNIST test images (log scale)")
     # Wrapped to the figure's width: a BLAS description naming two libraries ran off it.
-    axes.set_title("\n".join(textwrap.fill(line, 80) for line in title.splitlines()), fontsize=9)
+    axes.set_title("\n".join(textwrap.fill(line, 64) for line in title.splitlines()), fontsize=9)
     for y, value in enumerate(times):
         axes.text(value, y, f" {value:.1f}", va="center", fontsize=7)
     axes.legend(loc="lower right", fontsize=7)

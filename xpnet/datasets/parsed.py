@@ -2,8 +2,8 @@
 
 A copy's name holds a digest of its source's resolved path, size and modification time:
 an edited or replaced source is parsed and checked again. Copies are written atomically
-(temporary file, then ``os.replace``) and read with ``allow_pickle=False``, memory-mapped;
-a copy that does not load or has the wrong shape is ignored and rewritten.
+(temporary file, then ``os.replace``) and read whole with ``allow_pickle=False``; a copy
+that does not load or has the wrong shape is ignored and rewritten.
 """
 
 from __future__ import annotations
