@@ -147,6 +147,20 @@ def test_without_numba_numpys_own_kernels_run(numba_state, fresh_kernel_choice, 
     np.testing.assert_allclose(xpnet.predict(net, x), expected, rtol=0, atol=1e-5)
 
 
+@needs_numba
+def test_where_numba_has_no_folder_to_cache_in_it_compiles_anew(fresh_kernel_choice, monkeypatch):
+    from numba.core import caching
+
+    # No locator finds a writable folder (read-only site-packages, no home): numba raises
+    # "cannot cache function ...: no locator available" for cache=True.
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    kernel = _numba_kernels.logistic(np.dtype(np.float32))
+    assert kernel is not None  # with cache=True alone, numba would have raised
+    block = np.array([[0.0, 2.0]], dtype=np.float32)
+    kernel(block, np.zeros(2, dtype=np.float32))
+    np.testing.assert_allclose(block, [[0.5, 1 / (1 + np.exp(-2.0))]], rtol=0, atol=2e-7)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_measured_sigmoid_kernel_is_a_known_one(dtype):
     kernels = _numpy_fast.sigmoid_kernels(np.dtype(dtype))
