@@ -121,7 +121,7 @@ def fresh_kernel_choice():
     """The cached kernel choice cleared before and after, so a test can change what runs."""
     caches = (
         _numba_kernels.logistic,
-        _numpy_fast.sigmoid_kernels,
+        _numpy_fast._sigmoid_kernels,
         _numpy_fast._kernel_seconds,
     )
     for cache in caches:
@@ -159,6 +159,34 @@ def test_where_numba_has_no_folder_to_cache_in_it_compiles_anew(fresh_kernel_cho
     block = np.array([[0.0, 2.0]], dtype=np.float32)
     kernel(block, np.zeros(2, dtype=np.float32))
     np.testing.assert_allclose(block, [[0.5, 1 / (1 + np.exp(-2.0))]], rtol=0, atol=2e-7)
+
+
+def test_threads_arriving_at_once_compile_and_time_the_kernels_once(
+    fresh_kernel_choice, monkeypatch
+):
+    # As dask's first chunk tasks do: without a lock each would compile numba's kernel
+    # (half a second or more) and time the kernels while the other thread runs.
+    compiles = []
+
+    def slow_compile(dtype):
+        compiles.append(threading.current_thread().name)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(_numba_kernels, "logistic", slow_compile)
+    float32 = np.dtype(np.float32)
+    barrier = threading.Barrier(3)
+
+    def choose():
+        barrier.wait()
+        return _numpy_fast.sigmoid_kernel(float32)
+
+    threads = [threading.Thread(target=choose) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compiles) == 1
+    assert list(_numpy_fast.sigmoid_kernels(float32)) == ["tanh", "exp"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

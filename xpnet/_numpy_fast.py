@@ -274,9 +274,20 @@ def _taking(layer: Any, scale: float, shift: float) -> tuple[np.ndarray, np.ndar
     return weight, bias
 
 
-@functools.cache
+_FIRST_USE = threading.RLock()
+"""Held while a dtype's kernels are first compiled and timed: dask's first chunk tasks call
+at once, and each would compile numba's kernel again and time the kernels while another
+thread computes."""
+
+
 def sigmoid_kernels(dtype: np.dtype) -> dict[str, InPlace]:
     """The :data:`SIGMOID_KERNELS` that run here on ``dtype``, by name."""
+    with _FIRST_USE:
+        return _sigmoid_kernels(dtype)
+
+
+@functools.cache
+def _sigmoid_kernels(dtype: np.dtype) -> dict[str, InPlace]:
     kernels: dict[str, InPlace] = {"tanh": _tanh_, "exp": _logistic_of_negated_}
     compiled = _numba_kernels.logistic(dtype)
     if compiled is not None:
@@ -292,7 +303,8 @@ def sigmoid_kernel(dtype: np.dtype, *, compiled: bool = True) -> str:
     takes twice as long as exp and its cheap passes together) and on numba's, so it is
     measured, not guessed.
     """
-    seconds = _kernel_seconds(dtype)
+    with _FIRST_USE:
+        seconds = _kernel_seconds(dtype)
     return min((k for k in seconds if compiled or k != "numba"), key=seconds.__getitem__)
 
 
