@@ -35,10 +35,10 @@ def read_labelled_csv(path: str | os.PathLike[str], *, classes: int = 10) -> np.
         raise DataError(f"{path} holds no rows")
     limits = np.full(table.shape[1], 255)
     limits[-1] = classes - 1
-    for bad, problem in (
-        (table != np.floor(table), "not an integer"),  # NaN too
-        ((table < 0) | (table > limits), "outside 0..{limit}"),
-    ):
+    checks = [((table < 0) | (table > limits), "outside 0..{limit}")]
+    if table.dtype.kind == "f":  # read as floats: some cell is not an integer (NaN too)
+        checks.insert(0, (table != np.floor(table), "not an integer"))
+    for bad, problem in checks:
         if bad.any():
             row, column = np.argwhere(bad)[0]
             what = "label" if column == len(limits) - 1 else "pixel value"
