@@ -160,20 +160,22 @@ def test_gpu_check_parses_and_says_when_there_is_no_gpu():
     )
 
 
-def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
-    pytest.importorskip("jax", reason="the jax.jit variant needs JAX")
+def small_workload() -> Workload:
+    """64 random images through a 784-20-10 network, labels int64 as ``load_mnist`` gives."""
     network = xpnet.init_network((784, 20, 10), seed=2)
     pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
-    images = pixels.astype(np.float32) / 255.0
     labels = np.random.default_rng(4).integers(0, 10, 64)
-    found = {
-        v.name: v
-        for v in xpnet_variants(
-            Workload(network, images, pixels, labels), [xpnet.get_backend("jax", "cpu")]
-        )
-    }
+    return Workload(network, pixels.astype(np.float32) / 255.0, pixels, labels)
+
+
+def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
+    pytest.importorskip("jax", reason="the jax.jit variant needs JAX")
+    work = small_workload()
+    found = {v.name: v for v in xpnet_variants(work, [xpnet.get_backend("jax", "cpu")])}
     eager, compiled = found["xpnet jax on cpu:0"], found["xpnet jax on cpu:0, jax.jit"]
-    assert compiled.run() == eager.run() == xpnet.count_correct(network, images, labels)
+    assert (
+        compiled.run() == eager.run() == xpnet.count_correct(work.network, work.images, work.labels)
+    )
 
 
 @pytest.mark.parametrize("fastest", ["numba", "exp"])
@@ -182,12 +184,7 @@ def test_numpys_own_sigmoid_is_timed_beside_numbas_only_where_numba_is_chosen(fa
         pytest.importorskip("numba", reason="the variant without numba needs numba to differ")
     seconds = {"tanh": 3.0, "exp": 2.0, "numba": 1.0 if fastest == "numba" else 4.0}
     monkeypatch.setattr(_numpy_fast, "_kernel_seconds", lambda dtype: seconds)
-    network = xpnet.init_network((784, 20, 10), seed=2)
-    pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
-    images = pixels.astype(np.float32) / 255.0
-    labels = np.random.default_rng(4).integers(0, 10, 64)
-    work = Workload(network, images, pixels, labels)
-    found = {v.name: v for v in xpnet_variants(work, [xpnet.get_backend("numpy")])}
+    found = {v.name: v for v in xpnet_variants(small_workload(), [xpnet.get_backend("numpy")])}
     name = "xpnet numpy on cpu, no numba"
     assert (name in found) == (fastest == "numba")
     if fastest == "numba":
@@ -197,10 +194,8 @@ def test_numpys_own_sigmoid_is_timed_beside_numbas_only_where_numba_is_chosen(fa
 
 @pytest.mark.filterwarnings("error")  # JAX without x64 warns as it truncates int64
 def test_workload_labels_reach_every_backend_as_int32_without_warnings(backend, xp):
-    network = xpnet.init_network((784, 20, 10), seed=2)
-    pixels = np.random.default_rng(3).integers(0, 256, (64, 784), dtype=np.uint8)
-    labels = np.random.default_rng(4).integers(0, 10, 64)  # int64, as load_mnist gives
-    work = Workload(network, pixels.astype(np.float32) / 255.0, pixels, labels)
+    work = small_workload()
+    assert work.labels.dtype == np.int64
     on_device = work.labels_on(backend)
     assert on_device.dtype == xp.int32
-    np.testing.assert_array_equal(to_host(on_device), labels)
+    np.testing.assert_array_equal(to_host(on_device), work.labels)

@@ -390,7 +390,6 @@ except KeyboardInterrupt:
 @needs_the_pool
 def test_ctrl_c_as_the_workers_start_lets_the_process_exit():
     import subprocess
-    import sys
 
     done = subprocess.run(
         [sys.executable, "-c", INTERRUPTED_AS_A_WORKER_STARTS],

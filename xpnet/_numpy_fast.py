@@ -80,14 +80,14 @@ IN_PLACE: dict[str, InPlace] = {"relu": _relu_, "identity": _identity_}
 HIDDEN = frozenset({"sigmoid", *IN_PLACE})
 """Hidden-layer activations this path runs in place."""
 
-SIGMOID_KERNELS = ("tanh", "exp", "numba")
-"""The ways to apply a hidden sigmoid in place: NumPy's ``tanh`` pass, NumPy's ``exp`` and
-its cheap passes, or one compiled pass (float32, where numba is installed: see
-:mod:`xpnet._numba_kernels`). :func:`sigmoid_kernel` picks the fastest here."""
-
 FACTORS = {"tanh": 0.5, "exp": -1.0, "numba": 1.0}
 """What each sigmoid kernel takes of ``z``, folded into the layer's weight and bias: half
 for ``tanh`` (then ``0.5 h + 0.5`` goes into the next layer), the sign for ``exp``."""
+
+SIGMOID_KERNELS = tuple(FACTORS)
+"""The ways to apply a hidden sigmoid in place: NumPy's ``tanh`` pass, NumPy's ``exp`` and
+its cheap passes, or one compiled pass (float32, where numba is installed: see
+:mod:`xpnet._numba_kernels`). :func:`sigmoid_kernel` picks the fastest here."""
 
 
 ORDER_PRESERVING = frozenset({"softmax", "identity"})
