@@ -2,60 +2,122 @@
 
 Every subcommand module exposes ``register(subparsers)``, which adds its parser and sets
 ``run`` (a function of the parsed arguments returning an exit status) as a default.
+docs/cli.md states the rules every command keeps: exit statuses, one-line errors, the JSON
+keys, output files and pipes.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
 
+from xpnet import __version__
 from xpnet.cli import backends, bench, convert, infer, plots, train
-from xpnet.cli.options import add_debug_option
+from xpnet.cli.options import (
+    Parser,
+    UsageError,
+    add_debug_option,
+    describe,
+    printable,
+    silence_stdout,
+    stdout_broken,
+    tell,
+)
 from xpnet.errors import XpnetError
 
 COMMANDS = (infer, train, backends, plots, bench, convert)
 
-EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError)
+EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, MemoryError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""
 
+FAILURE = 1
+"""The exit status of every failure but a usage error (2) and Ctrl-C (130)."""
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xpnet", description="The textbook's MNIST network on any array backend."
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="xpnet",
+        description="The textbook's MNIST network on any array backend.",
+        epilog="Run 'xpnet COMMAND --help' for a command's options.",
     )
-    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    subparsers = parser.add_subparsers(
+        title="commands", required=True, metavar="COMMAND", dest="command"
+    )
     for command in COMMANDS:
         command.register(subparsers)
     for command_parser in subparsers.choices.values():
+        # The modules' docstrings are reST; help shows plain text.
+        command_parser.description = describe(command_parser.description)
+        command_parser.set_defaults(parser=command_parser)
         add_debug_option(command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``xpnet`` command line; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``xpnet`` command line; returns the process exit status.
+
+    Output to a pipe whose reader has gone (``xpnet inspect --json | head -1``) ends
+    quietly with status 0, as coreutils' tools do.
+    """
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+    except SystemExit:  # --help, --version and usage errors: their output must reach too
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            silence_stdout()
+        raise
+    except BrokenPipeError:
+        silence_stdout()
+        return 0
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # reported by the command's own parser, with its own name
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.formatwarning = one_line_warning
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        print("xpnet: interrupted", file=sys.stderr)
-        return 130
-    except EXPECTED_FAILURES as exc:
-        if getattr(args, "debug", False):
+        tell("xpnet: interrupted")
+        return INTERRUPTED
+    except UsageError as exc:
+        args.parser.error(str(exc))
+    except BrokenPipeError as exc:
+        if stdout_broken() or args.debug:
             raise
-        print(f"xpnet: error: {one_line(exc)}", file=sys.stderr)
-        return 1
+        return failed(exc)
+    except EXPECTED_FAILURES as exc:
+        if args.debug:
+            raise
+        return failed(exc)
+
+
+def failed(exc: BaseException) -> int:
+    """Report ``exc`` in one line on stderr; the exit status of a failure."""
+    tell(f"xpnet: error: {one_line(exc)}")
+    return FAILURE
 
 
 def one_line(exc: BaseException) -> str:
-    """The exception's message on one line (with its type where the message is bare)."""
+    """The exception's message on one line (with its type where the message is bare),
+    control characters escaped."""
     text = " ".join(str(exc).split())
-    return text if isinstance(exc, XpnetError) and text else f"{type(exc).__name__}: {text}"
+    if isinstance(exc, MemoryError):
+        text = f"out of memory: {text}" if text else "out of memory"
+    elif not (isinstance(exc, XpnetError) and text):
+        text = f"{type(exc).__name__}: {text}".rstrip(": ")
+    return printable(text)
 
 
 def one_line_warning(message: Warning | str, *_: object, **__: object) -> str:
     """Warnings print as ``xpnet: warning: ...`` on one line, without source lines."""
-    return f"xpnet: warning: {' '.join(str(message).split())}\n"
+    return f"xpnet: warning: {printable(' '.join(str(message).split()))}\n"

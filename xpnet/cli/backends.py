@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from xpnet.backends import BACKENDS, backend_status
+from xpnet.cli.options import print_json, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("backends", help="list the backends and their availability")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = subparsers.add_parser(
+        "backends",
+        help="list the backends and their availability",
+        description="List the array backends xpnet knows, whether each can run here, and "
+        "why not where it cannot (a package missing, no GPU).",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"backends": [{"backend", "available", "reason"}, ...]}',
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     statuses = {name: backend_status(name) for name in BACKENDS}
     if args.json:
-        print(
-            json.dumps(
-                {name: {"available": ok, "reason": why} for name, (ok, why) in statuses.items()}
-            )
+        print_json(
+            {
+                "backends": [
+                    {"backend": name, "available": ok, "reason": why}
+                    for name, (ok, why) in statuses.items()
+                ]
+            }
         )
         return 0
     width = max(map(len, BACKENDS))
     for name, (ok, why) in statuses.items():
-        print(f"{name:<{width}}  {'yes' if ok else 'no '}  {why}".rstrip())
+        print(printable(f"{name:<{width}}  {'yes' if ok else 'no '}  {why}".rstrip()))
     return 0

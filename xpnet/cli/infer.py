@@ -8,7 +8,6 @@ prints in the book's spelling, ``Accuracy:0.9352``, or as one JSON object with `
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +16,15 @@ from typing import Any
 
 from xpnet.backends import get_backend
 from xpnet.cli import scaleout
-from xpnet.cli.options import add_backend_options, add_data_options
+from xpnet.cli.options import (
+    add_backend_options,
+    add_data_options,
+    display_path,
+    json_safe,
+    positive_int,
+    print_json,
+    printable,
+)
 from xpnet.cli.progress import progress_bar
 from xpnet.cli.provenance import summary
 from xpnet.inference import DEFAULT_BATCH_SIZE, count_correct, iter_batches
@@ -35,13 +42,16 @@ class InferenceReport:
 
     backend: str
     device: str
-    dataset: str
     weights: str
+    dataset: str
+    split: str
     images: int
     correct: int
-    accuracy: float
+    accuracy: float | None
+    """``None`` (JSON null) where there were no images."""
     seconds: float
-    images_per_second: float
+    images_per_second: float | None
+    """``None`` where the compute took no measurable time."""
     load_seconds: float
     transfer_seconds: float
     first_call_seconds: float | None
@@ -62,29 +72,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weights",
         help="weights file (xpnet .npz, the textbook's .pkl or a plain .npz of its dict), "
-        "'book' to fetch the book's; default: the bundled mnist_5k.npz",
+        "or 'book' to fetch the textbook's (MIT-licensed, Koki Saitoh's repository); "
+        "default: the bundled mnist_5k.npz",
     )
     add_data_options(parser)
-    parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--limit", type=positive_int, help="use only the first N test images")
+    parser.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="test split of"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="images per batch"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, metavar="N", help="use only the first N test images"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     scaleout.add_options(parser, positive_int)
     parser.set_defaults(run=run)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
     with scaleout.dask_scheduler(args):
         report = infer(args)
     if args.json:
-        print(json.dumps(asdict(report)))
+        print_json(asdict(report))
     else:
         print_report(report)
     return 0
@@ -115,9 +125,9 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     say(f"backend: {target}")
     weights = weights_file(args.weights)
     network = load_network(str(weights), args.backend, args.device)
-    provenance = read_weights_info(weights)["metadata"] or None
+    provenance = json_safe(read_weights_info(weights).get("metadata")) or None
     say(
-        f"weights: {weights} ({'-'.join(map(str, network.sizes))}, "
+        f"weights: {display_path(weights)} ({'-'.join(map(str, network.sizes))}, "
         f"{'/'.join(network.activations)}, {network.dtype})"
     )
     if provenance is not None:
@@ -126,7 +136,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     start = time.perf_counter()
     # Raw uint8 pixels: a quarter of the bytes to move; the 1/255 lives in the first weights.
     if args.input is None:
-        dataset = args.dataset
+        dataset, split = args.dataset, "test"
         x_host, t_host = load_mnist(
             normalize=False,
             split="test",
@@ -135,7 +145,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
             download=not args.no_download,
         )
     else:  # with dask, lazy dask arrays: each chunk is read where it is computed
-        x_host, t_host, dataset = scaleout.read_input(args)
+        x_host, t_host, dataset, split = scaleout.read_input(args)
     network = network.scale_input(1 / 255)
     if args.limit is not None:
         x_host, t_host = x_host[: args.limit], t_host[: args.limit]
@@ -171,13 +181,14 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     return InferenceReport(
         backend=target.name,
         device=str(target).split(" on ", 1)[1],
-        dataset=dataset,
         weights=str(weights),
+        dataset=dataset,
+        split=split,
         images=images,
         correct=correct,
-        accuracy=correct / images if images else float("nan"),
+        accuracy=correct / images if images else None,
         seconds=computed - start,
-        images_per_second=images / compute_seconds if compute_seconds > 0 else float("inf"),
+        images_per_second=images / compute_seconds if compute_seconds > 0 else None,
         load_seconds=loaded - start,
         transfer_seconds=transferred - loaded,
         first_call_seconds=first_call_seconds,
@@ -187,7 +198,10 @@ def infer(args: argparse.Namespace) -> InferenceReport:
 
 
 def print_report(report: InferenceReport) -> None:
-    print(f"images: {report.images} ({report.dataset} test split), correct: {report.correct}")
+    print(
+        f"images: {report.images} ({printable(report.dataset)} {printable(report.split)} split), "
+        f"correct: {report.correct}"
+    )
     first_call = (
         ""
         if report.first_call_seconds is None
@@ -198,5 +212,6 @@ def print_report(report: InferenceReport) -> None:
         f"{report.transfer_seconds * 1e3:.1f} ms{first_call}, "
         f"compute {report.compute_seconds * 1e3:.1f} ms"
     )
-    print(f"images/s: {report.images_per_second:,.0f} (compute)")
-    print(f"Accuracy:{report.accuracy}")
+    rate = report.images_per_second
+    print(f"images/s: {'-' if rate is None else format(rate, ',.0f')} (compute)")
+    print(f"Accuracy:{'-' if report.accuracy is None else report.accuracy}")

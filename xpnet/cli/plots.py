@@ -1,24 +1,35 @@
 """``xpnet plot-activations``, ``show-mnist`` and ``inspect``: the book's pictures as files.
 
-Each command writes PNG (or SVG, by the suffix) to ``--out`` and, with ``--show``, opens a
-window where a display exists. Figures are drawn headless (Agg) without pyplot; pyplot is
-imported only to show them.
+Each command writes its pictures to ``--out`` in any format matplotlib writes, chosen by
+the suffix (PNG, JPEG, SVG, PDF...), and, with ``--show``, opens a window where a display
+exists. An existing file is replaced only with ``--force``. Figures are drawn headless (Agg)
+without pyplot; pyplot is imported only to show them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from xpnet.backends import get_backend, to_host
-from xpnet.cli.infer import load_network, positive_int
-from xpnet.cli.options import add_backend_options, add_data_options
+from xpnet.cli.infer import load_network, weights_file
+from xpnet.cli.options import (
+    UsageError,
+    add_backend_options,
+    add_data_options,
+    add_force_option,
+    check_output,
+    display_path,
+    positive_int,
+    print_json,
+    tell,
+    write_output,
+)
 from xpnet.errors import XpnetError
 from xpnet.inference import DEFAULT_BATCH_SIZE, predict
 from xpnet.plotting import (
@@ -35,11 +46,25 @@ from xpnet.plotting import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SUFFIXES = (".png", ".svg")
-"""The picture formats the commands write, chosen by the suffix of ``--out``."""
-
 DEFAULT_DPI = 100
-"""Pixels per inch of PNG output: small files that still read well on a README page."""
+"""Pixels per inch of raster output: small files that still read well on a README page."""
+
+MAX_SIDE = 2**16 - 1
+"""The most pixels a picture may have along a side (matplotlib's Agg draws no more)."""
+
+MAX_PIXELS = 100_000_000
+"""The most pixels a picture may have: its raster, four bytes a pixel, is allocated whole."""
+
+INSPECT_FIGURES = ("misclassified", "confusion_matrix", "first_layer_weights")
+"""The pictures ``inspect`` writes, each as ``NAME.FORMAT`` in ``--out``."""
+
+
+def picture_formats() -> dict[str, str]:
+    """The formats matplotlib writes here, by suffix (``png``: Portable Network Graphics)."""
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return dict(FigureCanvasBase.get_supported_filetypes())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     activations.set_defaults(run=run_plot_activations)
 
     show_mnist = _add_command(subparsers, "show-mnist", "draw the first 25 images of a split")
-    show_mnist.add_argument("--split", choices=("train", "test"), default="train")
+    show_mnist.add_argument(
+        "--split", choices=("train", "test"), default="test", help="split to draw from"
+    )
     _add_data_options(show_mnist)
     show_mnist.set_defaults(run=run_show_mnist)
 
@@ -63,18 +90,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_options(inspect)
     inspect.add_argument(
         "--weights",
-        help="weights file: xpnet .npz, the textbook's .pkl or a plain .npz of its dict",
+        help="weights file: xpnet .npz, the textbook's .pkl or a plain .npz of its dict, "
+        "or 'book'; default: the bundled mnist_5k.npz",
     )
     _add_data_options(inspect)
-    inspect.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    inspect.add_argument(
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="images per batch"
+    )
     inspect.add_argument(
         "--max-images",
         type=positive_int,
         default=25,
-        help="misclassified images to draw, worst first (default 25)",
+        help="misclassified images to draw, worst first",
     )
     inspect.add_argument(
-        "--format", choices=[s[1:] for s in SUFFIXES], default="png", help="picture format"
+        "--format",
+        default="png",
+        help="picture format: any that matplotlib writes (png, jpg, svg, pdf...)",
     )
     inspect.add_argument(
         "--json",
@@ -92,33 +124,43 @@ def _add_command(
     parser.add_argument(
         "--out",
         type=Path,
-        help="folder to write the pictures into" if directory else "picture file (.png or .svg)",
+        help=(
+            "required unless --show: folder to write the pictures into (made if its parent "
+            "exists)"
+            if directory
+            else "required unless --show: picture file; its suffix picks the format, any "
+            "that matplotlib writes (.png, .jpg, .svg, .pdf...)"
+        ),
     )
     parser.add_argument("--show", action="store_true", help="also open a window (needs a display)")
+    add_force_option(parser)
     parser.add_argument(
         "--dpi",
         type=positive_int,
         default=DEFAULT_DPI,
-        help=f"PNG pixels per inch (default {DEFAULT_DPI})",
+        help=f"pixels per inch; a picture may have at most {MAX_PIXELS:,} pixels and "
+        f"{MAX_SIDE:,} a side",
     )
     return parser
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
-    parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    parser.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="images of"
+    )
 
 
 def run_plot_activations(args: argparse.Namespace) -> int:
-    _check_output(args)
+    outputs = _check_output(args)
     figure = plot_activations(backend=get_backend(args.backend, args.device))
-    return _deliver(args, [(args.out, figure)])
+    return _deliver(args, [(outputs[0], figure)])
 
 
 def run_show_mnist(args: argparse.Namespace) -> int:
     from xpnet.datasets import load_mnist
 
-    _check_output(args)
+    outputs = _check_output(args)
     images, labels = load_mnist(
         normalize=True,
         flatten=True,
@@ -129,28 +171,38 @@ def run_show_mnist(args: argparse.Namespace) -> int:
     )
     figure = plot_image_grid(images, labels)
     figure.suptitle(f"first images of the {args.dataset} {args.split} split", fontsize="medium")
-    return _deliver(args, [(args.out, figure)])
+    return _deliver(args, [(outputs[0], figure)])
 
 
 @dataclass(frozen=True)
 class Inspection:
-    """What ``inspect`` found; ``--json`` prints it as is."""
+    """What ``inspect`` found; ``--json`` prints it as is (docs/cli.md names the keys)."""
 
     backend: str
+    device: str
+    weights: str
+    dataset: str
+    split: str
     images: int
+    correct: int
+    accuracy: float | None
+    """``None`` (JSON null) where there were no images."""
     misclassified: int
-    accuracy: float
     misclassified_indices: list[int]
     """Worst first: lowest probability for the true class."""
     confusion_matrix: list[list[int]]
+    out: str | None
+    files: list[str]
+    """The pictures written."""
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     from xpnet.datasets import load_mnist
 
-    _check_output(args, directory=True)
+    outputs = _check_output(args, directory=True)
     target = get_backend(args.backend, args.device)
-    network = load_network(args.weights, args.backend, args.device)
+    weights = weights_file(args.weights)
+    network = load_network(str(weights), args.backend, args.device)
     images, labels = load_mnist(
         normalize=True,
         flatten=True,
@@ -167,21 +219,6 @@ def run_inspect(args: argparse.Namespace) -> int:
     worst = to_host(misclassified_indices(labels, probabilities))
     counts = to_host(confusion_matrix(labels, predicted))
     total = images.shape[0]
-    report = Inspection(
-        backend=str(target),
-        images=total,
-        misclassified=len(worst),
-        accuracy=(total - len(worst)) / total if total else float("nan"),
-        misclassified_indices=worst.tolist(),
-        confusion_matrix=counts.tolist(),
-    )
-    if args.json:
-        print(json.dumps(asdict(report)))
-    else:
-        print(
-            f"{report.backend}: {report.misclassified} of {total} test images misclassified, "
-            f"accuracy {report.accuracy}"
-        )
     figures = {
         "misclassified": plot_misclassified(
             images, labels, probabilities, max_images=args.max_images
@@ -189,47 +226,123 @@ def run_inspect(args: argparse.Namespace) -> int:
         "confusion_matrix": plot_confusion_matrix(labels, predicted),
         "first_layer_weights": plot_first_layer_weights(network),
     }
-    return _deliver(
-        args,
-        [
-            (None if args.out is None else args.out / f"{name}.{args.format}", figure)
-            for name, figure in figures.items()
-        ],
+    pictures = [(path, figures[name]) for path, name in zip(outputs, INSPECT_FIGURES)]
+    report = Inspection(
+        backend=target.name,
+        device=str(target).split(" on ", 1)[1],
+        weights=str(weights),
+        dataset=args.dataset,
+        split="test",
+        images=total,
+        correct=total - len(worst),
+        accuracy=(total - len(worst)) / total if total else None,
+        misclassified=len(worst),
+        misclassified_indices=worst.tolist(),
+        confusion_matrix=counts.tolist(),
+        out=None if args.out is None else str(args.out),
+        files=[str(path) for path in outputs if path is not None],
     )
+    status = _deliver(args, pictures, folder=args.out)
+    if args.json:
+        print_json(asdict(report))
+    else:
+        print(
+            f"{target}: {report.misclassified} of {total} test images misclassified, "
+            f"accuracy {'-' if report.accuracy is None else report.accuracy}"
+        )
+    return status
 
 
-def _check_output(args: argparse.Namespace, *, directory: bool = False) -> None:
-    """Fail before any work where the pictures could go nowhere or to an unknown format."""
-    require_matplotlib()
+def _check_output(args: argparse.Namespace, *, directory: bool = False) -> list[Path | None]:
+    """The paths to write, checked before any work: somewhere to put the pictures, a format
+    matplotlib writes, a folder that exists, no file replaced without ``--force``."""
+    formats = picture_formats()
     can_show = args.show and not missing_display()
     if args.out is None and not can_show:
         why = f" ({missing_display()})" if args.show else ""
-        raise XpnetError(f"nowhere to put the pictures: pass --out PATH{why}")
-    if args.out is not None and not directory and args.out.suffix not in SUFFIXES:
-        raise XpnetError(f"--out must end in {' or '.join(SUFFIXES)}, got {args.out}")
+        raise UsageError(f"--out is required unless --show can open a window{why}")
+    if args.out is None:
+        return [None] * (len(INSPECT_FIGURES) if directory else 1)
+    suffix = args.format if directory else args.out.suffix.removeprefix(".")
+    if suffix.lower() not in formats:
+        what = "--format" if directory else "--out's suffix"
+        raise UsageError(
+            f"{what} {suffix!r} is no picture format matplotlib writes; choose from "
+            f"{', '.join(sorted(formats))}"
+        )
+    if not directory:
+        check_output(args.out, force=args.force)
+        return [args.out]
+    folder = args.out
+    if not folder.parent.is_dir():
+        raise XpnetError(
+            f"--out {display_path(folder)}: the folder {display_path(folder.parent)} does not "
+            f"exist (xpnet does not create it)"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise XpnetError(f"--out {display_path(folder)} is not a folder")
+    paths: list[Path | None] = [folder / f"{name}.{suffix}" for name in INSPECT_FIGURES]
+    if folder.is_dir():
+        for path in paths:
+            assert path is not None
+            check_output(path, force=args.force)
+    return paths
 
 
-def _deliver(args: argparse.Namespace, figures: Sequence[tuple[Path | None, Figure]]) -> int:
-    """Write each figure to its path, then show them all with ``--show`` where possible."""
+def check_size(figure: Figure, dpi: int) -> None:
+    """Refuse a picture larger than :data:`MAX_PIXELS` or :data:`MAX_SIDE`, before its
+    raster is allocated."""
+    width, height = (float(side) * dpi for side in figure.get_size_inches())
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise XpnetError(
+            f"--dpi {dpi} makes a {width:,.0f}x{height:,.0f}-pixel picture; at most "
+            f"{MAX_PIXELS:,} pixels and {MAX_SIDE:,} a side (a lower --dpi)"
+        )
+
+
+def _deliver(
+    args: argparse.Namespace,
+    figures: Sequence[tuple[Path | None, Figure]],
+    *,
+    folder: Path | None = None,
+) -> int:
+    """Write each figure to its path (into ``folder``, made here where missing: one level,
+    its parent was checked), then show them all with ``--show`` where possible."""
     for path, figure in figures:
         if path is not None:
-            save(figure, path, dpi=args.dpi)
+            check_size(figure, args.dpi)
+    if folder is not None and not folder.is_dir():
+        folder.mkdir()
+    for path, figure in figures:
+        if path is not None:
+            save(figure, path, dpi=args.dpi, force=args.force)
     if args.show and missing_display():
-        print(f"xpnet: notice: no window shown: {missing_display()}", file=sys.stderr)
+        tell(f"xpnet: notice: no window shown: {missing_display()}")
     elif args.show:
         show([figure for _, figure in figures])
     return 0
 
 
-def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI) -> None:
-    """Write ``figure`` to ``path`` (format by suffix) and say where, with the PNG's size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI, force: bool = False) -> None:
+    """Write ``figure`` to ``path`` (format by suffix) and say where, with its pixel size.
+
+    The file appears whole or not at all; an existing one is replaced only with ``force``.
+    """
+    suffix = path.suffix.removeprefix(".").lower()
+
+    def write(stream: BinaryIO) -> None:
+        try:
+            figure.savefig(stream, format=suffix, dpi=dpi)
+        except (OSError, MemoryError):
+            raise
+        except Exception as exc:  # a writer's own failure (pgf without LaTeX, ...)
+            raise XpnetError(
+                f"cannot write {display_path(path)}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    write_output(path, write, force=force)
     width, height = (figure.get_size_inches() * dpi).round().astype(int)
-    size = f" ({width}x{height} px)" if path.suffix == ".png" else ""
-    print(f"wrote {path}{size}", file=sys.stderr)
-
-
+    tell(f"wrote {display_path(path)} ({width}x{height} px)")
 def missing_display() -> str:
     """Why no window can open here, or ``""`` where one can (macOS, Windows, X11, Wayland)."""
     if sys.platform in ("darwin", "win32") or any(

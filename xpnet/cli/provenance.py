@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from xpnet.cli.options import printable
+
 
 @dataclass(frozen=True)
 class TrainingRecord:
@@ -63,21 +65,43 @@ class TrainingRecord:
 _RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
 
 
-def summary(metadata: Mapping[str, Any]) -> str:
-    """One line on how the weights were made, from their header's metadata.
+def summary(metadata: object) -> str:
+    """One line on how the weights were made, from their header's metadata, safe to print.
 
-    Metadata that is not a :class:`TrainingRecord` (written by other means) prints as JSON.
+    Metadata that is not a :class:`TrainingRecord` (written by other means, or with fields
+    of the wrong types) prints as JSON; control characters are escaped either way.
     """
-    if _RECORD_FIELDS - metadata.keys():
-        return json.dumps(dict(metadata))
+    if not _is_record(metadata):
+        return printable(json.dumps(metadata, default=str))
+    assert isinstance(metadata, Mapping)
     files = ", ".join(f"{name} md5 {md5}" for name, md5 in metadata["dataset_md5"].items())
     tested = (
         "interrupted, not tested"
         if metadata["test_accuracy"] is None
         else f"test accuracy {metadata['test_accuracy']} on {metadata['test_images']} test images"
     )
-    return (
+    return printable(
         f"trained on {metadata['dataset']} ({metadata['train_images']} images; {files}), "
         f"{metadata['epochs_completed']} epochs, seed {metadata['seed']}; {tested}; "
         f"made by: {metadata['command']} (xpnet {metadata['xpnet_version']}, {metadata['date']})"
+    )
+
+
+def _is_record(metadata: object) -> bool:
+    """Whether ``metadata`` has every field :func:`summary` reads, of the type it needs."""
+    if not isinstance(metadata, Mapping) or _RECORD_FIELDS - metadata.keys():
+        return False
+    md5 = metadata["dataset_md5"]
+    return (
+        isinstance(md5, Mapping)
+        and all(isinstance(value, str) for value in (*md5, *md5.values()))
+        and all(
+            isinstance(metadata[key], str)
+            for key in ("dataset", "command", "xpnet_version", "date")
+        )
+        and all(
+            isinstance(metadata[key], int) and not isinstance(metadata[key], bool)
+            for key in ("train_images", "test_images", "epochs_completed", "seed")
+        )
+        and (metadata["test_accuracy"] is None or isinstance(metadata["test_accuracy"], float))
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from xpnet._typing import Array
-from xpnet.errors import XpnetError
+from xpnet.cli.options import UsageError, word_list
 from xpnet.inference import predict_labels
 from xpnet.network import Network
 
@@ -51,10 +51,10 @@ def dask_scheduler(args: argparse.Namespace) -> Iterator[None]:
     Says where dask computes and, on a distributed cluster, each worker's peak memory.
     """
     if args.backend != "dask":
-        given = [name for name in DASK_ONLY if getattr(args, name) is not None]
+        given = [f"--{name.replace('_', '-')}" for name in DASK_ONLY if getattr(args, name) is not None]
         if given:
-            options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-            raise XpnetError(f"{options} need(s) --backend dask")
+            verb = "needs" if len(given) == 1 else "need"
+            raise UsageError(f"{word_list(given)} {verb} --backend dask")
         yield
         return
     from xpnet.scaleout.schedulers import active_client, use_scheduler, worker_peak_memory
@@ -69,13 +69,15 @@ def dask_scheduler(args: argparse.Namespace) -> Iterator[None]:
             say("worker peak memory: " + ", ".join(f"{p / 2**20:.0f} MiB" for p in peaks.values()))
 
 
-def read_input(args: argparse.Namespace) -> tuple[Array, Array, str]:
-    """The store's raw uint8 images, int64 labels and dataset name: dask arrays for dask."""
+def read_input(args: argparse.Namespace) -> tuple[Array, Array, str, str]:
+    """The store's raw uint8 images, int64 labels, dataset name and split: dask arrays for
+    dask. The names come from the store's metadata (the store's path where it has none)."""
     from xpnet.scaleout.store import open_store
 
     store = open_store(args.input)
     x, t = store.read(lazy=args.backend == "dask")
-    return x, t, str(store.metadata.get("dataset", args.input))
+    metadata = store.metadata if isinstance(store.metadata, dict) else {}
+    return x, t, str(metadata.get("dataset", args.input)), str(metadata.get("split", "test"))
 
 
 def count_correct_on_dask(network: Network, x: Array, t: Array, args: argparse.Namespace) -> int:
