@@ -260,7 +260,7 @@ def stated_sizes(text):
 
 
 def test_cli_writes_png_of_the_stated_size(tmp_path, capsys):
-    out = tmp_path / "pictures" / "activations.png"
+    out = tmp_path / "activations.png"
     assert main(["plot-activations", "--out", str(out), "--dpi", "40"]) == 0
     (width, height) = stated_sizes(capsys.readouterr().err)[out]
     pixels = imread(out)
@@ -277,19 +277,23 @@ def test_cli_writes_svg_by_suffix(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["plot-activations"], "pass --out PATH"),
-        (["plot-activations", "--out", "pictures.jpg"], "--out must end in .png or .svg"),
+        (["plot-activations"], "--out is required unless --show"),
+        (["plot-activations", "--out", "pictures.nope"], "no picture format matplotlib writes"),
         (["plot-activations", "--show"], "needs a display"),
     ],
 )
-def test_cli_fails_in_one_line(argv, message, capsys, monkeypatch):
+def test_cli_usage_errors_are_one_line(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert main(argv) == 1
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("xpnet: error:")
+    assert err.startswith("xpnet plot-activations: error:")
     assert message in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_show_without_display_still_writes(tmp_path, capsys, monkeypatch):

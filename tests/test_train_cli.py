@@ -64,6 +64,7 @@ def test_the_loss_falls_on_the_5k_subset_on_every_backend(backend, device_option
         *("--backend", backend.name, *device_option),
         *("--dataset", "mnist-5k", "--data-dir", str(MNIST_DIR), "--no-download"),
         *("--epochs", "2", "--optimizer", "adam", "--lr", "0.003", "--json", "--out", str(out)),
+        *("--weight-decay", "0", "--augment-shift", "0"),
     )
     assert status == 0
     report = json.loads(stdout)
@@ -76,7 +77,7 @@ def test_the_loss_falls_on_the_5k_subset_on_every_backend(backend, device_option
     )
     assert report["cpu_threads"] == (1 if on_cpu else None)
     assert xpnet.read_weights_info(out)["metadata"] == {
-        key: value for key, value in report.items() if key != "out"
+        key: value for key, value in report.items() if key not in ("out", "files")
     }
 
 
@@ -145,17 +146,17 @@ def test_json_is_one_object_with_the_record_and_the_file(made_up_mnist, tmp_path
     assert status == 0 and stderr == ""
     (line,) = stdout.splitlines()
     report = json.loads(line)
-    assert set(report) == RECORD_FIELDS | {"out"}
-    assert report["out"] == str(out)
+    assert set(report) == RECORD_FIELDS | {"out", "files"}
+    assert report["out"] == str(out) and report["files"] == [str(out)]
     assert report["layers"] == [784, 50, 100, 10]
     assert report["activations"] == ["sigmoid", "sigmoid", "softmax"]
-    assert (report["optimizer"], report["lr"], report["batch_size"]) == ("sgd", 0.1, 100)
+    assert (report["optimizer"], report["lr"], report["batch_size"]) == ("adam", 0.003, 100)
     assert [epoch["epoch"] for epoch in report["history"]] == [1, 2]
     assert report["epochs_completed"] == 2 and report["test_images"] == 100
     assert report["command"] == (
-        "xpnet train --backend numpy --dataset mnist --layers 784-50-100-10 --activation sigmoid "
-        "--optimizer sgd --lr 0.1 --weight-decay 0.0 --batch-size 100 --epochs 2 "
-        f"--augment-shift 0 --seed 0 --dtype float32 --out {out}"
+        "xpnet train --backend numpy --dataset mnist-5k --layers 784-50-100-10 "
+        "--activation sigmoid --optimizer adam --lr 0.003 --weight-decay 0.0003 "
+        f"--batch-size 100 --epochs 2 --augment-shift 2 --seed 0 --dtype float32 --out {out}"
     )
 
 
@@ -178,7 +179,7 @@ def test_human_output_and_a_line_per_epoch(made_up_mnist, tmp_path, capsys):
     assert [line.split(":")[0] for line in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert all("loss" in line and "accuracy" in line for line in epochs)
     first, second, third = stdout.splitlines()
-    assert first.startswith("train: 300 mnist images, 3 epochs in ")
+    assert first.startswith("train: 300 mnist-5k images, 3 epochs in ")
     assert second.startswith("test: 100 images, loss ")
     assert third == f"saved: {out}"
     assert xpnet.load_weights(out).activations == ("relu", "softmax")
@@ -206,7 +207,9 @@ def test_ctrl_c_saves_what_was_trained(
     )
     assert list(tmp_path.iterdir()) == [out]  # whole, and no temporary file left
     record = xpnet.read_weights_info(out)["metadata"]
-    assert record == {key: value for key, value in json.loads(stdout).items() if key != "out"}
+    assert record == {
+        key: value for key, value in json.loads(stdout).items() if key not in ("out", "files")
+    }
     assert record["interrupted"] and record["epochs_completed"] == completed
     assert record["test_accuracy"] is None
     assert xpnet.load_weights(out).sizes == (784, 50, 100, 10)
@@ -215,7 +218,7 @@ def test_ctrl_c_saves_what_was_trained(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--layers", "780-10"], "--layers 780-10 does not fit mnist: it must start with 784"),
+        (["--layers", "780-10"], "--layers 780-10 does not fit mnist-5k: it must start with 784"),
         (["--layers", "784-50-9"], "and end with 10 (classes)"),
         (["--augment-shift", "28"], "augment_shift=28 needs square images wider than the shift"),
         (["--lr", "0"], "the learning rate must be positive"),
@@ -231,11 +234,15 @@ def test_failures_are_one_line(made_up_mnist, tmp_path, capsys, args, message):
     assert not list(tmp_path.iterdir())
 
 
-def test_an_unwritable_out_is_one_line(made_up_mnist, tmp_path, capsys):
+def test_an_unwritable_out_is_one_line_before_training(made_up_mnist, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     status, _, stderr = train(capsys, "--epochs", "1", "--out", str(tmp_path / "file" / "w.npz"))
     assert status == 1
-    assert stderr.splitlines()[-1].startswith(f"xpnet: error: cannot write weights file {tmp_path}")
+    (line,) = stderr.splitlines()  # refused before the data is loaded or a step taken
+    assert line == (
+        f"xpnet: error: --out {tmp_path}/file/w.npz: the folder {tmp_path}/file does not "
+        "exist (xpnet does not create it)"
+    )
 
 
 @pytest.mark.parametrize(

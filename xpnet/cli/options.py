@@ -110,6 +110,13 @@ class Parser(argparse.ArgumentParser):
         self.register("type", int, integer)
         self.register("type", float, number)
 
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """argparse's, where an option with a default but no help still shows its default."""
+        default = kwargs.get("default")
+        if kwargs.get("help") is None and default is not None and not isinstance(default, bool):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         """Exit with status 2 and one line naming this (sub)command and its help."""
         self.exit(

@@ -125,8 +125,7 @@ def _add_command(
         "--out",
         type=Path,
         help=(
-            "required unless --show: folder to write the pictures into (made if its parent "
-            "exists)"
+            "required unless --show: folder to write the pictures into (made if its parent exists)"
             if directory
             else "required unless --show: picture file; its suffix picks the format, any "
             "that matplotlib writes (.png, .jpg, .svg, .pdf...)"
@@ -343,6 +342,8 @@ def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI, force: bool = Fa
     write_output(path, write, force=force)
     width, height = (figure.get_size_inches() * dpi).round().astype(int)
     tell(f"wrote {display_path(path)} ({width}x{height} px)")
+
+
 def missing_display() -> str:
     """Why no window can open here, or ``""`` where one can (macOS, Windows, X11, Wayland)."""
     if sys.platform in ("darwin", "win32") or any(

@@ -51,7 +51,9 @@ def dask_scheduler(args: argparse.Namespace) -> Iterator[None]:
     Says where dask computes and, on a distributed cluster, each worker's peak memory.
     """
     if args.backend != "dask":
-        given = [f"--{name.replace('_', '-')}" for name in DASK_ONLY if getattr(args, name) is not None]
+        given = [
+            f"--{name.replace('_', '-')}" for name in DASK_ONLY if getattr(args, name) is not None
+        ]
         if given:
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{word_list(given)} {verb} --backend dask")

@@ -160,13 +160,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_record(record, args.out)
     if record.interrupted or interrupts:
-        if record.epochs_completed == record.epochs:
-            what = f"after all {record.epochs} epochs, before the test score"
+        if not record.interrupted:
+            what = "while saving; saved the network to"
+        elif record.epochs_completed == record.epochs:
+            what = f"after all {record.epochs} epochs, before the test score; saved the network to"
         else:
-            what = f"after {record.epochs_completed} of {record.epochs} epochs"
-        tell(
-            f"xpnet: interrupted {what}; saved the network so far to {display_path(args.out)}"
-        )
+            what = (
+                f"after {record.epochs_completed} of {record.epochs} epochs; "
+                "saved the network so far to"
+            )
+        tell(f"xpnet: interrupted {what} {display_path(args.out)}")
         return INTERRUPTED
     return 0
 

@@ -1,0 +1,66 @@
+"""Run ``xpnet`` in a child process on made-up data, for tests that need a real process
+(pipes, signals, bytes in file names that are not UTF-8).
+
+``python tests/cli_child.py ARGS...`` runs ``xpnet ARGS...`` with ``load_mnist`` replaced by
+random MNIST-shaped data (``XPNET_FAKE_IMAGES`` images a split, 40 by default), and
+SIGINT's handler set explicitly to Python's (so the test does not depend on the disposition
+it inherits). With ``XPNET_INTERRUPT_WHILE_SCORING=1`` the process sends itself SIGINT as
+``xpnet train`` starts scoring the trained network on the test split.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import xpnet
+import xpnet.datasets
+from xpnet.cli import main
+from xpnet.cli import train as train_command
+
+
+def fake_load_mnist(
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot_label: bool = False,
+    *,
+    split: str | None = None,
+    backend: str = "numpy",
+    device: str | None = None,
+    dtype: str = "float32",
+    **_: Any,
+) -> Any:
+    count = int(os.environ.get("XPNET_FAKE_IMAGES", "40"))
+    target = xpnet.get_backend(backend, device)
+    rng = np.random.default_rng(0)
+
+    def one_split() -> tuple[Any, Any]:
+        pixels = rng.integers(0, 256, (count, 784), dtype=np.uint8)
+        labels = np.arange(count) % 10
+        x: Any = (pixels / 255).astype(dtype) if normalize else pixels
+        if not flatten:
+            x = x.reshape(count, 1, 28, 28)
+        return target.asarray(x), target.asarray(labels)
+
+    return one_split() if split is not None else (one_split(), one_split())
+
+
+def interrupting_evaluate(*args: Any, **kwargs: Any) -> tuple[float, float]:
+    """Ctrl-C arrives as scoring starts: a real SIGINT to this process."""
+    signal.raise_signal(signal.SIGINT)
+    time.sleep(60)  # the handler raises KeyboardInterrupt at once; this is never reached
+    raise AssertionError("SIGINT did not interrupt the scoring")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    xpnet.datasets.load_mnist = fake_load_mnist  # type: ignore[assignment]
+    train_command.load_mnist = fake_load_mnist  # type: ignore[assignment]
+    if os.environ.get("XPNET_INTERRUPT_WHILE_SCORING") == "1":
+        train_command.evaluate = interrupting_evaluate  # type: ignore[assignment]
+    sys.exit(main(sys.argv[1:]))
