@@ -1,4 +1,4 @@
-"""One nox session per backend, each installing only what it needs, plus lint and typecheck.
+"""One nox session per backend, each installing only what it needs, plus lint, typecheck and build.
 
 ``nox`` runs every session; the cupy session skips itself where no CUDA device exists.
 Pass pytest arguments after ``--``: ``nox -s torch -- -k softmax``. The cupy session
@@ -7,8 +7,11 @@ installs the ``cuda12`` extra; ``nox -s cupy -- cuda13`` picks ``cuda13`` instea
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tarfile
+from pathlib import Path
 
 import nox
 
@@ -75,6 +78,59 @@ def cupy(session: nox.Session) -> None:
         extra, pytest_args = "cuda12", list(session.posargs)
     session.install("-e", f".[test,{extra}]")
     session.run("pytest", "--backend", "cupy", *pytest_args)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel as a package index gets them, and use them as a user would.
+
+    ``python -m build`` makes the sdist, then the wheel from it (so the sdist must hold
+    everything the build needs); ``twine check --strict`` checks both (metadata, README
+    rendering). The wheel goes into this session's fresh venv with the ``test`` extra, and
+    from a folder outside the source tree (so ``import xpnet`` finds the installed package,
+    which the session checks): ``xpnet --version``, ``python -m xpnet --version``, and
+    ``xpnet infer`` on local files: ``--data-dir $XPNET_DATA_DIR`` and
+    ``--weights $XPNET_BOOK_WEIGHTS`` where set (CI sets both), the bundled weights and a
+    download of the test split where not. Last, the test suite unpacked from the sdist runs
+    against the installed wheel on the NumPy backend only: the per-backend sessions run the
+    same tests on every backend from the source tree, and on two cores the whole matrix
+    again here would double CI's time. ``nox -s build -- -k infer`` passes arguments to it.
+    """
+    session.install("build", "twine")
+    work = Path(session.create_tmp()).resolve()
+    dist = work / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    (sdist,) = dist.glob("xpnet-*.tar.gz")
+    (wheel,) = dist.glob("xpnet-*.whl")
+    session.run("twine", "check", "--strict", str(sdist), str(wheel))
+
+    session.install(f"{wheel}[test]")
+    unpacked = work / "sdist"
+    shutil.rmtree(unpacked, ignore_errors=True)
+    with tarfile.open(sdist) as archive:
+        archive.extractall(unpacked, filter="data")
+    (source,) = unpacked.iterdir()
+
+    outside = work / "outside"
+    outside.mkdir(exist_ok=True)
+    session.chdir(outside)  # neither the repository nor the sdist is on the path here
+    location = session.run(
+        "python", "-c", "import xpnet; print(xpnet.__file__)", silent=True
+    )
+    if not str(location).strip().startswith(str(Path(session.virtualenv.location).resolve())):
+        session.error(f"xpnet was imported from {location!r}, not from the installed wheel")
+    session.run("xpnet", "--version")
+    session.run("python", "-m", "xpnet", "--version")
+    infer = ["xpnet", "infer", "--backend", "numpy"]
+    if os.environ.get("XPNET_DATA_DIR"):
+        infer += ["--data-dir", os.environ["XPNET_DATA_DIR"], "--no-download"]
+    if os.environ.get("XPNET_BOOK_WEIGHTS"):
+        infer += ["--weights", os.environ["XPNET_BOOK_WEIGHTS"]]
+    session.run(*infer)
+
+    session.chdir(source)
+    session.run("pytest", "--backend", "numpy", *session.posargs)
 
 
 @nox.session

@@ -9,6 +9,7 @@ Made-up data stands in for MNIST (``load_mnist`` replaced); where a real process
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -26,7 +27,6 @@ import xpnet
 from xpnet.cli import build_parser, main
 from xpnet.cli import plots as plots_command
 from xpnet.cli import train as train_command
-from xpnet.cli.options import printable
 
 CHILD = Path(__file__).with_name("cli_child.py")
 
@@ -184,7 +184,7 @@ def test_a_usage_error_from_a_real_process_is_one_line_and_status_2():
 
 def command_parsers() -> dict:
     parser = build_parser()
-    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(subparsers.choices)
 
 
@@ -510,6 +510,8 @@ def test_odd_metadata_never_gives_a_traceback(made_up_mnist, tmp_path, capsys, m
 
 
 def test_printable_escapes_what_moves_a_terminal_and_keeps_the_rest():
+    from xpnet.cli.options import printable
+
     text = "plain é ü 中 \t\n\x1b[31m\x7f\x9b\u2028\u202e\udcff"
     assert printable(text) == "plain é ü 中 \\x09\\x0a\\x1b[31m\\x7f\\x9b\\u2028\\u202e\\xff"
 

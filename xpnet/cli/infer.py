@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from xpnet._array_api import device_name
 from xpnet.backends import get_backend
 from xpnet.cli import scaleout
 from xpnet.cli.options import (
@@ -180,7 +181,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     compute_seconds = computed - warmed
     return InferenceReport(
         backend=target.name,
-        device=str(target).split(" on ", 1)[1],
+        device=device_name(target.device),
         weights=str(weights),
         dataset=dataset,
         split=split,

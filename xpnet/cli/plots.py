@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from xpnet._array_api import device_name
 from xpnet.backends import get_backend, to_host
 from xpnet.cli.infer import load_network, weights_file
 from xpnet.cli.options import (
@@ -228,7 +229,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     pictures = [(path, figures[name]) for path, name in zip(outputs, INSPECT_FIGURES)]
     report = Inspection(
         backend=target.name,
-        device=str(target).split(" on ", 1)[1],
+        device=device_name(target.device),
         weights=str(weights),
         dataset=args.dataset,
         split="test",
