@@ -115,9 +115,7 @@ def build(session: nox.Session) -> None:
     outside = work / "outside"
     outside.mkdir(exist_ok=True)
     session.chdir(outside)  # neither the repository nor the sdist is on the path here
-    location = session.run(
-        "python", "-c", "import xpnet; print(xpnet.__file__)", silent=True
-    )
+    location = session.run("python", "-c", "import xpnet; print(xpnet.__file__)", silent=True)
     if not str(location).strip().startswith(str(Path(session.virtualenv.location).resolve())):
         session.error(f"xpnet was imported from {location!r}, not from the installed wheel")
     session.run("xpnet", "--version")

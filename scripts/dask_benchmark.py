@@ -8,20 +8,19 @@ Prints the median seconds of each and dask's throughput as a fraction of NumPy's
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import asdict
 
-from xpnet.cli.infer import load_network, positive_int
+from xpnet.cli.infer import load_network
+from xpnet.cli.options import Parser, describe, json_safe, positive_int, print_json
 from xpnet.datasets import load_mnist
 from xpnet.scaleout.benchmark import DEFAULT_IMAGES, measure_dask_throughput
 from xpnet.scaleout.store import DEFAULT_CHUNK_ROWS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", default="book", help="weights file, or 'book' (default)")
+    parser = Parser(prog="dask_benchmark.py", description=describe(__doc__))
+    parser.add_argument("--weights", default="book", help="weights file, or 'book' for the textbook's")
     parser.add_argument("--data-dir", help="folder holding the MNIST test files")
     parser.add_argument("--images", type=positive_int, default=DEFAULT_IMAGES)
     parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)
@@ -40,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         from_store=args.store,
     )
     if args.json:
-        print(
-            json.dumps({**asdict(result), "ratio": result.ratio, "store_ratio": result.store_ratio})
+        print_json(
+            json_safe({**asdict(result), "ratio": result.ratio, "store_ratio": result.store_ratio})
         )
     else:
         print(result.summary())

@@ -1,6 +1,6 @@
 """Draw the activation functions (step, sigmoid, ReLU...): ``xpnet plot-activations`` as a script.
 
-python scripts/plot_activations.py --out docs/images/activations.png
+python scripts/plot_activations.py --out docs/images/activations.png --force
 """
 
 import sys

@@ -551,6 +551,8 @@ def closed_pipe_run(*args: str, env: dict[str, str] | None = None, cwd: Path | N
         ["train", "--epochs", "1", "--out", "{tmp}/w2.npz"],
         ["inspect", "--json", "--dpi", "20", "--out", "{tmp}/pictures"],
         ["inspect", "--dpi", "20", "--out", "{tmp}/pictures2"],
+        ["plot-activations", "--dpi", "20", "--out", "{tmp}/a.png"],
+        ["show-mnist", "--dpi", "20", "--out", "{tmp}/m.png"],
     ],
 )
 def test_a_closed_pipe_ends_quietly_with_status_0(argv, tmp_path):
@@ -558,6 +560,26 @@ def test_a_closed_pipe_ends_quietly_with_status_0(argv, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Error" not in result.stderr and "Exception" not in result.stderr
     assert "xpnet: error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["infer"], ["train", "--epochs", "2", "--out", "{tmp}/w.npz"], ["--help"]],
+)
+def test_stdout_and_stderr_into_one_closed_pipe_end_quietly(argv, tmp_path):
+    """As ``xpnet infer 2>&1 | head -1`` after head has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = child(
+            *(arg.format(tmp=tmp_path) for arg in argv),
+            stdout=write_end,
+            stderr=write_end,
+            capture_output=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0
 
 
 def test_a_closed_pipe_after_training_still_leaves_the_network(tmp_path):

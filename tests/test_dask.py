@@ -219,11 +219,12 @@ def test_stores_without_zarr_say_what_to_install(capsys, monkeypatch, weights_fi
 
 
 def test_dask_options_need_the_dask_backend(capsys, weights_file, store_path):
-    status, _, err = infer(
-        capsys, "--weights", weights_file, "--input", store_path, "--local-cluster", "2"
+    with pytest.raises(SystemExit) as info:  # a usage error: status 2, one line
+        infer(capsys, "--weights", weights_file, "--input", store_path, "--local-cluster", "2")
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "xpnet infer: error: --local-cluster needs --backend dask (see 'xpnet infer --help')\n"
     )
-    assert status == 1
-    assert err == "xpnet: error: --local-cluster need(s) --backend dask\n"
 
 
 @needs_mnist

@@ -45,7 +45,7 @@ def test_the_build_requirement_can_build_the_metadata_used():
 def test_the_license_file_is_mit_and_names_the_copyright_holder():
     text = (REPO / "LICENSE").read_text()
     assert text.startswith("MIT License\n\nCopyright (c) 2026 the xpnet developers\n")
-    assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
 
 
 @pytest.fixture(scope="module")

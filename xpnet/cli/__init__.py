@@ -90,7 +90,8 @@ def _main(argv: Sequence[str] | None) -> int:
         tell("xpnet: interrupted")
         return INTERRUPTED
     except UsageError as exc:
-        args.parser.error(str(exc))
+        args.parser.error(str(exc))  # exits with status 2
+        raise  # not reached: error() exits
     except BrokenPipeError as exc:
         if stdout_broken() or args.debug:
             raise

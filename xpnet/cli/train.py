@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import shlex
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -203,7 +203,7 @@ def physical_memory() -> int | None:
 def check_memory(sizes: tuple[int, ...], dtype: str) -> None:
     """Refuse, before allocating, ``--layers`` whose training needs more than this machine's
     memory: :data:`PARAMETER_COPIES` arrays the size of the network's parameters."""
-    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
+    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in itertools.pairwise(sizes))
     need = parameters * np.dtype(dtype).itemsize * PARAMETER_COPIES
     have = physical_memory()
     if have is not None and need > have:
