@@ -20,7 +20,9 @@ from xpnet.scaleout.store import DEFAULT_CHUNK_ROWS
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="dask_benchmark.py", description=describe(__doc__))
-    parser.add_argument("--weights", default="book", help="weights file, or 'book' for the textbook's")
+    parser.add_argument(
+        "--weights", default="book", help="weights file, or 'book' for the textbook's"
+    )
     parser.add_argument("--data-dir", help="folder holding the MNIST test files")
     parser.add_argument("--images", type=positive_int, default=DEFAULT_IMAGES)
     parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)

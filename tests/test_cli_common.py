@@ -213,7 +213,7 @@ def test_help_names_the_defaults_the_issue_found_missing():
     assert "array backend (default: numpy)" in flat["infer"]
     assert "images per batch (default: 100)" in flat["infer"]
     assert "(default: mnist)" in flat["infer"]
-    assert "train on (default: mnist-5k)" in flat["train"]
+    assert "dataset to train on (default: mnist-5k)" in flat["train"]
     assert "(default: adam)" in flat["train"] and "(default: float32)" in flat["train"]
     assert "default: 0.003 with adam" in flat["train"]
     assert "split to draw from (default: test)" in flat["show-mnist"]
@@ -447,6 +447,23 @@ def test_a_diverged_training_records_null_losses(made_up_mnist, tmp_path, capsys
     report = strict_json(capsys.readouterr().out)
     assert report["train_loss"] is None and report["history"][0]["loss"] is None
     assert xpnet.read_weights_info(out)["metadata"]["train_loss"] is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["infer", "--json", "--weights", "{tmp}/missing.npz"],
+        ["inspect", "--json", "--weights", "{tmp}/missing.npz", "--out", "{tmp}/p"],
+        ["train", "--json", "--epochs", "1", "--out", "{tmp}/no/w.npz"],
+        ["train", "--json", "--epochs", "1", "--layers", "784-10-9", "--out", "{tmp}/w.npz"],
+    ],
+)
+def test_json_is_empty_on_failure(argv, made_up_mnist, tmp_path, capsys):
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("xpnet: error: ")
 
 
 # Failures: one line, status 1 ---------------------------------------------------------------

@@ -78,7 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_options(parser)
     parser.add_argument(
-        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="test split of"
+        "--dataset",
+        choices=("mnist", "fashion-mnist"),
+        default="mnist",
+        help="the dataset whose test split is classified",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="images per batch"

@@ -125,6 +125,7 @@ def _add_command(
     parser.add_argument(
         "--out",
         type=Path,
+        metavar="FOLDER" if directory else "PATH",
         help=(
             "required unless --show: folder to write the pictures into (made if its parent exists)"
             if directory
@@ -147,7 +148,7 @@ def _add_command(
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     parser.add_argument(
-        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="images of"
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="dataset to use"
     )
 
 

@@ -103,5 +103,11 @@ def _is_record(metadata: object) -> bool:
             isinstance(metadata[key], int) and not isinstance(metadata[key], bool)
             for key in ("train_images", "test_images", "epochs_completed", "seed")
         )
-        and (metadata["test_accuracy"] is None or isinstance(metadata["test_accuracy"], float))
+        and (
+            metadata["test_accuracy"] is None
+            or (
+                isinstance(metadata["test_accuracy"], (int, float))
+                and not isinstance(metadata["test_accuracy"], bool)
+            )
+        )
     )

@@ -84,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     add_backend_options(parser)
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist-5k", help="train on")
+    parser.add_argument(
+        "--dataset", choices=DATASETS, default="mnist-5k", help="dataset to train on"
+    )
     add_data_options(parser)
     parser.add_argument(
         "--layers",
@@ -128,6 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=Path("weights.npz"),
+        metavar="PATH",
         help="weights file to write; its folder must exist",
     )
     add_force_option(parser)
