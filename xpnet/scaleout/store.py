@@ -453,12 +453,13 @@ def _clean_leftovers(target: Path) -> None:
                 pid = _read_json(marker, MAX_METADATA_BYTES).get("pid")
             except DataError:
                 continue
-            if not (isinstance(pid, int) and not _alive(pid)):
-                continue  # another write is building it now
-        elif not os.path.lexists(target) and _is_complete_store(folder):
-            os.rename(folder, target)
-            continue
-        _remove_xpnet_folder(folder)
+            if isinstance(pid, int) and not _alive(pid):
+                _remove_xpnet_folder(folder)
+        elif _is_complete_store(folder):
+            if os.path.lexists(target):
+                _remove_xpnet_folder(folder)
+            else:
+                os.rename(folder, target)
 
 
 def _alive(pid: int) -> bool:
