@@ -546,8 +546,9 @@ def open_store(path: PathLike) -> ImageStore:
     name = os.fspath(path)
     attrs, manifest = _read_layout(name)
     try:
-        group = zarr.open_group(name, mode="r")
-        images, labels = group["images"], group["labels"]
+        with interrupts_deferred():  # zarr's loop left with no task pending
+            group = zarr.open_group(name, mode="r")
+            images, labels = group["images"], group["labels"]
     except FileNotFoundError:
         raise DataError(f"no image store at {name}") from None
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
