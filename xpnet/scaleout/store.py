@@ -107,11 +107,16 @@ class ImageStore:
             return images, labels.astype(np.int64)
         import dask.array as da
 
+        # Keys from the store's place and content: equal stores share them, others never do.
+        place = os.fsencode(os.path.abspath(self.path))  # any name, UTF-8 or not
+        token = hashlib.blake2b(
+            place + b"\n" + self.manifest["digest"].encode(), digest_size=16
+        ).hexdigest()
         images, labels = (
             da.from_array(
                 v,
                 chunks=v.chunks,
-                name=f"xpnet-store-{v.name}-{self.manifest['digest']}",
+                name=f"xpnet-store-{v.name}-{token}",
                 meta=np.empty((0,) * v.ndim, np.uint8),
                 asarray=False,
             )
