@@ -230,3 +230,13 @@ def test_ctrl_c_after_the_rename_leaves_the_whole_new_file(tmp_path, monkeypatch
     monkeypatch.undo()
     assert same(path, 2)
     assert os.listdir(tmp_path) == ["w.npz"]
+
+
+def test_a_non_utf8_name_is_saved_through_its_link(tmp_path):
+    folder = os.fsencode(tmp_path)
+    target = Path(os.fsdecode(folder + b"/w\xff.npz"))
+    link = Path(os.fsdecode(folder + b"/l\xfe.npz"))
+    link.symlink_to(target)
+    save_weights(network(4), link)
+    assert link.is_symlink() and same(target, 4)
+    assert litter(tmp_path) == []

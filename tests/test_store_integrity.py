@@ -210,15 +210,56 @@ def test_overwrite_refuses_a_folder_that_is_not_a_store(tmp_path):
     assert beside(precious) == []
 
 
-def test_convert_overwrite_refuses_a_users_folder_in_one_line(tmp_path, capsys, monkeypatch):
+def refuse_to_load(monkeypatch) -> None:
+    import xpnet.datasets
+
+    def load_mnist(**_: object) -> None:
+        raise AssertionError("convert read the dataset before checking where it writes")
+
+    monkeypatch.setattr(xpnet.datasets, "load_mnist", load_mnist)
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "expected"),
+    [
+        ("precious", ["--overwrite"], "is a folder without xpnet's store metadata"),
+        ("precious", [], "exists; choose another path, or overwrite it"),
+        ("precious/a", ["--overwrite"], "is a file, not an xpnet image store"),
+        ("missing/out.zarr", [], "missing is not a folder"),
+    ],
+)
+def test_convert_refuses_what_it_may_not_write_first_in_one_line(
+    tmp_path, capsys, monkeypatch, target, options, expected
+):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "a").write_text("x")
-    fake_mnist(monkeypatch)
-    assert main(["convert", str(precious), "--overwrite"]) == 1
+    refuse_to_load(monkeypatch)
+    assert main(["convert", str(tmp_path / target), *options]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not an xpnet image store" in err
+    assert err.count("\n") == 1 and expected in err
     assert os.listdir(precious) == ["a"] and (precious / "a").read_text() == "x"
+    assert sorted(os.listdir(tmp_path)) == ["precious"]
+
+
+def test_convert_replaces_its_own_store(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "out.zarr"
+    write_store(target, *digits(30, seed=1))
+    fake_mnist(monkeypatch)
+    assert main(["convert", str(target), "--overwrite", "--chunk-rows", "500"]) == 0
+    assert "wrote 2000 images" in capsys.readouterr().err
+    np.testing.assert_array_equal(open_store(target).read()[0], digits(2000, seed=5)[0])
+    assert beside(target) == []
+
+
+def test_a_store_at_a_non_utf8_path_is_written_and_read(tmp_path):
+    target = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.zarr"))
+    x, t = digits()
+    write_store(target, x, t, chunk_rows=CHUNK)
+    write_store(target, x, t, chunk_rows=CHUNK, overwrite=True)
+    np.testing.assert_array_equal(read_eagerly(target)[0], x)
+    np.testing.assert_array_equal(read_lazily(target)[0], x)
+    assert beside(target) == []
 
 
 @pytest.mark.parametrize("kind", ["file", "symlink-to-store", "fifo"])

@@ -224,9 +224,7 @@ def write_store(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     target = Path(path)
-    if not target.parent.is_dir():
-        raise DataError(f"cannot write the image store {target}: {target.parent} is not a folder")
-    replacing = _existing_store(target, overwrite)
+    replacing = check_store_target(target, overwrite=overwrite)
     _zarr()  # the install hint before anything is made
     _clean_leftovers(target)
     rows = np.arange(len(images)) if order is None else np.asarray(order)
@@ -259,6 +257,19 @@ def write_store(
         with interrupts_deferred():
             _remove_xpnet_folder(staging)  # now the old store
     return open_store(target)
+
+
+def check_store_target(path: PathLike, *, overwrite: bool = False) -> bool:
+    """Whether :func:`write_store` would replace a store at ``path``; DataError if it may not.
+
+    ``path``'s folder must exist (it is not created). Where ``path`` exists, it is refused
+    unless ``overwrite``, and then unless it is an xpnet image store: another folder, a
+    file, a symlink or anything else stays as it is. Callers check before a long job.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise DataError(f"cannot write the image store {target}: {target.parent} is not a folder")
+    return _existing_store(target, overwrite)
 
 
 def _existing_store(target: Path, overwrite: bool) -> bool:
