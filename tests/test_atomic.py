@@ -199,7 +199,9 @@ STEPS = {
 
 
 @pytest.mark.parametrize("step", list(STEPS))
-def test_ctrl_c_at_each_step_leaves_the_old_file_whole_and_no_temporary(tmp_path, step, monkeypatch):
+def test_ctrl_c_at_each_step_leaves_the_old_file_whole_and_no_temporary(
+    tmp_path, step, monkeypatch
+):
     path = tmp_path / "w.npz"
     save_weights(network(1), path)
     before = path.read_bytes()

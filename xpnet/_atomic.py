@@ -47,7 +47,9 @@ def write_target(path: str | os.PathLike[str]) -> Path:
         else "a device, FIFO or socket"
     )
     raise NotRegularFileError(
-        errno.EINVAL, f"it is {kind}, not a regular file; xpnet replaces only regular files", os.fspath(path)
+        errno.EINVAL,
+        f"it is {kind}, not a regular file; xpnet replaces only regular files",
+        os.fspath(path),
     )
 
 

@@ -215,7 +215,7 @@ class _BoundedFile:
 
 # The pure-Python unpickler: it reads each opcode's data through the file's ``read``, so
 # :class:`_BoundedFile` sees every length first (the C one allocates before it reads).
-class _ArrayUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _ArrayUnpickler(pickle._Unpickler):
     """An unpickler that resolves only the globals of NumPy's array pickling, to stand-ins."""
 
     def find_class(self, module: str, name: str, /) -> Any:

@@ -9,6 +9,7 @@ reads them with ``allow_pickle=False`` and the textbook's ``sample_weight.pkl`` 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -211,9 +212,9 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
         with archive.open(info) as stream:
             version = np.lib.format.read_magic(stream)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
             elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
                 raise WeightsError(f"{where} is .npy version {version}, not 1.0 or 2.0")
             header_bytes = stream.tell()
@@ -247,8 +248,8 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
 def _check_against_header(path: Path, header: dict[str, Any], members: dict[str, _Member]) -> None:
     """Each array's shape and dtype must be those the header's layer sizes and dtype give."""
     sizes, dtype = header["sizes"], np.dtype(header["dtype"])
-    expected = {}
-    for number, (inputs, outputs) in enumerate(zip(sizes, sizes[1:]), start=1):
+    expected: dict[str, tuple[int, ...]] = {}
+    for number, (inputs, outputs) in enumerate(itertools.pairwise(sizes), start=1):
         expected[f"W{number}"] = (inputs, outputs)
         expected[f"b{number}"] = (outputs,)
     found = {key: shape for key, (_, shape, _) in members.items()}

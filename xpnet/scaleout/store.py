@@ -754,7 +754,9 @@ def _check(store: ImageStore) -> None:
 
 def _chunk_key(array: Any, number: int) -> str:
     """The store key of row chunk ``number`` of a zarr array, relative to the array."""
-    return str(array.metadata.chunk_key_encoding.encode_chunk_key((number,) + (0,) * (array.ndim - 1)))
+    return str(
+        array.metadata.chunk_key_encoding.encode_chunk_key((number,) + (0,) * (array.ndim - 1))
+    )
 
 
 def _digest(name: str, number: int, block: np.ndarray) -> str:
