@@ -242,3 +242,15 @@ def test_a_non_utf8_name_is_saved_through_its_link(tmp_path):
     save_weights(network(4), link)
     assert link.is_symlink() and same(target, 4)
     assert litter(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_loading_from_a_fifo_a_device_or_a_folder_is_refused_without_blocking(tmp_path, kind):
+    path = tmp_path / "w.npz"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it to read would wait for a writer forever
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")  # reading it would never end
+    assert "not a regular file" in one_line(load_weights, path)

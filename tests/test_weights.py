@@ -664,3 +664,10 @@ def test_a_pickle_whose_lengths_lie_allocates_nothing(tmp_path):
         tracemalloc.stop()
     assert "asks for 1099511627776 bytes where 4 remain" in message
     assert peak < 1_000_000
+
+
+def test_a_pickle_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "mnist.pkl"
+    os.mkfifo(path)
+    message = _error(load_textbook_pickle, path, kind=DataError, error=DataError)
+    assert message == f"cannot read {path}: it is not a regular file"

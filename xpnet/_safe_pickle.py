@@ -23,11 +23,13 @@ other ``BUILD`` target (dict, list, a stand-in callable) fails.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
 import re
 import reprlib
+import stat
 from collections.abc import Callable
 from pickle import UnpicklingError
 from typing import Any
@@ -240,6 +242,8 @@ def load_textbook_pickle(
     """
     name = os.fspath(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise OSError(errno.EINVAL, "it is not a regular file")
         with open(path, "rb") as file:
             bounded = _BoundedFile(file, os.fstat(file.fileno()).st_size)
             loaded = _ArrayUnpickler(bounded, encoding="latin1").load()

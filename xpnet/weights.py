@@ -14,6 +14,7 @@ import json
 import math
 import os
 import reprlib
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,6 +127,8 @@ def _describe(network: Network) -> dict[str, Any]:
 def _read(path: Path) -> tuple[Network, dict[str, Any]]:
     """The network (on NumPy) and the header of the weights file at ``path``."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
         with open(path, "rb") as file:
             magic = file.read(2)
     except OSError as exc:
