@@ -493,3 +493,39 @@ def test_ctrl_c_in_convert_leaves_no_litter_and_prints_one_line(tmp_path, existi
         np.testing.assert_array_equal(open_store(target).read()[0], x)
     else:
         assert not target.exists()
+
+
+def old_format_store(path: Path) -> None:
+    """A store as xpnet wrote them before the manifest: format 1, no manifest file."""
+    x, t = digits(300, seed=8)
+    write_store(path, x, t, chunk_rows=100)
+    (path / store_module.MANIFEST).unlink()
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["xpnet"] = "labelled-images/1"
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_a_store_without_a_manifest_is_refused_on_read_but_may_be_replaced(tmp_path):
+    path = tmp_path / "old.zarr"
+    old_format_store(path)
+    (path / "images" / "mine.txt").write_text("mine")
+    one_line_error(open_store, path, "an earlier xpnet, without a manifest", "convert")
+    x, t = digits(40, seed=4)
+    with pytest.warns(RuntimeWarning, match="holds files that xpnet did not write"):
+        write_store(path, x, t, overwrite=True)
+    np.testing.assert_array_equal(read_eagerly(path)[0], x)
+    (left,) = beside(path)  # only what the old layout does not explain stays
+    kept = tmp_path / left
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == [
+        "images",
+        "images/mine.txt",
+    ]
+
+
+def test_an_empty_store_reads_as_empty_arrays(tmp_path):
+    x, t = digits(0)
+    opened = write_store(tmp_path / "e.zarr", x, t)
+    images, labels = opened.read()
+    assert images.shape == (0, 784) and labels.shape == (0,)
+    lazy_images, lazy_labels = opened.read(lazy=True)
+    assert lazy_images.compute().shape == (0, 784) and lazy_labels.compute().shape == (0,)

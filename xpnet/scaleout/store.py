@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -107,7 +108,7 @@ class ImageStore:
             return images, labels.astype(np.int64)
         import dask.array as da
 
-        # Keys from the store's place and content: equal stores share them, others never do.
+        # Keys from the store's path and manifest: another store, or another content, gets others.
         place = os.fsencode(os.path.abspath(self.path))  # any name, UTF-8 or not
         token = hashlib.blake2b(
             place + b"\n" + self.manifest["digest"].encode(), digest_size=16
@@ -540,14 +541,8 @@ def _owned_files(folder: Path) -> set[str]:
         with contextlib.suppress(DataError):
             shape, chunks = _shape_and_chunks(_read_json(folder / name / "zarr.json"), name)
             grid = [range(-(-n // c)) for n, c in zip(shape, chunks)]
-            owned.update(f"{name}/c/" + "/".join(map(str, i)) for i in _product(grid))
+            owned.update(f"{name}/c/" + "/".join(map(str, i)) for i in itertools.product(*grid))
     return owned
-
-
-def _product(ranges: list[range]) -> Iterator[tuple[int, ...]]:
-    import itertools
-
-    return itertools.product(*ranges)
 
 
 def open_store(path: PathLike) -> ImageStore:
