@@ -189,7 +189,7 @@ def corrupt_a_chunk(store: Path) -> None:
         (damage_metadata, "cannot open the image store"),
         (unmark, "is not an xpnet image store"),
         (lose_a_chunk, "1 chunk(s) are missing"),
-        (corrupt_a_chunk, "cannot read rows 400:600 of"),
+        (corrupt_a_chunk, "cannot read chunk images/c/2/0 (rows 400:600) of the image store"),
     ],
     ids=["missing", "bad-metadata", "not-xpnet", "lost-chunk", "corrupt-chunk"],
 )

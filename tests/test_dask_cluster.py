@@ -6,6 +6,7 @@ Every cluster here is started and closed by the test that uses it (or by its mod
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from realdata import MNIST_DIR, needs_mnist
 
 import xpnet
 from xpnet.cli import main
+from xpnet.errors import DataError
 from xpnet.scaleout.schedulers import active_client, compute
 from xpnet.scaleout.store import open_store, write_store
 
@@ -131,3 +133,33 @@ def test_infer_on_a_running_scheduler_by_its_address(capsys, client, book_weight
     out, err = capsys.readouterr()
     assert out.endswith("Accuracy:0.9352\n")
     assert f"scheduler: distributed scheduler at {address}" in err
+
+
+def swap_two_image_chunks(path: str) -> None:
+    first, second = os.path.join(path, "images/c/0/0"), os.path.join(path, "images/c/3/0")
+    with open(first, "rb") as a, open(second, "rb") as b:
+        one, two = a.read(), b.read()
+    with open(first, "wb") as a, open(second, "wb") as b:
+        a.write(two)
+        b.write(one)
+
+
+@pytest.mark.parametrize("damage", ["swapped", "deleted-after-open"])
+def test_damaged_chunks_are_one_line_errors_on_the_workers(client, images, damage):
+    _, _, path = images
+    on_dask = networks()[1]
+    if damage == "swapped":
+        swap_two_image_chunks(path)
+    x_dask, t_dask = open_store(path).read(lazy=True)
+    if damage == "deleted-after-open":
+        os.unlink(os.path.join(path, "images/c/5/0"))
+    correct = on_dask.xp.count_nonzero(xpnet.predict_labels(on_dask, x_dask) == t_dask)
+    with pytest.raises(DataError) as caught:
+        client.compute(correct).result(timeout=60)
+    message = str(caught.value)
+    assert "\n" not in message and path in message
+    if damage == "swapped":
+        assert re.search(r"chunk images/c/(0/0 \(rows 0:250\)|3/0 \(rows 750:1000\))", message)
+        assert "does not match the manifest" in message
+    else:
+        assert "chunk images/c/5/0 (rows 1250:1500)" in message and "is missing" in message

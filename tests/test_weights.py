@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
+import io
 import json
+import math
 import os
 import pickle
 import struct
 import subprocess
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -477,3 +481,193 @@ def test_no_module_of_xpnet_unpickles_unsafely():
         for unsafe in ("pickle.load(", "pickle.loads(", "allow_pickle=True", "Unpickler("):
             allowed = source.name == "_safe_pickle.py" and unsafe == "Unpickler("
             assert allowed or unsafe not in text, f"{source} uses {unsafe}"
+
+
+# ---- hostile sizes and headers: refused before anything is inflated or parsed -------------
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return header.getvalue()
+
+
+def _deflated_zeros_npz(path: Path, shape: tuple[int, ...], header: dict | None = None) -> None:
+    """An .npz whose ``W1`` really is ``shape`` float64 zeros, deflated (a zip bomb), beside
+    the arrays of a small network and, when given, an xpnet header."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("W1.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header(shape))
+            left, zeros = math.prod(shape) * 8, bytes(1 << 20)
+            while left:
+                member.write(zeros[: min(left, len(zeros))])
+                left -= min(left, len(zeros))
+        for key, value in (("b1", np.zeros(shape[1])), ("W2", np.zeros((shape[1], 2)))):
+            with archive.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, value)
+        if header is not None:
+            with archive.open(f"{HEADER_KEY}.npy", "w") as member:
+                np.lib.format.write_array(member, np.array(json.dumps(header)))
+
+
+@pytest.mark.parametrize("with_header", [False, True], ids=["plain", "xpnet"])
+def test_a_deflate_bomb_is_refused_before_it_inflates(tmp_path, with_header):
+    path = tmp_path / "bomb.npz"
+    header = {
+        "format": "xpnet-weights",
+        "version": 1,
+        "sizes": [3000, 3000, 2],
+        "activations": ["sigmoid", "softmax"],
+        "dtype": "float64",
+        "metadata": {},
+    }
+    _deflated_zeros_npz(path, (3000, 3000), header if with_header else None)
+    assert path.stat().st_size < 200_000  # 72 MB of zeros inside
+    tracemalloc.start()
+    try:
+        message = _error(load_weights, path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "would inflate" in message and "'W1'" in message
+    assert peak < 8_000_000  # nothing near the claimed 72 MB was allocated
+
+
+def _lying_member_npz(path: Path, shape: tuple[int, ...], compression: int) -> None:
+    """An .npz whose ``W1`` header claims ``shape`` float64 but holds 1 KB of data."""
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        archive.writestr("W1.npy", _npy_header(shape) + bytes(1024))
+        archive.writestr("b1.npy", _npy_header((shape[1],)) + bytes(8 * shape[1]))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_member_claiming_20000_by_20000_is_refused_before_allocating(tmp_path, compression):
+    path = tmp_path / "lying.npz"
+    _lying_member_npz(path, (20000, 20000), compression)
+    tracemalloc.start()
+    try:
+        message = _error(load_weights, path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "claims (20000, 20000) float64 (3200000000 bytes) but holds 1024" in message
+    assert peak < 8_000_000
+
+
+def _valid_header(**changes: object) -> str:
+    header = {
+        "format": "xpnet-weights",
+        "version": 1,
+        "sizes": [5, 4, 3],
+        "activations": ["relu", "identity"],
+        "dtype": "float32",
+        "metadata": {},
+    }
+    header.update(changes)
+    return json.dumps(header)
+
+
+def _without(key: str) -> str:
+    header = json.loads(_valid_header())
+    del header[key]
+    return json.dumps(header)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_without("metadata"), "has no metadata"),
+        (_valid_header(metadata=["a"]), "metadata is a JSON array, not an object"),
+        (_valid_header(metadata="a"), "metadata is a JSON string, not an object"),
+        (_valid_header(metadata={"dataset_md5": ["x"]}), "'dataset_md5' is a JSON array"),
+        (_valid_header(metadata={"dataset_md5": {"f": 1}}), "'dataset_md5'"),
+        (_valid_header(metadata={"seed": "1"}), "'seed' is a JSON string, not number"),
+        (_valid_header(metadata={"interrupted": 1}), "'interrupted' is a JSON number"),
+        (_valid_header(metadata={"epochs": True}), "'epochs' is a JSON boolean"),
+        (_valid_header(metadata=json.loads('{"a":' * 900 + "1" + "}" * 900)), None),
+        ('{"format": "xpnet-weights", "version": 1, "x": ' + DEEP + "}", "nested too deeply"),
+        (DEEP, "nested too deeply"),
+        (_valid_header(version=True), "version True"),
+        (_valid_header(sizes=["5", 4, 3]), "not a positive layer size"),
+        (_valid_header(sizes=[5, 4]), "not a positive layer size"),
+        (_valid_header(dtype=["float32"]), "not a floating dtype name"),
+        (_valid_header(dtype="object"), "not a floating dtype name"),
+        (_without("activations"), "activations None are not names"),
+        (_valid_header(metadata={"note": "x" * (1 << 20)}), "characters long"),
+    ],
+    ids=[
+        "no-metadata",
+        "metadata-list",
+        "metadata-string",
+        "md5-list",
+        "md5-values",
+        "seed-string",
+        "interrupted-number",
+        "epochs-boolean",
+        "deep-but-allowed",
+        "deep-inside",
+        "deep-top",
+        "version-true",
+        "sizes-strings",
+        "sizes-short",
+        "dtype-list",
+        "dtype-object",
+        "no-activations",
+        "huge-string",
+    ],
+)
+def test_malformed_headers_are_one_line_weights_errors(tmp_path, text, expected):
+    path = tmp_path / "weights.npz"
+    save_weights(_network(), path)
+    _rewrite(path, lambda entries: entries.update({HEADER_KEY: np.array(text)}))
+    if expected is None:  # deep JSON within the parser's reach is just metadata
+        assert read_weights_info(path)["metadata"]["a"]["a"]
+        return
+    for read in (read_weights_info, load_weights):
+        message = _error(read, path)
+        assert expected in message and str(path) in message
+
+
+def test_infer_prints_one_line_for_metadata_that_is_not_an_object(tmp_path, capsys):
+    from xpnet.cli import main
+
+    path = tmp_path / "weights.npz"
+    save_weights(xpnet.init_network((784, 10), seed=0), path)
+    _rewrite(path, lambda entries: _set_header(entries, metadata=["not", "an", "object"]))
+    assert main(["infer", "--weights", str(path), "--limit", "10", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metadata is a JSON array" in err
+
+
+def test_the_metadata_types_are_those_of_the_training_record():
+    from xpnet.cli.provenance import TrainingRecord
+
+    assert set(xpnet.weights._METADATA_TYPES) == {
+        f.name for f in dataclasses.fields(TrainingRecord)
+    }
+
+
+def test_a_pickle_whose_lengths_lie_allocates_nothing(tmp_path):
+    path = tmp_path / "sample_weight.pkl"
+    # PROTO 4, then BINBYTES8 claiming 2**40 bytes, where the file holds a few.
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"tiny")
+    tracemalloc.start()
+    try:
+        message = _error(load_weights, path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "asks for 1099511627776 bytes where 4 remain" in message
+    assert peak < 1_000_000
+
+
+def test_a_pickle_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "mnist.pkl"
+    os.mkfifo(path)
+    message = _error(load_textbook_pickle, path, kind=DataError, error=DataError)
+    assert message == f"cannot read {path}: it is not a regular file"

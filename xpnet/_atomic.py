@@ -1,33 +1,121 @@
-"""Atomic file writes: readers see the old file or the whole new one, never half of one."""
+"""Atomic file writes: readers see the old file or the whole new one, never half of one.
+
+``path`` may be a symlink: the file it points to is replaced, in that file's folder, and the
+link stays. Only a regular file (or nothing) is replaced: a folder, device node, FIFO or
+socket at ``path`` (or behind its links) is refused with an :class:`OSError`, never
+replaced. A replaced file keeps its mode (and, where permitted, its owner and group); a new
+one gets the mode the umask leaves of ``0o666``, as ``open`` would give it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+TEMP_SUFFIX = ".xpnet-tmp"
+"""How the temporary files of a write end (beside the target, hidden: ``.NAME.<token>...``)."""
+
+
+class NotRegularFileError(OSError):
+    """The target of a write is not a regular file (a folder, device, FIFO, socket, loop)."""
+
+
+def write_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` replaces: ``path`` with its symlinks followed.
+
+    Raises :class:`NotRegularFileError` where that is something other than a regular file
+    or nothing (a dangling link names the file to create).
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISREG(mode):
+        return target
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a symlink that does not resolve (a loop)"
+        if stat.S_ISLNK(mode)
+        else "a device, FIFO or socket"
+    )
+    raise NotRegularFileError(
+        errno.EINVAL,
+        f"it is {kind}, not a regular file; xpnet replaces only regular files",
+        os.fspath(path),
+    )
 
 
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block ends cleanly.
 
-    The data goes to a hidden temporary file in the same folder (so ``os.replace`` is a
-    rename on one file system), is flushed to disk, then renamed over ``path``. A crash
-    or an exception part-way leaves ``path`` untouched and removes the temporary file.
+    The data goes to a hidden temporary file in the folder of the file ``path`` names
+    (symlinks followed; the folder is created if missing), is flushed to disk, then renamed
+    over it, so the rename stays on one file system and concurrent writers each leave a
+    whole file (the last one wins). An exception, Ctrl-C included, at any step leaves the
+    old file untouched and removes the temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    target = write_target(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp: str | None = None
     try:
+        fd, tmp = _create_temp(target)
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a data file is for everyone to read
-        os.replace(tmp, path)
+        write_target(target)  # still a regular file or nothing, just before the rename
+        os.replace(tmp, target)
+        tmp = None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
+    _fsync_folder(target.parent)
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new hidden file beside ``target``, with the mode ``target`` has or a new file gets."""
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    stem = target.name[:64]  # room for the token within the file system's name limit
+    while True:
+        tmp = str(target.with_name(f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}"))
+        try:
+            # 0o666 less the umask, as for any new file; O_EXCL: never an existing file.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(tmp, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        if old is not None:
+            with contextlib.suppress(PermissionError):  # keeping the owner needs the right
+                os.fchown(fd, old.st_uid, old.st_gid)
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush the folder's entry for the renamed file, where the system allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

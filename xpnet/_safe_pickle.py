@@ -23,11 +23,13 @@ other ``BUILD`` target (dict, list, a stand-in callable) fails.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
 import re
 import reprlib
+import stat
 from collections.abc import Callable
 from pickle import UnpicklingError
 from typing import Any
@@ -176,7 +178,46 @@ _ADMITTED: dict[tuple[str, str], _StandIn] = {
 """Every global a pickle may name, keyed by ``(module, name)``, with its stand-in."""
 
 
-class _ArrayUnpickler(pickle.Unpickler):
+class _BoundedFile:
+    """A file that refuses any read of more bytes than remain in it, before reading.
+
+    A pickle's opcodes carry the lengths of their bytes and strings; read through this,
+    a length that lies is refused before anything of that size is allocated.
+    """
+
+    def __init__(self, file: Any, size: int) -> None:
+        self._file, self._left = file, size
+
+    def read(self, count: int = -1) -> bytes:
+        if count < 0:
+            count = self._left
+        if count > self._left:
+            raise UnpicklingError(
+                f"an opcode asks for {count} bytes where {self._left} remain in the file"
+            )
+        data = self._file.read(count)
+        self._left -= len(data)
+        return bytes(data)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        if view.nbytes > self._left:
+            raise UnpicklingError(
+                f"an opcode asks for {view.nbytes} bytes where {self._left} remain in the file"
+            )
+        count = int(self._file.readinto(view))
+        self._left -= count
+        return count
+
+    def readline(self) -> bytes:
+        line = self._file.readline(self._left)
+        self._left -= len(line)
+        return bytes(line)
+
+
+# The pure-Python unpickler: it reads each opcode's data through the file's ``read``, so
+# :class:`_BoundedFile` sees every length first (the C one allocates before it reads).
+class _ArrayUnpickler(pickle._Unpickler):
     """An unpickler that resolves only the globals of NumPy's array pickling, to stand-ins."""
 
     def find_class(self, module: str, name: str, /) -> Any:
@@ -201,8 +242,11 @@ def load_textbook_pickle(
     """
     name = os.fspath(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise OSError(errno.EINVAL, "it is not a regular file")
         with open(path, "rb") as file:
-            loaded = _ArrayUnpickler(file, encoding="latin1").load()
+            bounded = _BoundedFile(file, os.fstat(file.fileno()).st_size)
+            loaded = _ArrayUnpickler(bounded, encoding="latin1").load()
     except _Refused as exc:
         raise error(f"{name}: refused: {exc}; xpnet never runs code from a data file") from None
     except OSError as exc:

@@ -9,8 +9,13 @@ reads them with ``allow_pickle=False`` and the textbook's ``sample_weight.pkl`` 
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
+import reprlib
+import stat
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,20 @@ VERSION = 1
 
 HEADER_KEY = "xpnet_header"
 """The ``.npz`` entry holding the JSON header, a 0-d unicode array."""
+
+MAX_HEADER_CHARS = 1 << 20
+"""The longest header read: far more than any provenance needs, checked before parsing."""
+
+MAX_INFLATION = 64
+"""How many times its compressed size an ``.npz`` entry may inflate to. xpnet writes
+uncompressed archives; weights compress little, so only a hostile archive needs more."""
+
+INFLATION_SLACK = 1 << 20
+"""Bytes an ``.npz`` may inflate to beyond ``MAX_INFLATION`` times its size: small arrays
+(zero biases) compress far better than their weights."""
+
+MAX_NPZ_MEMBERS = 4097
+"""The most entries an ``.npz`` may have: a header and two arrays per layer, for thousands."""
 
 PathLike = str | os.PathLike[str]
 
@@ -108,6 +127,8 @@ def _describe(network: Network) -> dict[str, Any]:
 def _read(path: Path) -> tuple[Network, dict[str, Any]]:
     """The network (on NumPy) and the header of the weights file at ``path``."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
         with open(path, "rb") as file:
             magic = file.read(2)
     except OSError as exc:
@@ -127,24 +148,135 @@ def _read(path: Path) -> tuple[Network, dict[str, Any]]:
 
 
 def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
-    """Read xpnet's ``.npz`` with ``allow_pickle=False`` and check its arrays against its header."""
+    """Read xpnet's ``.npz`` with no pickle, each array's size checked before it is read.
+
+    Every member's ``.npy`` header is read first: its shape and dtype must account exactly
+    for the member's size in the zip directory, what a compressed member inflates to is
+    bounded by its compressed size, and where xpnet's header is present each array must
+    have the shape and dtype that its layer sizes give. Only then is anything inflated.
+    """
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            entries = {key: archive[key] for key in archive.files}
+        archive_size = os.stat(path).st_size
+        with zipfile.ZipFile(path) as archive:
+            members = _npz_members(path, archive, archive_size)
+            strays = sorted(key for key, (info, _, _) in members.items() if info is None)
+            if HEADER_KEY not in members:
+                if strays:
+                    return _read_plain_npz(path, {}, strays)
+                header = None
+            else:
+                header = _parse_header(path, _read_member(archive, members.pop(HEADER_KEY)[0]))
+                if strays:
+                    raise WeightsError(f"{path}: the entries {strays} are not arrays")
+                _check_against_header(path, header, members)
+            entries = {key: _read_member(archive, info) for key, (info, _, _) in members.items()}
+    except WeightsError:
+        raise
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise WeightsError(f"cannot read {path} as .npz: {type(exc).__name__}: {exc}") from None
-    strays = sorted(key for key, value in entries.items() if not isinstance(value, np.ndarray))
-    if HEADER_KEY not in entries:
-        return _read_plain_npz(path, entries, strays)
-    header = _parse_header(path, entries.pop(HEADER_KEY))
-    if strays:
-        raise WeightsError(f"{path}: the entries {strays} are not arrays")
+    if header is None:
+        return _read_plain_npz(path, entries, [])
     network = Network.from_mapping(entries, header["activations"])
     found = _describe(network)
     stored = {key: header.get(key) for key in found}
     if stored != found:
         raise WeightsError(f"{path}: the header says {stored} but the arrays give {found}")
     return network, header
+
+
+_Member = tuple[zipfile.ZipInfo | None, tuple[int, ...], np.dtype | None]
+"""A member of an ``.npz``: its zip entry (None when not ``.npy``), shape and dtype."""
+
+
+def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dict[str, _Member]:
+    """Each member's ``.npy`` header, checked against the sizes the zip directory gives."""
+    members: dict[str, _Member] = {}
+    infos = archive.infolist()
+    if len(infos) > MAX_NPZ_MEMBERS:
+        raise WeightsError(f"{path} has {len(infos)} entries; a network's weights need fewer")
+    inflated = 0
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            members[info.filename] = (None, (), None)
+            continue
+        key = info.filename[: -len(".npy")]
+        where = f"{path}: the entry {key!r}"
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size or info.compress_size > archive_size:
+                raise WeightsError(f"{where} claims more bytes than the file holds")
+        elif info.file_size > MAX_INFLATION * info.compress_size + INFLATION_SLACK:
+            raise WeightsError(
+                f"{where} would inflate {info.compress_size} bytes to {info.file_size}; "
+                f"xpnet reads no compressed entry that inflates over {MAX_INFLATION}-fold"
+            )
+        inflated += info.file_size
+        if inflated > MAX_INFLATION * archive_size + INFLATION_SLACK:
+            raise WeightsError(f"{path}: its entries inflate too far beyond its size")
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise WeightsError(f"{where} is .npy version {version}, not 1.0 or 2.0")
+            header_bytes = stream.tell()
+        kinds = "U" if key == HEADER_KEY else "biuf"
+        if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
+            raise WeightsError(
+                f"{where} holds {dtype} values; xpnet reads no object (pickle) or record arrays"
+                if dtype.hasobject
+                else f"{where} holds {dtype} values, not numbers"
+                if key != HEADER_KEY
+                else f"{path} is an .npz without an xpnet header; write weights with "
+                "xpnet.save_weights"
+            )
+        if key == HEADER_KEY and dtype.itemsize > 4 * MAX_HEADER_CHARS:
+            raise WeightsError(
+                f"{path}: the xpnet header is {dtype.itemsize // 4} characters long; xpnet "
+                f"reads at most {MAX_HEADER_CHARS}"
+            )
+        if not all(type(n) is int and n >= 0 for n in shape):
+            raise WeightsError(f"{where} has the shape {shape!r}")
+        claimed = math.prod(shape) * dtype.itemsize
+        if header_bytes + claimed != info.file_size:
+            raise WeightsError(
+                f"{where} claims {shape} {dtype} ({claimed} bytes) but holds "
+                f"{info.file_size - header_bytes}"
+            )
+        members[key] = (info, shape, dtype)
+    return members
+
+
+def _check_against_header(path: Path, header: dict[str, Any], members: dict[str, _Member]) -> None:
+    """Each array's shape and dtype must be those the header's layer sizes and dtype give."""
+    sizes, dtype = header["sizes"], np.dtype(header["dtype"])
+    expected: dict[str, tuple[int, ...]] = {}
+    for number, (inputs, outputs) in enumerate(itertools.pairwise(sizes), start=1):
+        expected[f"W{number}"] = (inputs, outputs)
+        expected[f"b{number}"] = (outputs,)
+    found = {key: shape for key, (_, shape, _) in members.items()}
+    if found != expected:
+        missing, extra = sorted(expected.keys() - found), sorted(found.keys() - expected)
+        wrong = [
+            f"{key} is {found[key]} where layer {key[1:]} needs {expected[key]}"
+            for key in sorted(expected.keys() & found.keys())
+            if expected[key] != found[key]
+        ]
+        raise WeightsError(
+            f"{path}: the header says sizes {sizes} but the arrays do not fit them "
+            f"(missing {missing}, unexpected {extra}{'; ' if wrong else ''}{'; '.join(wrong)})"
+        )
+    odd = sorted(key for key, (_, _, kind) in members.items() if kind != dtype)
+    if odd:
+        raise WeightsError(f"{path}: the header says dtype {dtype} but {odd} differ")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo | None) -> np.ndarray:
+    """The array of one member whose header :func:`_npz_members` checked."""
+    assert info is not None
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def _read_plain_npz(
@@ -166,23 +298,126 @@ def _read_plain_npz(
 
 
 def _parse_header(path: Path, entry: object) -> dict[str, Any]:
-    """The JSON header of xpnet's ``.npz``, checked for format, version and activations."""
+    """The JSON header of xpnet's ``.npz``, every field it returns checked for its type."""
     if not (isinstance(entry, np.ndarray) and entry.shape == () and entry.dtype.kind == "U"):
         raise WeightsError(
             f"{path} is an .npz without an xpnet header; write weights with xpnet.save_weights"
         )
+    text = entry.item()
+    if len(text) > MAX_HEADER_CHARS:
+        raise WeightsError(
+            f"{path}: the xpnet header is {len(text)} characters long; xpnet reads at most "
+            f"{MAX_HEADER_CHARS}"
+        )
     try:
-        header = json.loads(entry.item())
+        header = json.loads(text)
+    except RecursionError:
+        raise WeightsError(f"{path}: the xpnet header's JSON is nested too deeply") from None
     except ValueError as exc:
         raise WeightsError(f"{path}: the xpnet header is not valid JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise WeightsError(f"{path}: the header does not name the format {FORMAT!r}")
-    if header.get("version") != VERSION:
+    version = header.get("version")
+    if type(version) is not int or version != VERSION:
         raise WeightsError(
-            f"{path} holds {FORMAT} version {header.get('version')!r}, but this xpnet reads "
+            f"{path} holds {FORMAT} version {_short(version)}, but this xpnet reads "
             f"version {VERSION}; upgrade xpnet"
         )
     activations = header.get("activations")
     if not (isinstance(activations, list) and all(isinstance(a, str) for a in activations)):
-        raise WeightsError(f"{path}: the header's activations {activations!r} are not names")
+        raise WeightsError(f"{path}: the header's activations {_short(activations)} are not names")
+    sizes = header.get("sizes")
+    if not (
+        isinstance(sizes, list)
+        and len(sizes) == len(activations) + 1
+        and all(type(n) is int and n >= 1 for n in sizes)
+    ):
+        raise WeightsError(
+            f"{path}: the header says {_short({'sizes': sizes, 'activations': activations})}, "
+            "not a positive layer size for each end of each layer"
+        )
+    dtype = header.get("dtype")
+    if not (isinstance(dtype, str) and dtype in _FLOAT_DTYPES):
+        raise WeightsError(
+            f"{path}: the header says {_short({'dtype': dtype})}, not a floating dtype name"
+        )
+    if "metadata" not in header:
+        raise WeightsError(f"{path}: the xpnet header has no metadata")
+    _check_metadata(path, header["metadata"])
     return header
+
+
+_FLOAT_DTYPES = ("float16", "float32", "float64")
+"""The dtype names a header may give: those of the networks xpnet writes."""
+
+_METADATA_TYPES: dict[str, tuple[type, ...]] = {
+    "command": (str,),
+    "dataset": (str,),
+    "dataset_md5": (dict,),
+    "test_md5": (dict,),
+    "train_images": (int,),
+    "test_images": (int,),
+    "backend": (str,),
+    "device": (str,),
+    "dtype": (str,),
+    "layers": (list,),
+    "activations": (list,),
+    "optimizer": (str,),
+    "lr": (int, float),
+    "weight_decay": (int, float),
+    "batch_size": (int,),
+    "augment_shift": (int,),
+    "seed": (int,),
+    "epochs": (int,),
+    "epochs_completed": (int,),
+    "interrupted": (bool,),
+    "train_loss": (int, float, type(None)),
+    "train_accuracy": (int, float, type(None)),
+    "test_loss": (int, float, type(None)),
+    "test_accuracy": (int, float, type(None)),
+    "train_seconds": (int, float),
+    "cpu_threads": (int, type(None)),
+    "xpnet_version": (str,),
+    "numpy_version": (str,),
+    "date": (str,),
+    "history": (list,),
+}
+"""The JSON types of the provenance fields ``xpnet train`` writes (``TrainingRecord``'s)."""
+
+
+def _check_metadata(path: Path, metadata: object) -> None:
+    """The header's metadata: an object whose provenance fields have their JSON types."""
+    if not isinstance(metadata, dict):
+        raise WeightsError(
+            f"{path}: the header's metadata is a JSON {_json_kind(metadata)}, not an object"
+        )
+    for key, kinds in _METADATA_TYPES.items():
+        if key not in metadata:
+            continue
+        value = metadata[key]
+        fits = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if fits and isinstance(value, dict):
+            fits = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        if not fits:
+            raise WeightsError(
+                f"{path}: the header's metadata field {key!r} is a JSON "
+                f"{_json_kind(value)}, not {' or '.join(_json_kind(k()) for k in kinds)}"
+                + (" of strings" if dict in kinds else "")
+            )
+
+
+def _json_kind(value: object) -> str:
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    """A value from a file, for a message: repr'd (control characters escaped), cut short."""
+    return reprlib.repr(value)

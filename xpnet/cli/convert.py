@@ -3,6 +3,10 @@
 ``--images N`` tiles the split to N images, each repeat in its own seeded order, for
 out-of-core runs on real images; the store is written chunk by chunk, in bounded memory.
 ``xpnet infer --backend dask --input STORE`` reads it lazily.
+
+The store is built beside its path under a name xpnet owns and swapped in at the end; Ctrl-C
+or a failure leaves the old store (or nothing) and no partial copy. ``--overwrite`` replaces
+only an xpnet store, recognised by its own metadata; the folder the store goes in must exist.
 """
 
 from __future__ import annotations
@@ -32,15 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS, help="images per chunk"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing xpnet store (never another folder or file)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from xpnet.datasets import get_dataset, load_mnist
-    from xpnet.scaleout.store import write_store
+    from xpnet.scaleout.store import check_store_target, write_store
     from xpnet.scaleout.tiling import tiled_order
 
+    check_store_target(args.store, overwrite=args.overwrite)  # before reading any data
     start = time.perf_counter()
     images, labels = load_mnist(
         normalize=False,
