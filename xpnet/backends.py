@@ -149,8 +149,20 @@ def get_backend(name: str, device: str | None = None) -> Backend:
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
         )
     _import_backend(name)
-    xp, resolved = _RESOLVERS[name](device)
+    try:
+        xp, resolved = _RESOLVERS[name](device)
+    except (ImportError, OSError) as exc:  # e.g. dask importing a CuPy that cannot load
+        raise _import_failed(name, exc) from None
     return Backend(name=name, xp=xp, device=resolved)
+
+
+def _import_failed(name: str, exc: BaseException) -> BackendUnavailableError:
+    lines = str(exc).strip().splitlines()
+    why = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    return BackendUnavailableError(
+        f"backend {name!r}: the package {_PACKAGE[name]!r} is installed but cannot be imported "
+        f"({why}); {_INSTALL_HINT[name]}"
+    )
 
 
 def _import_backend(name: str) -> None:
@@ -168,12 +180,7 @@ def _import_backend(name: str) -> None:
     try:
         importlib.import_module(package)
     except Exception as exc:  # ImportError, OSError (a missing CUDA library), RuntimeError...
-        lines = str(exc).strip().splitlines()
-        why = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
-        raise BackendUnavailableError(
-            f"backend {name!r}: the package {package!r} is installed but cannot be imported "
-            f"({why}); {_INSTALL_HINT[name]}"
-        ) from None
+        raise _import_failed(name, exc) from None
 
 
 def _cpu_only(name: str, device: str | None) -> None:
