@@ -15,6 +15,7 @@ data=${1:-../shared/data}
 python=${PYTHON:-python3}
 packages=(
     array-api-compat array-api-extra array-api-strict pooch platformdirs tqdm threadpoolctl
+    requests urllib3 idna charset-normalizer certifi
     hypothesis attrs sortedcontainers
     matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil
     setuptools

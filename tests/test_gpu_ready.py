@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import subprocess
 import sys
@@ -190,7 +191,8 @@ def test_xpnet_backends_names_broken_backends_in_one_line_each():
         """
         import xpnet
         from xpnet.cli import main
-        assert xpnet.available_backends() == ["numpy", "array_api_strict"], xpnet.available_backends()
+        available = xpnet.available_backends()
+        assert "numpy" in available and not {"cupy", "torch", "jax"} & set(available), available
         code = main(["backends"])
         code += main(["backends", "--json"])
         sys.exit(code)
@@ -213,7 +215,8 @@ def test_xpnet_backends_names_broken_backends_in_one_line_each():
     assert statuses["cupy"]["reason"].startswith(
         "backend 'cupy': the package 'cupy' is installed but cannot be imported (OSError: "
     )
-    assert "libcudart.so.13" in statuses["dask"]["reason"]  # through dask's own import of cupy
+    if importlib.util.find_spec("dask") is not None:  # dask imports cupy where it finds one
+        assert "libcudart.so.13" in statuses["dask"]["reason"]
 
 
 # --- the batching rule --------------------------------------------------------------------------
