@@ -52,7 +52,8 @@ def test_labels_on_another_backend_or_device_are_a_mismatch(backend):
     x = pixels(backend)
     elsewhere = (
         xpnet.get_backend("array_api_strict", "device1")
-        if backend.name == "array_api_strict" and str(backend.device) != "device1"
+        if backend.name == "array_api_strict"
+        and str(backend.device) != "device1"
         and "device1" not in str(backend.device)
         else xpnet.get_backend("numpy" if backend.name != "numpy" else "array_api_strict")
     )
@@ -141,7 +142,7 @@ def test_input_that_cannot_be_pixels_is_one_line(make):
         lambda: xpnet.predict_labels(network, x),
         lambda: xpnet.count_correct(network, x, np.zeros(4, dtype=np.int64)),
     ):
-        with pytest.raises(NetworkError, match="masked array|must hold real numbers") as caught:
+        with pytest.raises(NetworkError, match=r"masked array|must hold real numbers") as caught:
             call()
         assert "\n" not in str(caught.value)
 

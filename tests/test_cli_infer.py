@@ -136,8 +136,8 @@ def test_the_script_runs_as_a_program_and_fails_in_one_line(tmp_path):
     ("args", "message"),
     [
         # Devices that exist on no machine, so the cases hold on GPU hosts too.
-        (["--backend", "cupy", "--device", "cuda:99"], "CUDA device 99|'cupy', which is not installed"),
-        (["--backend", "torch", "--device", "cuda:99"], "CUDA device 99|'torch', which is not installed"),
+        (["--backend", "cupy", "--device", "cuda:99"], "CUDA device 99|'cupy', which is not"),
+        (["--backend", "torch", "--device", "cuda:99"], "CUDA device 99|'torch', which is not"),
         (["--backend", "array_api_strict", "--device", "device7"], "no device 'device7'"),
     ],
 )

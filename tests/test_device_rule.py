@@ -89,7 +89,7 @@ def test_the_stand_in_breaks_code_outside_the_rule(cupy_like, device1, monkeypat
     # The control: without the rule's context, the stand-in's creation lands on the
     # current device (CPU_DEVICE) and mixing it with device1 fails, as it would on CuPy.
     monkeypatch.delitem(_device._ENTER, "array_api_strict")
-    x, t = blobs(device1, rows=8)
+    x, _ = blobs(device1, rows=8)
     params = [x[:4, :]]
     with pytest.raises(ValueError, match="two different devices"):
         Momentum(lr=0.1).step(params, params)

@@ -228,9 +228,10 @@ def test_working_set_of_the_textbook_network():
     network = xpnet.init_network((784, 50, 100, 10))
     assert inference.working_set_per_row(network) == ROW
     assert inference.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
-    assert inference.working_set_per_row(
-        xpnet.init_network((784, 50, 100, 10), dtype="float64")
-    ) == 2 * ROW
+    assert (
+        inference.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
+        == 2 * ROW
+    )
 
 
 @pytest.mark.parametrize(

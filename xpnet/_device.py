@@ -57,7 +57,7 @@ def parse_device(text: str | None) -> tuple[str, int | None]:
 
 def _enter_cupy(device: Device) -> AbstractContextManager[Any]:
     """A ``cupy.cuda.Device`` is itself the context that makes it current."""
-    return device  # type: ignore[no-any-return]
+    return device
 
 
 _ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {"cupy": _enter_cupy}

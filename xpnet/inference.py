@@ -37,24 +37,24 @@ FALLBACK_GPU_BUDGET = 1 << 30
 """Bytes one GPU batch's working set may take where the backend cannot report free memory."""
 
 
-def check_batch_size(batch_size: object, *, allow_none: bool = True) -> int | None:
-    """``batch_size`` as an int, after checking it is a positive integer (or ``None``).
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as an int, after checking that it is a positive integer.
 
     The same check on every backend: ``0``, ``-1``, ``2.5``, ``True`` and ``"10"`` raise
     ``ValueError`` in one line (NumPy integers are accepted).
     """
-    if batch_size is None and allow_none:
-        return None
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, numbers.Integral)
         or int(batch_size) < 1
     ):
-        raise ValueError(
-            f"batch_size must be a positive integer{' or None' if allow_none else ''}, "
-            f"got {batch_size!r}"
-        )
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
+
+
+def optional_batch_size(batch_size: object) -> int | None:
+    """:func:`check_batch_size`, where ``None`` (the function's own choice) is allowed too."""
+    return None if batch_size is None else check_batch_size(batch_size)
 
 
 def auto_batch_size(rows: int, row_bytes: int, *, gpu: bool, free_bytes: int | None) -> int:
@@ -110,8 +110,7 @@ def iter_batches(*arrays: Array, batch_size: int) -> Iterator[tuple[Array, ...]]
     The last batch may be shorter; an empty input yields nothing. Slices are views or
     lazy slices of the originals (never copies to another device).
     """
-    batch_size = check_batch_size(batch_size, allow_none=False)
-    assert batch_size is not None
+    batch_size = check_batch_size(batch_size)
     lengths = {a.shape[0] for a in arrays}
     if len(lengths) != 1:
         raise ValueError(f"arrays to batch must have the same length, got {sorted(lengths)}")
@@ -133,7 +132,7 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     """
     net = as_network(network)
     net.validate_input(x)
-    batch_size = check_batch_size(batch_size)
+    batch_size = optional_batch_size(batch_size)
     with on_device_of(x):
         return _run(net, x, batch_size, labels=False)
 
@@ -145,7 +144,7 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     """
     net = as_network(network)
     net.validate_input(x)
-    batch_size = check_batch_size(batch_size)
+    batch_size = optional_batch_size(batch_size)
     with on_device_of(x):
         return _run(net, x, batch_size, labels=True)
 
@@ -198,7 +197,7 @@ def count_correct(
     """
     net = as_network(network)
     net.validate_input(x)
-    batch_size = check_batch_size(batch_size)
+    batch_size = optional_batch_size(batch_size)
     xp = net.xp
     with on_device_of(x):
         net.validate_labels(t, x)
@@ -214,9 +213,7 @@ def count_correct(
         return int(correct)
 
 
-def accuracy(
-    network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None
-) -> float:
+def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:
     """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input).
 
     Labels and ``batch_size`` as in :func:`count_correct` (``None``: the batching rule).
@@ -237,7 +234,7 @@ def predict_labels_streaming(
     memory bounded by one block and its working set, at in-memory speed.
     """
     net = as_network(network)
-    batch_size = check_batch_size(batch_size)
+    batch_size = optional_batch_size(batch_size)
     parts = [predict_labels(net, block, batch_size=batch_size) for block in blocks]
     if not parts:
         raise ValueError("predict_labels_streaming needs at least one block")

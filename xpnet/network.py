@@ -7,6 +7,7 @@ and floating dtype. The textbook's parameter dict (``W1, b1, W2, b2, W3, b3``, a
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -276,8 +277,8 @@ def init_bytes(sizes: Sequence[int], dtype: str = "float32") -> int:
     """Bytes :func:`init_network` needs for ``sizes``: every weight and bias in ``dtype``,
     plus the host's float64 draw of the largest layer's weights."""
     itemsize = np.dtype(dtype).itemsize
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    largest = max(a * b for a, b in itertools.pairwise(sizes))
     return params * itemsize + largest * np.dtype(np.float64).itemsize
 
 

@@ -131,8 +131,7 @@ def train(
     """
     net = as_network(network)
     check_trainable(net)
-    batch_size = check_batch_size(batch_size, allow_none=False)
-    assert batch_size is not None
+    batch_size = check_batch_size(batch_size)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
     net.validate_input(x)
@@ -238,8 +237,7 @@ def evaluate(
     """
     net = as_network(network)
     check_trainable(net)
-    batch_size = check_batch_size(batch_size, allow_none=False)
-    assert batch_size is not None
+    batch_size = check_batch_size(batch_size)
     net.validate_input(x)
     with on_device_of(x):
         x = checked_batch(net, x, t)
@@ -275,9 +273,7 @@ def shift_images(
         return _shift_images(x, shifts, max_shift, image_shape)
 
 
-def _shift_images(
-    x: Array, shifts: Array, max_shift: int, image_shape: tuple[int, int]
-) -> Array:
+def _shift_images(x: Array, shifts: Array, max_shift: int, image_shape: tuple[int, int]) -> Array:
     """:func:`shift_images` on ``x``'s device."""
     xp = namespace_of(x, shifts)
     device = compat.device(x)
