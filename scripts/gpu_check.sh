@@ -24,7 +24,7 @@
 # Rehearsal on a CPU machine: XPNET_GPU_CHECK_REHEARSAL=1 with a stand-in `nvidia-smi` on
 # PATH runs the same steps with --backend numpy in place of cupy and torch's cpu in place of
 # cuda:0, labelled REHEARSAL throughout. XPNET_GPU_CHECK_PYTEST_ARGS adds pytest arguments
-# to both test steps (e.g. "-k softmax"); XPNET_GPU_CHECK_ROUNDS sets the benchmark's rounds;
+# to both test steps, split at spaces (e.g. "-k softmax"); XPNET_GPU_CHECK_ROUNDS sets the benchmark's rounds;
 # XPNET_GPU_CHECK_BENCH=0 leaves the benchmark out.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -129,9 +129,25 @@ start=$SECONDS
 shopt -s nullglob
 carried=("$wheels"/*.whl)
 shopt -u nullglob
-if timeout "$(left 60)" "$python" -m pip install --quiet --no-index --no-deps --no-compile \
-    --no-cache-dir --disable-pip-version-check --target "$site" "${carried[@]}" \
-    > "$results/install.log" 2>&1; then
+if [ "${#carried[@]}" = 0 ]; then
+    record install missing 0 "no wheels in $wheels"
+    finish
+fi
+if "$python" -m pip --version > /dev/null 2>&1; then
+    timeout "$(left 60)" "$python" -m pip install --quiet --no-index --no-deps --no-compile \
+        --no-cache-dir --disable-pip-version-check --target "$site" "${carried[@]}" \
+        > "$results/install.log" 2>&1
+else  # no pip on the host: unpack them, which is all that --target does with these wheels
+    echo "no pip for $python: the wheels are unpacked" > "$results/install.log"
+    timeout "$(left 60)" "$python" - "$site" "${carried[@]}" >> "$results/install.log" 2>&1 <<'PY'
+import sys, zipfile
+site, *wheels = sys.argv[1:]
+for wheel in wheels:
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+PY
+fi
+if [ "$?" = 0 ]; then
     record install passed $((SECONDS - start)) "${#carried[@]} wheels into a private folder"
 else
     record install failed $((SECONDS - start)) "see install.log: $(tail -1 "$results/install.log")"

@@ -301,11 +301,28 @@ def test_count_correct_follows_the_rule_on_a_stand_in_gpu(monkeypatch):
     assert sizes == [60, 60, 60, 60, 10]
 
 
-def test_gpu_kind_and_memory_queries():
+def fake_cupy_module(mem_get_info) -> types.ModuleType:
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(  # type: ignore[attr-defined]
+        runtime=types.SimpleNamespace(memGetInfo=mem_get_info)
+    )
+    pool = types.SimpleNamespace(free_bytes=lambda: 5)
+    cupy.get_default_memory_pool = lambda: pool  # type: ignore[attr-defined]
+    return cupy
+
+
+def test_gpu_kind_and_memory_queries(monkeypatch):
     assert not is_gpu(xpnet.get_backend("numpy"))
     assert free_device_memory(xpnet.get_backend("numpy")) is None
     fake_cupy = Backend("cupy", types.ModuleType("array_api_compat.cupy"), FakeCudaDevice(0))
     assert is_gpu(fake_cupy)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy_module(lambda: (1000, 4000)))
+    assert free_device_memory(fake_cupy) == 1005  # the driver's free memory and CuPy's pool
+
+    def no_answer():
+        raise RuntimeError("cudaErrorNoDevice")
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy_module(no_answer))
     assert free_device_memory(fake_cupy) is None  # cannot ask: the caller's fixed budget
     torch_cuda = Backend("torch", types.ModuleType("t"), types.SimpleNamespace(type="cuda"))
     jax_gpu = Backend("jax", types.ModuleType("j"), types.SimpleNamespace(platform="gpu"))
