@@ -213,9 +213,15 @@ class Network:
         if there.name != here.name or (
             not traced and device_name(there.device) != device_name(here.device)
         ):
+            move = (
+                f"move the network with xpnet.to_backend(network, {there.name!r}, "
+                f"device={device_name(there.device)!r})"
+                if what == "x"
+                else f"move them with xpnet.get_backend({here.name!r}, "
+                f"{device_name(here.device)!r}).asarray(xpnet.to_host(t))"
+            )
             raise BackendMismatchError(
-                f"the network is on {here} but {what} is on {there}; move the network with "
-                f"xpnet.to_backend(network, {there.name!r}, device={device_name(there.device)!r}) "
+                f"the network is on {here} but {what} is on {there}; {move} "
                 "(xpnet never copies between devices implicitly)"
             )
 

@@ -26,6 +26,7 @@ that network, if the interrupt came between its update and the step's end.)
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -132,8 +133,9 @@ def train(
     net = as_network(network)
     check_trainable(net)
     batch_size = check_batch_size(batch_size)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    epochs = int(epochs)
     net.validate_input(x)
     with on_device_of(x):
         return _train(
