@@ -3,7 +3,7 @@
 CuPy launches kernels on its *current* device, and array-api-compat's CuPy ``zeros``,
 ``arange`` and ``zeros_like`` ignore ``device=``. The stand-in reproduces both on
 array-api-strict: its creation functions are patched to ignore ``device=`` and use a
-"current device", which only the rule's context (registered for array_api_strict as the
+"current device" (and ``concat``/``stack`` to put their result there), which only the rule's context (registered for array_api_strict as the
 real one is for cupy) changes. array-api-strict refuses to combine arrays of two devices,
 so any computation on ``device1`` that creates an array outside the rule fails, and every
 result must come back on ``device1``.
@@ -27,6 +27,7 @@ from xpnet.training import shift_images
 
 CREATORS = ("zeros", "ones", "empty", "full", "arange", "linspace", "eye")
 LIKE = ("zeros_like", "ones_like", "empty_like", "full_like")
+JOINS = ("concat", "stack")
 
 
 class StandInDevice:
@@ -57,8 +58,16 @@ def cupy_like(monkeypatch):
 
         return create
 
+    def onto_current(function):
+        def join(*args, **kwargs):  # CuPy allocates a join's result on the current device
+            return function(*args, **kwargs).to_device(current[-1])
+
+        return join
+
     for name in CREATORS + LIKE:
         monkeypatch.setattr(strict, name, on_current(getattr(strict, name)))
+    for name in JOINS:
+        monkeypatch.setattr(strict, name, onto_current(getattr(strict, name)))
     monkeypatch.setitem(
         _device._ENTER, "array_api_strict", lambda device: StandInDevice(device, log, current)
     )
@@ -127,6 +136,8 @@ def test_forward_pass_and_counting(cupy_like, device1):
     correct = xpnet.count_correct(network, images, labels, batch_size=8)
     assert on_device1(probabilities, predicted)
     assert correct == int(np.count_nonzero(to_host(predicted) == np.arange(30) % 10))
+    streamed = xpnet.predict_labels_streaming(network, [images[:10, ...], images[10:, ...]])
+    assert on_device1(streamed) and to_host(streamed).tolist() == to_host(predicted).tolist()
     assert cupy_like.count(("enter", "device1")) >= 3
     assert all(entry[1] == "device1" for entry in cupy_like)
 

@@ -238,4 +238,5 @@ def predict_labels_streaming(
     parts = [predict_labels(net, block, batch_size=batch_size) for block in blocks]
     if not parts:
         raise ValueError("predict_labels_streaming needs at least one block")
-    return net.xp.concat(parts, axis=0)
+    with on_device_of(parts[0]):
+        return net.xp.concat(parts, axis=0)
