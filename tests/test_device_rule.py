@@ -130,16 +130,36 @@ def test_forward_pass_and_counting(cupy_like, device1):
     assert ("enter", "device1") in cupy_like  # init_network created its arrays under it
     images = device1.asarray(np.random.default_rng(1).integers(0, 256, (30, 784)), "uint8")
     labels = device1.asarray(np.arange(30) % 10)
-    cupy_like.clear()
-    probabilities = xpnet.predict(network, images, batch_size=7)
-    predicted = xpnet.predict_labels(network, images)
-    correct = xpnet.count_correct(network, images, labels, batch_size=8)
-    assert on_device1(probabilities, predicted)
-    assert correct == int(np.count_nonzero(to_host(predicted) == np.arange(30) % 10))
-    streamed = xpnet.predict_labels_streaming(network, [images[:10, ...], images[10:, ...]])
-    assert on_device1(streamed) and to_host(streamed).tolist() == to_host(predicted).tolist()
-    assert cupy_like.count(("enter", "device1")) >= 3
-    assert all(entry[1] == "device1" for entry in cupy_like)
+    results = {}
+    for name, call in {
+        "predict": lambda: xpnet.predict(network, images, batch_size=7),
+        "predict_labels": lambda: xpnet.predict_labels(network, images),
+        "count_correct": lambda: xpnet.count_correct(network, images, labels, batch_size=8),
+        "accuracy": lambda: xpnet.accuracy(network, images, labels),
+        "streaming": lambda: xpnet.predict_labels_streaming(
+            network, [images[:10, ...], images[10:, ...]]
+        ),
+    }.items():
+        cupy_like.clear()
+        results[name] = call()
+        # Each entry point enters the rule itself, first, and leaves it last.
+        assert cupy_like[0] == ("enter", "device1") and cupy_like[-1] == ("exit", "device1"), name
+        assert all(entry[1] == "device1" for entry in cupy_like), name
+    predicted = to_host(results["predict_labels"])
+    assert on_device1(results["predict"], results["predict_labels"], results["streaming"])
+    assert to_host(results["streaming"]).tolist() == predicted.tolist()
+    expected = int(np.count_nonzero(predicted == np.arange(30) % 10))
+    assert results["count_correct"] == expected and results["accuracy"] == expected / 30
+
+
+def test_optimizer_state_is_made_on_the_parameters_device(cupy_like, device1):
+    x, _ = blobs(device1, rows=6)
+    params, grads = [x[:3, :], x[3:, :]], [x[3:, :], x[:3, :]]
+    for optimizer in (Momentum(lr=0.1), Adam()):
+        cupy_like.clear()
+        new = optimizer.step(params, grads)
+        assert cupy_like[0] == ("enter", "device1")
+        assert on_device1(*new, *(a for arrays in optimizer.state.values() for a in arrays))
 
 
 def test_training_steps_and_optimizer_state(cupy_like, device1):
