@@ -3,10 +3,11 @@
 CuPy launches kernels on its *current* device, and array-api-compat's CuPy ``zeros``,
 ``arange`` and ``zeros_like`` ignore ``device=``. The stand-in reproduces both on
 array-api-strict: its creation functions are patched to ignore ``device=`` and use a
-"current device" (and ``concat``/``stack`` to put their result there), which only the rule's context (registered for array_api_strict as the
-real one is for cupy) changes. array-api-strict refuses to combine arrays of two devices,
-so any computation on ``device1`` that creates an array outside the rule fails, and every
-result must come back on ``device1``.
+"current device" (and ``concat``/``stack`` put their result there), which only the rule's
+context changes (registered for array_api_strict as the real one is for cupy).
+array-api-strict refuses to combine arrays of two devices, so any computation on
+``device1`` that creates an array outside the rule fails, and every result must come back
+on ``device1``.
 """
 
 from __future__ import annotations
