@@ -113,6 +113,8 @@ def cupy(session: nox.Session) -> None:
     except ValueError as exc:
         session.error(str(exc))
     session.install(*install)
+    # Where JAX is installed too, it stays on the CPU and takes no GPU memory up front.
+    session.env.update({"JAX_PLATFORMS": "cpu", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
     session.run("pytest", "--backend", "cupy", *pytest_args)
 
 
