@@ -17,7 +17,7 @@ packages=(
     array-api-compat array-api-extra array-api-strict pooch platformdirs tqdm threadpoolctl
     requests urllib3 idna charset-normalizer certifi
     hypothesis attrs sortedcontainers
-    matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil
+    matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil tzdata
     setuptools
 )
 
