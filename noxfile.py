@@ -2,7 +2,9 @@
 
 ``nox`` runs every session; the cupy session skips itself where no CUDA device exists.
 Pass pytest arguments after ``--``: ``nox -s torch -- -k softmax``. The cupy session
-installs the ``cuda12`` extra; ``nox -s cupy -- cuda13`` picks ``cuda13`` instead.
+reuses an installed CuPy (any CUDA version); where there is none it installs the ``cuda12``
+extra, or ``cuda13`` with ``nox -s cupy -- cuda13``. ``XPNET_WHEELS=DIR`` installs offline
+from a folder of wheels.
 """
 
 from __future__ import annotations
@@ -68,15 +70,53 @@ def cuda_devices() -> list[str]:
     return [line for line in listing.stdout.splitlines() if line.startswith("GPU ")]
 
 
+FIND_CUPY = (
+    "import importlib.metadata as m; "
+    "print(' '.join(sorted({d.metadata['Name'] for d in m.distributions() "
+    "if (d.metadata['Name'] or '').lower().startswith('cupy')})))"
+)
+"""Prints the installed CuPy distributions (``cupy``, ``cupy-cuda12x``, ``cupy-cuda13x``...)."""
+
+
+def cupy_plan(
+    installed: list[str], wheels: str | None, posargs: list[str]
+) -> tuple[list[str], list[str]]:
+    """``(pip install arguments, pytest arguments)`` for the cupy session.
+
+    An installed CuPy of any CUDA major version is reused, and no second one installed (two
+    CuPy packages in one environment break both); where none is, the ``cuda12`` extra, or
+    ``cuda13`` as the first session argument. ``wheels`` (``XPNET_WHEELS``) is a folder of
+    wheels to install from, offline (``--no-index --find-links``).
+    """
+    extra, pytest_args = "cuda12", list(posargs)
+    if pytest_args and pytest_args[0] in ("cuda12", "cuda13"):
+        extra, *pytest_args = pytest_args
+    if len(installed) > 1:
+        raise ValueError(
+            f"two CuPy packages are installed ({', '.join(installed)}): uninstall all but one"
+        )
+    extras = "test" if installed else f"test,{extra}"
+    offline = ["--no-index", "--find-links", wheels] if wheels else []
+    return [*offline, "-e", f".[{extras}]"], pytest_args
+
+
 @nox.session(venv_params=["--system-site-packages"])
 def cupy(session: nox.Session) -> None:
-    """CuPy on the first GPU; a preinstalled CuPy (offline GPU hosts) is reused."""
+    """CuPy on the first GPU. A CuPy already installed (as on offline GPU hosts) is reused,
+    whatever its CUDA version; ``XPNET_WHEELS=/path`` installs offline from that folder of
+    wheels (``scripts/gpu_prepare.sh`` makes one: ``.whl``). Skips where no GPU is."""
     if not cuda_devices():
         session.skip("no CUDA device here (nvidia-smi lists no GPU): CuPy needs an NVIDIA GPU")
-    extra, *pytest_args = session.posargs or ["cuda12"]
-    if extra not in ("cuda12", "cuda13"):
-        extra, pytest_args = "cuda12", list(session.posargs)
-    session.install("-e", f".[test,{extra}]")
+    listed = session.run("python", "-c", FIND_CUPY, silent=True) or ""
+    try:
+        install, pytest_args = cupy_plan(
+            str(listed).split(), os.environ.get("XPNET_WHEELS"), list(session.posargs)
+        )
+    except ValueError as exc:
+        session.error(str(exc))
+    session.install(*install)
+    # Where JAX is installed too, it stays on the CPU and takes no GPU memory up front.
+    session.env.update({"JAX_PLATFORMS": "cpu", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
     session.run("pytest", "--backend", "cupy", *pytest_args)
 
 

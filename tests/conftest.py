@@ -37,6 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=BACKENDS,
         help="array backend to test (repeatable); default: $XPNET_TEST_BACKENDS or all",
     )
+    parser.addoption(
+        "--device",
+        action="append",
+        default=[],
+        help="test only these devices of the chosen backends (repeatable), as DEVICES names "
+        "them, e.g. --backend torch --device cuda:0; default: every device in DEVICES",
+    )
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
@@ -54,8 +61,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     params = []
+    only = metafunc.config.getoption("--device")
     for name in selected_backends(metafunc.config):
         for device in DEVICES[name]:
+            if only and (device or "default") not in only:
+                continue
             params.append(pytest.param((name, device), id=f"{name}-{device or 'default'}"))
     metafunc.parametrize("backend", params, indirect=True)
 

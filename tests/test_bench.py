@@ -142,24 +142,6 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     assert chart.stat().st_size > 1000
 
 
-def test_gpu_check_parses_and_says_when_there_is_no_gpu():
-    import shutil
-
-    from realdata import REPO
-
-    script = REPO / "scripts" / "gpu_check.sh"
-    for parsed in (script, REPO / "scripts" / "gpu_prepare.sh"):  # what it carries, made here
-        subprocess.run(["bash", "-n", str(parsed)], check=True)
-    if shutil.which("nvidia-smi"):
-        pytest.skip("this machine has nvidia-smi: the script would run the real check")
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0
-    assert (
-        done.stdout.strip()
-        == "gpu_check: no NVIDIA GPU here (nvidia-smi lists none): nothing checked"
-    )
-
-
 def small_workload() -> Workload:
     """64 random images through a 784-20-10 network, labels int64 as ``load_mnist`` gives."""
     network = xpnet.init_network((784, 20, 10), seed=2)

@@ -211,7 +211,7 @@ def test_help_names_the_defaults_the_issue_found_missing():
     parsers = command_parsers()
     flat = {name: " ".join(parser.format_help().split()) for name, parser in parsers.items()}
     assert "array backend (default: numpy)" in flat["infer"]
-    assert "images per batch (default: 100)" in flat["infer"]
+    assert "images per batch; default: 100 on a CPU" in flat["infer"]
     assert "(default: mnist)" in flat["infer"]
     assert "dataset to train on (default: mnist-5k)" in flat["train"]
     assert "(default: adam)" in flat["train"] and "(default: float32)" in flat["train"]

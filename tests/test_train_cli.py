@@ -223,7 +223,7 @@ def test_ctrl_c_saves_what_was_trained(
         (["--layers", "784-50-9"], "and end with 10 (classes)"),
         (["--augment-shift", "28"], "augment_shift=28 needs square images wider than the shift"),
         (["--lr", "0"], "the learning rate must be positive"),
-        (["--backend", "cupy"], "cupy"),
+        (["--backend", "cupy", "--device", "cuda:99"], "cupy"),  # no machine has device 99
         (["--backend", "array_api_strict", "--device", "device7"], "no device 'device7'"),
     ],
 )

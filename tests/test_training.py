@@ -366,8 +366,15 @@ def test_train_arguments_are_checked():
     backend = xpnet.get_backend("numpy")
     x, t = blobs(10, seed=11)
     network = network_on(backend, host_params((8, 5, 3)), ["relu", "softmax"])
-    with pytest.raises(ValueError, match="batch_size >= 1"):
-        train(network, x, t, epochs=1, batch_size=0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            train(network, x, t, epochs=1, batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            evaluate(network, x, t, batch_size=bad)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="epochs must be an integer >= 0"):
+            train(network, x, t, epochs=bad)
+    assert len(train(network, x, t, epochs=np.int64(1))[1].epochs) == 1
     with pytest.raises(ValueError, match="both x_val and t_val"):
         train(network, x, t, epochs=1, x_val=x)
     with pytest.raises(ValueError, match="outside the network's classes"):

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 
 import array_api_compat as compat
+import numpy as np
 
 from xpnet._typing import Array, Namespace
 
@@ -32,5 +33,14 @@ def native_sigmoid(xp: Namespace) -> Callable[[Array], Array] | None:
             from cupyx.scipy.special import expit
         except ImportError:  # a CuPy build without its SciPy layer
             return None
-        return expit
+        return functools.partial(_dtype_kept, expit)
     return None
+
+
+def _dtype_kept(kernel: Callable[[Array], Array], x: Array) -> Array:
+    """``kernel(x)`` in ``x``'s dtype: CuPy's ``expit`` has no float16 loop and returns
+    float64 for it, so float16 is computed in float32 and rounded back once."""
+    if x.dtype == np.float16:
+        return kernel(x.astype(np.float32)).astype(np.float16)
+    result = kernel(x)
+    return result if result.dtype == x.dtype else result.astype(x.dtype)

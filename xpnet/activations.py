@@ -63,11 +63,17 @@ def softmax(x: Array, axis: int = -1) -> Array:
     Slices along ``axis`` sum to 1. Special values, as limits of finite inputs:
     a slice holding +inf shares all probability equally among its +inf entries;
     a slice that is entirely -inf is uniform; a slice holding NaN is all NaN.
+    Along an axis of length zero there are no slices: the result is an empty array of
+    ``x``'s shape, as ``torch.softmax`` and ``jax.nn.softmax`` give.
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "softmax")
     if x.ndim == 0:
         raise ValueError("softmax needs an array with at least one axis, got a 0-d array")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of range for an array of {x.ndim} axes")
+    if x.shape[axis] == 0:
+        return xp.zeros_like(x)
     peak = xp.max(x, axis=axis, keepdims=True)
     infinite = xp.isinf(peak)
     zero = scalar_like(0.0, x, xp)

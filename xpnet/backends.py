@@ -18,6 +18,7 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import backend_name, device_name
+from xpnet._device import on_backend, parse_device
 from xpnet._typing import Array, Device, Namespace
 from xpnet.errors import BackendUnavailableError
 
@@ -53,18 +54,26 @@ class Backend:
     def asarray(self, host: Any, dtype: str | None = None) -> Array:
         """Copy host data (a NumPy array or nested sequence) onto this backend and device.
 
-        ``dtype`` is a dtype name such as ``"float32"``; ``None`` keeps the host dtype.
+        ``dtype`` is a dtype name such as ``"float32"``; ``None`` keeps the host dtype. A
+        dtype the backend lacks (NumPy's float128 on PyTorch, strings) raises
+        :class:`BackendUnavailableError` in one line. Runs under the device rule.
         """
         host = np.asarray(host)
         if dtype is not None:
             host = host.astype(dtype, copy=False)
-        target = getattr(self.xp, str(host.dtype))
+        target = getattr(self.xp, str(host.dtype), None)
+        if target is None:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} has no dtype {host.dtype}; convert the data to one it "
+                "has first (float32 or float64)"
+            )
         if self.name == "dask":
             import dask.array
 
             # One chunk per ~100 MiB of rows keeps dask graphs small and workers busy.
             return dask.array.from_array(host, chunks=_row_chunks(host))
-        return self.xp.asarray(host, dtype=target, device=self.device)
+        with on_backend(self.name, self.device):
+            return self.xp.asarray(host, dtype=target, device=self.device)
 
     def synchronize(self) -> None:
         """Wait until work queued on this device is done (before reading a clock)."""
@@ -107,7 +116,11 @@ _SYNCHRONIZE: dict[str, Callable[[Device], None]] = {
 
 
 def backend_status(name: str) -> tuple[bool, str]:
-    """``(True, "")`` if backend ``name`` can run here, else ``(False, reason)``."""
+    """``(True, "")`` if backend ``name`` can run here, else ``(False, reason)``.
+
+    The reason is one line, also where the backend's package is installed but fails to
+    import (two CuPy wheels at once, a CUDA library that does not match).
+    """
     try:
         get_backend(name)
     except BackendUnavailableError as exc:
@@ -123,25 +136,55 @@ def available_backends() -> list[str]:
 def get_backend(name: str, device: str | None = None) -> Backend:
     """Return backend ``name`` on ``device`` (its default device when ``None``).
 
-    Device names: ``cpu`` everywhere it exists; ``cuda:N`` (or ``N``) for CuPy, PyTorch
-    and JAX; ``CPU_DEVICE``, ``device1``, ``device2`` for array-api-strict.
-    Raises :class:`BackendUnavailableError` saying why and what to do.
+    Device names are the same for CuPy, PyTorch and JAX: ``cpu`` (PyTorch, JAX),
+    ``cuda`` (the first GPU), ``cuda:N`` or a bare ``N`` (GPU number N), and JAX's
+    spelling ``gpu``/``gpu:N``; NumPy and dask have only ``cpu``; array-api-strict has
+    ``CPU_DEVICE`` (or ``cpu``), ``device1`` and ``device2``. A GPU that does not exist
+    is refused the same way everywhere: ``no CUDA device N``.
+    Raises :class:`BackendUnavailableError` saying why and what to do, in one line: also
+    where the package is installed but its import fails.
     """
     if name not in _PACKAGE:
         raise BackendUnavailableError(
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
         )
-    if importlib.util.find_spec(_PACKAGE[name]) is None:
-        raise BackendUnavailableError(
-            f"backend {name!r} needs the package {_PACKAGE[name]!r}, which is not installed: "
-            f"{_INSTALL_HINT[name]}"
-        )
-    xp, resolved = _RESOLVERS[name](device)
+    _import_backend(name)
+    try:
+        xp, resolved = _RESOLVERS[name](device)
+    except (ImportError, OSError) as exc:  # e.g. dask importing a CuPy that cannot load
+        raise _import_failed(name, exc) from None
     return Backend(name=name, xp=xp, device=resolved)
 
 
+def _import_failed(name: str, exc: BaseException) -> BackendUnavailableError:
+    lines = str(exc).strip().splitlines()
+    why = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    return BackendUnavailableError(
+        f"backend {name!r}: the package {_PACKAGE[name]!r} is installed but cannot be imported "
+        f"({why}); {_INSTALL_HINT[name]}"
+    )
+
+
+def _import_backend(name: str) -> None:
+    """Import backend ``name``'s package, turning every way that can fail into one line."""
+    package = _PACKAGE[name]
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken entry in sys.modules
+        found = True
+    if not found:
+        raise BackendUnavailableError(
+            f"backend {name!r} needs the package {package!r}, which is not installed: "
+            f"{_INSTALL_HINT[name]}"
+        )
+    try:
+        importlib.import_module(package)
+    except Exception as exc:  # ImportError, OSError (a missing CUDA library), RuntimeError...
+        raise _import_failed(name, exc) from None
+
+
 def _cpu_only(name: str, device: str | None) -> None:
-    if device not in (None, "cpu"):
+    if parse_device(device) not in (("cpu", None), ("cpu", 0)):
         raise BackendUnavailableError(f"backend {name!r} has only the device 'cpu', not {device!r}")
 
 
@@ -155,15 +198,16 @@ def _resolve_dask(device: str | None) -> tuple[Namespace, Device]:
     return importlib.import_module("array_api_compat.dask.array"), "cpu"
 
 
-def _cuda_index(device: str | None) -> int:
-    text = "0" if device is None else device.removeprefix("cuda").removeprefix("gpu").lstrip(":")
-    if not text.isdigit():
-        raise BackendUnavailableError(f"device {device!r} is not a CUDA device; use 'cuda:0'")
-    return int(text)
+def _no_cuda_device(name: str, index: int, count: int, why: str = "") -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"backend {name!r} has no CUDA device {index}: it sees {count} GPU(s){why}"
+    )
 
 
 def _resolve_cupy(device: str | None) -> tuple[Namespace, Device]:
-    index = _cuda_index(device)
+    kind, index = parse_device("cuda" if device is None else device)
+    if kind != "cuda" or index is None:
+        raise BackendUnavailableError(f"backend 'cupy' runs only on CUDA devices, not {device!r}")
     import cupy
 
     try:
@@ -174,44 +218,42 @@ def _resolve_cupy(device: str | None) -> tuple[Namespace, Device]:
             "use --backend numpy on this machine"
         ) from None
     if index >= count:
-        raise BackendUnavailableError(f"no CUDA device {index}: this machine has {count}")
+        raise _no_cuda_device("cupy", index, count)
     return importlib.import_module("array_api_compat.cupy"), cupy.cuda.Device(index)
 
 
 def _resolve_torch(device: str | None) -> tuple[Namespace, Device]:
     import torch
 
-    try:
-        resolved = torch.device(device or "cpu")
-    except RuntimeError as exc:
-        raise BackendUnavailableError(f"torch does not know the device {device!r}: {exc}") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"device {device!r} needs a CUDA build of torch and an NVIDIA GPU; "
-                "none is available here: use --device cpu"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise BackendUnavailableError(f"no CUDA device {resolved.index} for torch")
-    elif resolved.type != "cpu":
-        raise BackendUnavailableError(f"xpnet supports torch devices cpu and cuda, not {device!r}")
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        if index not in (None, 0):
+            raise BackendUnavailableError(f"torch has one CPU device, 'cpu', not {device!r}")
+        resolved = torch.device("cpu")
+    else:
+        assert index is not None  # parse_device numbers every CUDA device
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            why = "" if count else " (a CPU-only torch build, or no NVIDIA GPU): use --device cpu"
+            raise _no_cuda_device("torch", index, count, why)
+        resolved = torch.device("cuda", index)
     return importlib.import_module("array_api_compat.torch"), resolved
 
 
 def _resolve_jax(device: str | None) -> tuple[Namespace, Device]:
     import jax
 
-    platform, _, index = (device or "cpu").partition(":")
-    platform = {"cuda": "gpu"}.get(platform, platform)
+    kind, index = parse_device(device)
+    platform = "gpu" if kind == "cuda" else "cpu"
     try:
         devices = jax.devices(platform)
-    except RuntimeError as exc:
-        raise BackendUnavailableError(f"jax has no {platform!r} device here: {exc}") from None
-    position = int(index or 0)
+    except RuntimeError:
+        devices = []
+    position = index or 0
     if position >= len(devices):
-        raise BackendUnavailableError(
-            f"jax has {len(devices)} {platform} device(s), not {position + 1}"
-        )
+        if kind == "cuda":
+            raise _no_cuda_device("jax", position, len(devices))
+        raise BackendUnavailableError(f"jax has {len(devices)} cpu device(s), not {position + 1}")
     return importlib.import_module("jax.numpy"), devices[position]
 
 
@@ -235,6 +277,45 @@ _RESOLVERS: dict[str, Callable[[str | None], tuple[Namespace, Device]]] = {
     "dask": _resolve_dask,
     "array_api_strict": _resolve_array_api_strict,
 }
+
+
+def is_gpu(backend: Backend) -> bool:
+    """Whether ``backend`` computes on a GPU: CuPy, PyTorch on ``cuda``, JAX on a GPU."""
+    if backend.name == "cupy":
+        return True
+    if backend.name == "torch":
+        return getattr(backend.device, "type", "cpu") == "cuda"
+    if backend.name == "jax":
+        return getattr(backend.device, "platform", "cpu") in ("gpu", "cuda", "rocm")
+    return False
+
+
+def free_device_memory(backend: Backend) -> int | None:
+    """Bytes free on ``backend``'s GPU as the backend reports them; ``None`` where unknown.
+
+    CuPy: the driver's free memory plus what CuPy's own pool holds unused; PyTorch:
+    ``torch.cuda.mem_get_info``; JAX: the allocator's limit less what is in use. Any
+    failure to ask gives ``None`` (the caller then uses a fixed budget).
+    """
+    try:
+        if backend.name == "cupy":
+            import cupy
+
+            with backend.device:
+                free, _ = cupy.cuda.runtime.memGetInfo()
+                return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+        if backend.name == "torch" and is_gpu(backend):
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(backend.device)
+            return int(free)
+        if backend.name == "jax" and is_gpu(backend):
+            stats = backend.device.memory_stats() or {}
+            if "bytes_limit" in stats:
+                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    except Exception:  # a driver that cannot answer: fall back to the fixed budget
+        return None
+    return None
 
 
 def backend_of(x: Array) -> Backend:

@@ -18,6 +18,7 @@ from typing import TypeAlias
 import array_api_compat as compat
 
 from xpnet._array_api import describe, namespace_of, scalar_like
+from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS, softmax
 from xpnet.backends import to_host
@@ -186,12 +187,13 @@ def loss_and_gradients(
 
     ``t`` holds class indices ``(N,)`` or one-hot rows ``(N, classes)``. The loss is the
     mean cross-entropy plus ``weight_decay / 2 * sum(W**2)`` over the weights, a 0-d array
-    on the network's device; the gradients mirror the layers.
+    on the network's device; the gradients mirror the layers. Runs under the device rule.
     """
     net = as_network(network)
     check_trainable(net)
-    x = checked_batch(net, x, t)
-    result = backprop(net, x, as_targets(t, net.sizes[-1], net.dtype), weight_decay)
+    with on_device_of(x):
+        x = checked_batch(net, x, t)
+        result = backprop(net, x, as_targets(t, net.sizes[-1], net.dtype), weight_decay)
     return result.loss, result.gradients
 
 

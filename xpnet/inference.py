@@ -1,21 +1,107 @@
 """The forward pass, batched, and its accuracy on labelled data, for any backend.
 
 Results stay on the input's device; only the final count of correct answers comes back
-to the host, once, as a Python int.
+to the host, once, as a Python int. Every computation runs under the device rule
+(:func:`xpnet._device.on_device_of`: on CuPy, the input's GPU is the current device).
+
+**The batching rule** for :func:`count_correct` and :func:`accuracy` when the caller gives
+no batch size (:func:`auto_batch_size`): a CPU backend (NumPy, array-api-strict, dask,
+PyTorch and JAX on the CPU) takes the textbook's :data:`DEFAULT_BATCH_SIZE` rows at a time,
+as it always has; a GPU backend (CuPy, PyTorch on ``cuda``, JAX on a GPU) runs the input
+whole, or, where that would not fit, in the largest batches whose working set fits
+:data:`GPU_MEMORY_FRACTION` of the GPU's free memory (as the backend reports it; a fixed
+:data:`FALLBACK_GPU_BUDGET` where it cannot say). On a GPU, small batches leave it waiting
+on kernel launches; one large batch keeps it busy.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Iterator
 from functools import partial
 
 from xpnet import _dask, _numpy_fast
+from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
+from xpnet.backends import free_device_memory, is_gpu
 from xpnet.network import Network, NetworkLike, as_network
 
 DEFAULT_BATCH_SIZE = 100
-"""The textbook's batch size; ``batch_size=None`` runs the whole input as one batch."""
+"""The textbook's batch size: what CPU backends use where the caller gives none."""
+
+GPU_MEMORY_FRACTION = 0.5
+"""The share of a GPU's free memory that one batch's working set may take."""
+
+FALLBACK_GPU_BUDGET = 1 << 30
+"""Bytes one GPU batch's working set may take where the backend cannot report free memory."""
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as an int, after checking that it is a positive integer.
+
+    The same check on every backend: ``0``, ``-1``, ``2.5``, ``True`` and ``"10"`` raise
+    ``ValueError`` in one line (NumPy integers are accepted).
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or int(batch_size) < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def optional_batch_size(batch_size: object) -> int | None:
+    """:func:`check_batch_size`, where ``None`` (the function's own choice) is allowed too."""
+    return None if batch_size is None else check_batch_size(batch_size)
+
+
+def auto_batch_size(rows: int, row_bytes: int, *, gpu: bool, free_bytes: int | None) -> int:
+    """The batch size where the caller gives none (the batching rule of this module).
+
+    ``rows`` is the input's length, ``row_bytes`` the working set of one row (see
+    :func:`working_set_per_row`), ``gpu`` whether the backend computes on a GPU,
+    ``free_bytes`` its free memory (``None``: unknown). A CPU backend gets
+    :data:`DEFAULT_BATCH_SIZE`; a GPU ``rows`` (the whole input) if
+    ``rows * row_bytes`` fits the budget, ``GPU_MEMORY_FRACTION * free_bytes`` (or
+    :data:`FALLBACK_GPU_BUDGET`), else the most rows that fit it, and at least 1.
+    """
+    if not gpu:
+        return DEFAULT_BATCH_SIZE
+    budget = FALLBACK_GPU_BUDGET if free_bytes is None else int(GPU_MEMORY_FRACTION * free_bytes)
+    return max(1, min(rows, budget // max(1, row_bytes)))
+
+
+def working_set_per_row(network: Network) -> int:
+    """Bytes one input row needs on the device during the forward pass, in the network's
+    dtype: the row cast to that dtype, plus three arrays the width of each layer (the
+    product with the weights, the bias added, the activation)."""
+    width = network.sizes[0] + 3 * sum(network.sizes[1:])
+    return width * _itemsize(network)
+
+
+def _itemsize(network: Network) -> int:
+    """Bytes per element of the network's floating dtype."""
+    xp = network.xp
+    return int(xp.finfo(network.dtype).bits) // 8
+
+
+def batch_size_for(network: NetworkLike, x: Array) -> int:
+    """The batch size :func:`count_correct` uses for ``x`` where the caller gives none.
+
+    Applies :func:`auto_batch_size` to the network's backend and device: the GPU's free
+    memory is asked for only on a GPU backend.
+    """
+    net = as_network(network)
+    backend = net.backend
+    gpu = is_gpu(backend)
+    return auto_batch_size(
+        int(x.shape[0]) if x.ndim else 1,
+        working_set_per_row(net),
+        gpu=gpu,
+        free_bytes=free_device_memory(backend) if gpu else None,
+    )
 
 
 def iter_batches(*arrays: Array, batch_size: int) -> Iterator[tuple[Array, ...]]:
@@ -24,8 +110,7 @@ def iter_batches(*arrays: Array, batch_size: int) -> Iterator[tuple[Array, ...]]
     The last batch may be shorter; an empty input yields nothing. Slices are views or
     lazy slices of the originals (never copies to another device).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    batch_size = check_batch_size(batch_size)
     lengths = {a.shape[0] for a in arrays}
     if len(lengths) != 1:
         raise ValueError(f"arrays to batch must have the same length, got {sorted(lengths)}")
@@ -41,12 +126,15 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     ``network`` is a :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``
     (sigmoid, sigmoid, softmax). ``x`` must share the network's namespace and device; it
     is cast to the network's dtype batch by batch (so raw uint8 pixels are fine, see
-    :meth:`~xpnet.Network.scale_input`). ``batch_size`` bounds the rows computed at once;
+    :meth:`~xpnet.Network.scale_input`); input that cannot be pixels (complex, strings,
+    objects, masked arrays) is refused. ``batch_size`` bounds the rows computed at once;
     ``None`` runs ``x`` whole. NumPy input takes a faster path with the same results.
     """
     net = as_network(network)
     net.validate_input(x)
-    return _run(net, x, batch_size, labels=False)
+    batch_size = optional_batch_size(batch_size)
+    with on_device_of(x):
+        return _run(net, x, batch_size, labels=False)
 
 
 def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
@@ -56,19 +144,27 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     """
     net = as_network(network)
     net.validate_input(x)
-    return _run(net, x, batch_size, labels=True)
+    batch_size = optional_batch_size(batch_size)
+    with on_device_of(x):
+        return _run(net, x, batch_size, labels=True)
 
 
 def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
     if _numpy_fast.applies(net, x):
         return _numpy_fast.forward(net, x, labels=labels)
     if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
-        chunk_forward = partial(_run, batch_size=batch_size, labels=labels)
+        chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
     if batch_size is None or x.ndim < 2:
         return _forward(net, x, labels=labels)
     parts = [_forward(net, xb, labels=labels) for (xb,) in iter_batches(x, batch_size=batch_size)]
     return net.xp.concat(parts, axis=0) if parts else _forward(net, x, labels=labels)
+
+
+def _run_on_device(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
+    """:func:`_run` under the device rule (each dask chunk task enters its chunk's device)."""
+    with on_device_of(x):
+        return _run(net, x, batch_size, labels=labels)
 
 
 def _forward(net: Network, x: Array, *, labels: bool) -> Array:
@@ -86,32 +182,42 @@ def _forward(net: Network, x: Array, *, labels: bool) -> Array:
 
 
 def count_correct(
-    network: NetworkLike, x: Array, t: Array, *, batch_size: int = DEFAULT_BATCH_SIZE
+    network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None
 ) -> int:
     """How many rows of ``x`` the network classifies as labelled by ``t``.
 
-    ``t`` holds class indices ``(N,)`` or one-hot rows ``(N, classes)``. Counting happens
-    on the device with ``count_nonzero``; the total crosses to the host once.
+    ``t`` holds class indices ``(N,)`` in ``0 .. classes - 1`` or one-hot rows
+    ``(N, classes)``, on ``x``'s backend and device; it is checked as ``x`` is (another
+    backend or device: :class:`~xpnet.BackendMismatchError`; a label out of range, a
+    float index or another shape: :class:`~xpnet.NetworkError`, never counted as wrong).
+    ``batch_size`` rows are computed at once; ``None`` follows the batching rule (see
+    :func:`auto_batch_size`: the textbook's 100 on a CPU, the whole input or the largest
+    batch that fits on a GPU). Counting happens on the device with ``count_nonzero``; the
+    total crosses to the host once.
     """
     net = as_network(network)
     net.validate_input(x)
+    batch_size = optional_batch_size(batch_size)
     xp = net.xp
-    if t.shape[0] != x.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]} labels")
-    # The NumPy fast path blocks the rows itself; dask batches inside each chunk, lazily.
-    whole = _numpy_fast.applies(net, x) or _dask.applies(x)
-    correct = 0
-    for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
-        labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
-        predicted = _run(net, xb, batch_size if whole else None, labels=True)
-        correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
-    return int(correct)
+    with on_device_of(x):
+        net.validate_labels(t, x)
+        if batch_size is None:
+            batch_size = batch_size_for(net, x)
+        # The NumPy fast path blocks the rows itself; dask batches inside each chunk, lazily.
+        whole = _numpy_fast.applies(net, x) or _dask.applies(x)
+        correct = 0
+        for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
+            labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
+            predicted = _run(net, xb, batch_size if whole else None, labels=True)
+            correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
+        return int(correct)
 
 
-def accuracy(
-    network: NetworkLike, x: Array, t: Array, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> float:
-    """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input)."""
+def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:
+    """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input).
+
+    Labels and ``batch_size`` as in :func:`count_correct` (``None``: the batching rule).
+    """
     total = x.shape[0]
     correct = count_correct(network, x, t, batch_size=batch_size)
     return correct / total if total else float("nan")
@@ -128,7 +234,9 @@ def predict_labels_streaming(
     memory bounded by one block and its working set, at in-memory speed.
     """
     net = as_network(network)
+    batch_size = optional_batch_size(batch_size)
     parts = [predict_labels(net, block, batch_size=batch_size) for block in blocks]
     if not parts:
         raise ValueError("predict_labels_streaming needs at least one block")
-    return net.xp.concat(parts, axis=0)
+    with on_device_of(parts[0]):
+        return net.xp.concat(parts, axis=0)

@@ -7,6 +7,7 @@ and floating dtype. The textbook's parameter dict (``W1, b1, W2, b2, W3, b3``, a
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import describe, device_name
+from xpnet._device import on_backend, on_device_of
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import Backend, backend_of, get_backend, to_host
@@ -128,7 +130,8 @@ class Network:
         pixels scaled to [0, 1], without a separate pass over the images to scale them.
         """
         first, *rest = self.layers
-        scaled = Layer(first.weight * float(factor), first.bias, first.activation)
+        with on_device_of(first.weight):
+            scaled = Layer(first.weight * float(factor), first.bias, first.activation)
         return Network((scaled, *rest))
 
     def check_input(self, x: Array) -> Array:
@@ -141,29 +144,16 @@ class Network:
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
     def validate_input(self, x: Array) -> None:
-        """Check that ``x`` shares the network's namespace and device and has its width.
+        """Check that ``x`` shares the network's namespace and device, has its width, and
+        holds real numbers (floating, integer or bool pixels).
 
         Raises :class:`BackendMismatchError` naming both sides and how to move the network,
-        rather than copying data between devices behind the caller's back.
+        rather than copying data between devices behind the caller's back; and
+        :class:`NetworkError` for input that cannot be pixels: complex, string, bytes or
+        object dtypes, and NumPy masked arrays (the mask would be lost).
         """
-        here = self.backend
-        try:
-            there = backend_of(x)
-        except TypeError:
-            raise BackendMismatchError(
-                f"x must be an array of the network's backend ({here}), got {type(x).__name__}; "
-                f"convert it with xpnet.get_backend({here.name!r}).asarray(x)"
-            ) from None
-        # An array being traced (inside jax.jit) has no device yet: the trace places it.
-        traced = there.device is None
-        if there.name != here.name or (
-            not traced and device_name(there.device) != device_name(here.device)
-        ):
-            raise BackendMismatchError(
-                f"the network is on {here} but x is on {there}; move the network with "
-                f"xpnet.to_backend(network, {there.name!r}, device={device_name(there.device)!r}) "
-                "(xpnet never copies between devices implicitly)"
-            )
+        self._check_same_place(x, "x")
+        _check_real(x, self.xp, "x")
         if x.ndim == 0 or x.shape[-1] != self.sizes[0]:
             flattened = x.ndim > 2 and math.prod(x.shape[1:]) == self.sizes[0]
             raise NetworkError(
@@ -175,6 +165,76 @@ class Network:
                     else ""
                 )
             )
+
+    def validate_labels(self, t: Array, x: Array) -> None:
+        """Check labels ``t`` for the rows of ``x`` as :meth:`validate_input` checks ``x``.
+
+        ``t`` must share the network's namespace and device (else
+        :class:`BackendMismatchError`) and be integer class indices ``(N,)`` in
+        ``0 .. classes - 1`` or one-hot rows ``(N, classes)`` of real numbers, one per row
+        of ``x`` (else :class:`NetworkError`, in one line). The range is counted on the
+        device; one integer comes to the host.
+        """
+        self._check_same_place(t, "the labels t")
+        xp = self.xp
+        _check_real(t, xp, "the labels t")
+        classes = self.sizes[-1]
+        if t.ndim == 0 or t.shape[0] != x.shape[0]:
+            raise NetworkError(
+                f"x has {x.shape[0]} rows but t has "
+                f"{t.shape[0] if t.ndim else 'no'} labels (shape {tuple(t.shape)})"
+            )
+        if t.ndim == 2 and t.shape[1] == classes:
+            return
+        if t.ndim != 1 or not xp.isdtype(t.dtype, "integral"):
+            raise NetworkError(
+                f"labels must be integer class indices (N,) or one-hot rows (N, {classes}); "
+                f"got shape {tuple(t.shape)} and dtype {t.dtype}"
+            )
+        outside = int(xp.count_nonzero((t < 0) | (t >= classes)))
+        if outside:
+            raise NetworkError(
+                f"{outside} label(s) lie outside the network's classes 0..{classes - 1}"
+            )
+
+    def _check_same_place(self, x: Array, what: str) -> None:
+        """Raise :class:`BackendMismatchError` unless ``x`` is on the network's backend and
+        device."""
+        here = self.backend
+        try:
+            there = backend_of(x)
+        except TypeError:
+            raise BackendMismatchError(
+                f"{what} must be an array of the network's backend ({here}), got "
+                f"{type(x).__name__}; convert it with xpnet.get_backend({here.name!r}).asarray"
+            ) from None
+        # An array being traced (inside jax.jit) has no device yet: the trace places it.
+        traced = there.device is None
+        if there.name != here.name or (
+            not traced and device_name(there.device) != device_name(here.device)
+        ):
+            move = (
+                f"move the network with xpnet.to_backend(network, {there.name!r}, "
+                f"device={device_name(there.device)!r})"
+                if what == "x"
+                else f"move them with xpnet.get_backend({here.name!r}, "
+                f"{device_name(here.device)!r}).asarray(xpnet.to_host(t))"
+            )
+            raise BackendMismatchError(
+                f"the network is on {here} but {what} is on {there}; {move} "
+                "(xpnet never copies between devices implicitly)"
+            )
+
+
+def _check_real(x: Array, xp: Namespace, what: str) -> None:
+    """Refuse arrays that cannot be numbers: masked, complex, strings, bytes, objects."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise NetworkError(
+            f"{what} is a NumPy masked array, whose mask xpnet would lose; fill the masked "
+            "entries (x.filled(value)) or drop those rows first"
+        )
+    if not xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+        raise NetworkError(f"{what} must hold real numbers (pixels, labels), not dtype {x.dtype}")
 
 
 def _check_layer(number: int, layer: Layer, inputs: int | None) -> None:
@@ -215,6 +275,19 @@ def as_network(network: NetworkLike) -> Network:
     )
 
 
+MAX_INIT_BYTES = 1 << 32
+"""The most bytes :func:`init_network` allocates unless told otherwise (``max_bytes``)."""
+
+
+def init_bytes(sizes: Sequence[int], dtype: str = "float32") -> int:
+    """Bytes :func:`init_network` needs for ``sizes``: every weight and bias in ``dtype``,
+    plus the host's float64 draw of the largest layer's weights."""
+    itemsize = np.dtype(dtype).itemsize
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    largest = max(a * b for a, b in itertools.pairwise(sizes))
+    return params * itemsize + largest * np.dtype(np.float64).itemsize
+
+
 def init_network(
     sizes: Sequence[int],
     *,
@@ -223,45 +296,79 @@ def init_network(
     dtype: str = "float32",
     backend: str = "numpy",
     device: str | None = None,
+    max_bytes: int = MAX_INIT_BYTES,
 ) -> Network:
     """A network with seeded random weights, the same values on every backend.
 
     Weights are Gaussian with Xavier scaling (``1/sqrt(fan_in)``), or He scaling
     (``sqrt(2/fan_in)``) for ReLU layers; biases start at zero. ``activations`` defaults to
-    the textbook's (sigmoid hidden layers, softmax output).
+    the textbook's (sigmoid hidden layers, softmax output). Before anything is allocated,
+    the bytes it takes (:func:`init_bytes`) are checked against ``max_bytes`` (by default
+    :data:`MAX_INIT_BYTES`) and, where the system says, the host's available memory;
+    too many raise :class:`NetworkError` in one line. The arrays are created under the
+    device rule (see :mod:`xpnet._device`).
     """
-    if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
+    if len(sizes) < 2 or any(
+        isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes
+    ):
         raise NetworkError(f"sizes must list at least two positive layer widths, got {list(sizes)}")
+    sizes = [int(n) for n in sizes]
     chosen = list(activations or textbook_activations(len(sizes) - 1))
     if len(chosen) != len(sizes) - 1:
         raise NetworkError(f"{len(sizes) - 1} layers need as many activations, got {chosen}")
+    try:
+        needed = init_bytes(sizes, dtype)
+    except TypeError:
+        raise NetworkError(f"dtype {dtype!r} is not a dtype name such as 'float32'") from None
+    available = _available_host_memory()
+    limit = max_bytes if available is None else min(max_bytes, available)
+    if needed > limit:
+        raise NetworkError(
+            f"a {'-'.join(map(str, sizes))} network in {dtype} needs {needed:,} bytes to "
+            f"create, more than the {limit:,} allowed "
+            + ("(max_bytes)" if limit == max_bytes else "(the memory available here)")
+        )
     target = get_backend(backend, device)
     rng = np.random.default_rng(seed)
     layers = []
-    for fan_in, fan_out, activation in zip(sizes[:-1], sizes[1:], chosen):
-        gain = 2.0 if activation == "relu" else 1.0
-        weight = rng.standard_normal((fan_in, fan_out)) * math.sqrt(gain / fan_in)
-        layers.append(
-            Layer(
-                target.asarray(weight, dtype=dtype),
-                target.asarray(np.zeros(fan_out), dtype=dtype),
-                activation,
+    with on_backend(target.name, target.device):
+        for fan_in, fan_out, activation in zip(sizes[:-1], sizes[1:], chosen):
+            gain = 2.0 if activation == "relu" else 1.0
+            weight = rng.standard_normal((fan_in, fan_out)) * math.sqrt(gain / fan_in)
+            layers.append(
+                Layer(
+                    target.asarray(weight, dtype=dtype),
+                    target.asarray(np.zeros(fan_out), dtype=dtype),
+                    activation,
+                )
             )
-        )
     return Network(tuple(layers))
+
+
+def _available_host_memory() -> int | None:
+    """Bytes of memory the host can still give (Linux's MemAvailable); ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def to_backend(network: NetworkLike, backend: str, device: str | None = None) -> Network:
     """Copy a network (or the textbook's dict) onto ``backend`` and ``device``, dtype kept."""
     source = as_network(network)
     target = get_backend(backend, device)
-    return Network(
-        tuple(
-            Layer(
-                target.asarray(to_host(layer.weight)),
-                target.asarray(to_host(layer.bias)),
-                layer.activation,
+    with on_backend(target.name, target.device):
+        return Network(
+            tuple(
+                Layer(
+                    target.asarray(to_host(layer.weight)),
+                    target.asarray(to_host(layer.bias)),
+                    layer.activation,
+                )
+                for layer in source.layers
             )
-            for layer in source.layers
         )
-    )

@@ -17,6 +17,7 @@ from typing import ClassVar
 import array_api_compat as compat
 
 from xpnet._array_api import namespace_of
+from xpnet._device import on_device_of
 from xpnet._typing import Array
 
 
@@ -37,9 +38,19 @@ class Optimizer:
         self.state: dict[str, tuple[Array, ...]] = {}
 
     def step(self, params: Sequence[Array], grads: Sequence[Array]) -> list[Array]:
-        """Return the parameters after one step; the state advances only once all are done."""
+        """Return the parameters after one step; the state advances only once all are done.
+
+        Runs under the device rule (on the first parameter's device), so the state it
+        creates lives there.
+        """
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
+        if not params:
+            return []
+        with on_device_of(params[0]):
+            return self._step(params, grads)
+
+    def _step(self, params: Sequence[Array], grads: Sequence[Array]) -> list[Array]:
         state = self.state or {slot: tuple(_zeros_like(p) for p in params) for slot in self.slots}
         for slot, arrays in state.items():
             if [tuple(a.shape) for a in arrays] != [tuple(p.shape) for p in params]:

@@ -18,6 +18,7 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import namespace_of, scalar_like
+from xpnet._device import on_backend, on_device_of
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import Backend, get_backend, to_host
@@ -79,11 +80,11 @@ def plot_activations(
     target = backend or get_backend("numpy")
     grid = target.asarray(np.linspace(*x_range, num), dtype="float32")
     x = to_host(grid)
+    with on_backend(target.name, target.device):
+        curves = {name: to_host(function(grid)) for name, function in chosen.items()}
     figure = new_figure(2.6 * len(chosen), 2.6)
-    for ax, (name, function) in zip(
-        figure.subplots(1, len(chosen), squeeze=False)[0], chosen.items()
-    ):
-        ax.plot(x, to_host(function(grid)))
+    for ax, (name, curve) in zip(figure.subplots(1, len(chosen), squeeze=False)[0], curves.items()):
+        ax.plot(x, curve)
         ax.set_title(_TITLES.get(name, name))
         ax.set_xlabel("x")
         ax.grid(alpha=0.3)
@@ -107,7 +108,8 @@ def plot_image_grid(
     mistakes are red. Only the shown images are copied to the host.
     """
     count = min(rows * cols, images.shape[0])
-    shown = to_host(_class_indices(labels[:count, ...]))
+    with on_device_of(labels):
+        shown = to_host(_class_indices(labels[:count, ...]))
     titles = [(str(label), "black") for label in shown]
     if predicted is not None:
         guesses = to_host(predicted[:count, ...])
@@ -125,8 +127,15 @@ def misclassified_indices(labels: Array, probabilities: Array) -> Array:
 
     A row is misclassified where the argmax of its ``probabilities`` differs from its label
     (a class index or a one-hot row). Worst means the lowest probability given to the true
-    class; ties keep index order.
+    class; ties keep index order (a stable sort), so the order is deterministic for given
+    probabilities. Runs under the device rule.
     """
+    with on_device_of(probabilities):
+        return _misclassified_indices(labels, probabilities)
+
+
+def _misclassified_indices(labels: Array, probabilities: Array) -> Array:
+    """:func:`misclassified_indices` on the inputs' device."""
     xp = namespace_of(labels, probabilities, what="labels and probabilities")
     truth = _class_indices(labels)
     wrong = xp.argmax(probabilities, axis=-1) != truth
@@ -154,9 +163,10 @@ def plot_misclassified(
     total = worst.shape[0]
     chosen = worst[: min(max_images, total), ...]
     xp = namespace_of(images)
-    shown = to_host(xp.take(images, chosen, axis=0))
-    truth = to_host(_class_indices(xp.take(labels, chosen, axis=0)))
-    probs = to_host(xp.take(probabilities, chosen, axis=0))
+    with on_device_of(images):
+        shown = to_host(xp.take(images, chosen, axis=0))
+        truth = to_host(_class_indices(xp.take(labels, chosen, axis=0)))
+        probs = to_host(xp.take(probabilities, chosen, axis=0))
     guesses = probs.argmax(axis=-1)
     titles = [
         (f"pred {guess} ({p[guess]:.0%})\ntrue {label}", "red")
@@ -179,8 +189,15 @@ def confusion_matrix(labels: Array, predicted: Array, num_classes: int = 10) -> 
     ``labels`` are class indices or one-hot rows, ``predicted`` class indices. Each pair
     ``(true, predicted)`` is coded as one cell number and compared with every cell, in
     batches, and the matches counted with ``count_nonzero``: no bincount, no host copy.
-    Raises ``ValueError`` if a class lies outside ``0 .. num_classes - 1``.
+    Raises ``ValueError`` if a class lies outside ``0 .. num_classes - 1``. Runs under the
+    device rule.
     """
+    with on_device_of(predicted):
+        return _confusion_matrix(labels, predicted, num_classes)
+
+
+def _confusion_matrix(labels: Array, predicted: Array, num_classes: int) -> Array:
+    """:func:`confusion_matrix` on the inputs' device."""
     xp = namespace_of(labels, predicted, what="labels and predicted")
     codes = _as_default_int(_class_indices(labels), xp) * num_classes + _as_default_int(
         predicted, xp

@@ -26,6 +26,7 @@ that network, if the interrupt came between its update and the step's end.)
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ import numpy as np
 
 from xpnet import _dask
 from xpnet._array_api import namespace_of
+from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.backends import Backend, to_host
 from xpnet.gradients import (
@@ -47,7 +49,7 @@ from xpnet.gradients import (
     cross_entropy,
     forward_logits,
 )
-from xpnet.inference import DEFAULT_BATCH_SIZE, iter_batches
+from xpnet.inference import DEFAULT_BATCH_SIZE, check_batch_size, iter_batches
 from xpnet.network import Layer, Network, NetworkLike, as_network
 from xpnet.optimizers import Optimizer, make_optimizer
 
@@ -126,11 +128,52 @@ def train(
     that many pixels along each axis, anew each epoch. ``on_epoch(stats, network)`` runs after
     each epoch (to print, plot or checkpoint); ``on_batch(stats)`` after each step.
     On ``KeyboardInterrupt`` the network so far comes back, with ``history.interrupted``.
+    Every step runs under the device rule (see :mod:`xpnet._device`).
     """
     net = as_network(network)
     check_trainable(net)
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    batch_size = check_batch_size(batch_size)
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    epochs = int(epochs)
+    net.validate_input(x)
+    with on_device_of(x):
+        return _train(
+            net,
+            x,
+            t,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            augment_shift=augment_shift,
+            x_val=x_val,
+            t_val=t_val,
+            on_epoch=on_epoch,
+            on_batch=on_batch,
+        )
+
+
+def _train(
+    net: Network,
+    x: Array,
+    t: Array,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: str | Optimizer,
+    lr: float | None,
+    weight_decay: float,
+    seed: int,
+    augment_shift: int,
+    x_val: Array | None,
+    t_val: Array | None,
+    on_epoch: Callable[[EpochStats, Network], None] | None,
+    on_batch: Callable[[BatchStats], None] | None,
+) -> tuple[Network, History]:
+    """:func:`train`'s loop, on the device of ``x`` (arguments checked by the caller)."""
     x = checked_batch(net, x, t)
     targets = as_targets(t, net.sizes[-1], net.dtype)
     xp = net.xp
@@ -196,10 +239,13 @@ def evaluate(
     """
     net = as_network(network)
     check_trainable(net)
-    x = checked_batch(net, x, t)
-    if compat.is_dask_array(x):
-        net = _move_network(net, _dask.computed)
-    return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
+    batch_size = check_batch_size(batch_size)
+    net.validate_input(x)
+    with on_device_of(x):
+        x = checked_batch(net, x, t)
+        if compat.is_dask_array(x):
+            net = _move_network(net, _dask.computed)
+        return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
 
 
 def _evaluate(network: Network, x: Array, targets: Array, batch_size: int) -> tuple[float, float]:
@@ -225,6 +271,12 @@ def shift_images(
     and each output pixel is gathered from it with one ``take``, so the cost does not grow
     with the number of images or shifts. Returns a new array of ``x``'s shape and dtype.
     """
+    with on_device_of(x):
+        return _shift_images(x, shifts, max_shift, image_shape)
+
+
+def _shift_images(x: Array, shifts: Array, max_shift: int, image_shape: tuple[int, int]) -> Array:
+    """:func:`shift_images` on ``x``'s device."""
     xp = namespace_of(x, shifts)
     device = compat.device(x)
     count, (height, width), pad = x.shape[0], image_shape, max_shift

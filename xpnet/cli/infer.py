@@ -28,7 +28,7 @@ from xpnet.cli.options import (
 )
 from xpnet.cli.progress import progress_bar
 from xpnet.cli.provenance import summary
-from xpnet.inference import DEFAULT_BATCH_SIZE, count_correct, iter_batches
+from xpnet.inference import batch_size_for, count_correct, iter_batches
 from xpnet.network import Network
 from xpnet.pretrained import BUNDLED_WEIGHTS
 from xpnet.weights import read_weights_info
@@ -84,7 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the dataset whose test split is classified",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="images per batch"
+        "--batch-size",
+        type=positive_int,
+        help="images per batch; default: 100 on a CPU, on a GPU the whole input or the "
+        "largest batch that fits half its free memory",
     )
     parser.add_argument(
         "--limit", type=positive_int, metavar="N", help="use only the first N test images"
@@ -173,9 +176,10 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         correct = scaleout.count_correct_on_dask(network, x, t, args)
     else:
         correct = 0
+        batch_size = args.batch_size or batch_size_for(network, x)
         with progress_bar(total=len(x_host), unit="img", desc="compute", disable=args.json) as bar:
-            for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, args.batch_size)):
-                correct += count_correct(network, xb, tb, batch_size=args.batch_size)
+            for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, batch_size)):
+                correct += count_correct(network, xb, tb, batch_size=batch_size)
                 bar.update(xb.shape[0])
     target.synchronize()
     computed = time.perf_counter()

@@ -1,0 +1,81 @@
+"""Devices: one rule for running a computation on its inputs' device, one for device names.
+
+**The device rule.** Every computation xpnet runs (the forward pass, counting, a training
+step, an optimizer's state, the plotting helpers' counting and ranking, ``init_network``)
+runs inside :func:`on_device_of` its inputs (or :func:`on_backend` of the backend it creates
+arrays on). On CuPy that makes the inputs' GPU the current device, because CuPy launches
+kernels on the current device and array-api-compat's CuPy ``zeros``, ``arange`` and
+``zeros_like`` ignore ``device=``: without it, work on ``cuda:1`` would mix devices. On
+every other backend the rule is a no-op context: PyTorch and JAX place each operation by
+its operands and honour ``device=``.
+
+**Device names**, the same for CuPy, PyTorch and JAX (:func:`parse_device`): ``cpu``;
+``cuda`` (the first GPU, as ``cuda:0``), ``cuda:N``, and a bare ``N``; ``gpu`` and
+``gpu:N`` as JAX spells them. Anything else (``cuda:``, ``cuda:-1``, ``cuda0``, ``-1``) is
+refused the same way on all three. array-api-strict keeps its own names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import array_api_compat as compat
+
+from xpnet._array_api import backend_name
+from xpnet._typing import Array, Device
+from xpnet.errors import BackendUnavailableError
+
+_DEVICE_NAME = re.compile(r"(?:(?P<kind>cpu|cuda|gpu)(?::(?P<index>[0-9]+))?|(?P<bare>[0-9]+))")
+
+
+def parse_device(text: str | None) -> tuple[str, int | None]:
+    """``(kind, index)`` of a device name: kind ``"cpu"`` or ``"cuda"``, index ``None`` or N.
+
+    ``None`` and ``"cpu"`` give ``("cpu", None)``; ``"cuda"``, ``"gpu"`` give
+    ``("cuda", 0)``; ``"cuda:N"``, ``"gpu:N"`` and ``"N"`` give ``("cuda", N)``;
+    ``"cpu:N"`` gives ``("cpu", N)``. Raises :class:`BackendUnavailableError` for any other
+    name, in one line.
+    """
+    if text is None:
+        return "cpu", None
+    match = _DEVICE_NAME.fullmatch(text)
+    if match is None:
+        raise BackendUnavailableError(
+            f"device {text!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'N'"
+        )
+    if match["bare"] is not None:
+        return "cuda", int(match["bare"])
+    index = None if match["index"] is None else int(match["index"])
+    if match["kind"] == "cpu":
+        return "cpu", index
+    return "cuda", 0 if index is None else index
+
+
+def _enter_cupy(device: Device) -> AbstractContextManager[Any]:
+    """A ``cupy.cuda.Device`` is itself the context that makes it current."""
+    return device
+
+
+_ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {"cupy": _enter_cupy}
+"""Backends whose arrays need their device entered, by backend name (see the module)."""
+
+
+def on_backend(name: str, device: Device) -> AbstractContextManager[Any]:
+    """The context in which work for backend ``name`` runs on ``device`` (the device rule)."""
+    enter = _ENTER.get(name)
+    return contextlib.nullcontext() if enter is None else enter(device)
+
+
+def on_device_of(x: Array) -> AbstractContextManager[Any]:
+    """The context in which work on array ``x`` runs on ``x``'s device (the device rule).
+
+    Every array created inside it without an explicit device lands on ``x``'s device.
+    """
+    name = backend_name(compat.array_namespace(x))
+    if name not in _ENTER:
+        return contextlib.nullcontext()
+    return on_backend(name, compat.device(x))
