@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +51,7 @@ def read_file(path: str | os.PathLike[str]) -> Network:
         raise Unsupported(
             f"not a valid ONNX model, truncated or corrupt ({short(exc)})"
         ) from None
-    return read_model(model)
+    return read_model(model, Path(path).parent)
 
 
 def _import_onnx() -> Any:
@@ -60,8 +62,10 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def read_model(model: Any) -> Network:
-    """The dense layers of an ``onnx.ModelProto``."""
+def read_model(model: Any, folder: Path | None = None) -> Network:
+    """The dense layers of an ``onnx.ModelProto``; tensors kept outside the model (as
+    ``torch.onnx.export`` writes large ones) are read from files in ``folder``, the model
+    file's own (see :func:`_external`)."""
     onnx = _import_onnx()
     from onnx import numpy_helper
 
@@ -78,7 +82,7 @@ def read_model(model: Any) -> Network:
     constants: dict[str, np.ndarray] = {}
     for tensor in graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise Unsupported(f"the initializer {tensor.name!r} keeps its data in another file")
+            tensor = _external(tensor, folder)
         constants[tensor.name] = numpy_helper.to_array(tensor)
     if graph.sparse_initializer:
         raise Unsupported(f"the sparse initializer {graph.sparse_initializer[0].values.name!r}")
@@ -91,6 +95,46 @@ def read_model(model: Any) -> Network:
         raise Unsupported(f"the input {source.name!r} is not a float tensor")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
     return _walk(graph, constants, source.name, dims)
+
+
+def _external(tensor: Any, folder: Path | None) -> Any:
+    """A copy of ``tensor`` with its raw data read from its external file, which must be a
+    regular file directly in ``folder`` and hold exactly the bytes the tensor's shape needs."""
+    from onnx import TensorProto, helper
+
+    label = f"the initializer {tensor.name!r}"
+    if folder is None:
+        raise Unsupported(f"{label} keeps its data in another file: load the model's file")
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    if not location or Path(location).name != location or location in (".", ".."):
+        raise Unsupported(f"{label} keeps its data in {location!r}, not a file beside the model")
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise Unsupported(f"{label}: its external data is described wrongly ({exc})") from None
+    need = math.prod(tensor.dims) * dtype.itemsize
+    if length not in (-1, need) or offset < 0:
+        raise Unsupported(f"{label} needs {need} bytes but its external data says {length}")
+    path = folder / location
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise Unsupported(f"{label} keeps its data in {location!r}, not a regular file")
+            file.seek(offset)
+            data = file.read(need)
+    except OSError as exc:
+        raise Unsupported(f"{label}: cannot read {location!r}: {exc.strerror or exc}") from None
+    if len(data) != need:
+        raise Unsupported(f"{label}: {location!r} ends before its {need} bytes: truncated")
+    copy = TensorProto()
+    copy.CopyFrom(tensor)
+    del copy.external_data[:]
+    copy.data_location = TensorProto.DEFAULT
+    copy.raw_data = data
+    return copy
 
 
 def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list) -> Network:
