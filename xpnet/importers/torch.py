@@ -24,12 +24,16 @@ from xpnet.network import Network
 
 
 def _host(tensor: Any, what: str) -> np.ndarray:
+    return host_array(_numpy(tensor), what)
+
+
+def _numpy(tensor: Any) -> np.ndarray:
     import torch
 
     tensor = tensor.detach().to("cpu")
     if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly
         tensor = tensor.to(torch.float32)
-    return host_array(tensor.numpy(), what)
+    return np.array(tensor.numpy(), copy=True)
 
 
 def read_module(module: Any) -> Network:
@@ -108,7 +112,7 @@ def read_state_dict(
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise Unsupported(f"{where} holds {key!r}, which is a {type(value).__name__}")
-        arrays[str(key)] = _host(value, str(key))
+        arrays[str(key)] = _numpy(value)  # checked by read_state_dict_arrays
     return read_state_dict_arrays(arrays, activations, where)
 
 
