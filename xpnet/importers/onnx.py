@@ -177,7 +177,7 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
             continue
         if domain != "ai.onnx":
             raise Unsupported(f"{label} is from the domain {domain!r}")
-        if data != [current] or node.input[0] != current:
+        if data != [current] or (op in ("Gemm", "MatMul") and node.input[0] != current):
             raise Unsupported(
                 f"{label} reads {list(node.input)}, not only the output of the previous "
                 f"layer ({current!r}): xpnet reads a chain of dense layers"
