@@ -199,7 +199,7 @@ def read_file(
 
 
 _DESCRIPTION = {
-    _sniff.TORCH: "PyTorch file",
+    _sniff.TORCH: "PyTorch state dict",
     _sniff.KERAS: ".keras file",
     _sniff.SKOPS: "skops file",
     _sniff.ONNX: "ONNX file",

@@ -136,7 +136,7 @@ def read_state_dict_arrays(
         weight = host_array(tensors["weight"], f"{label}weight")
         if weight.ndim != 2:
             raise Unsupported(
-                f"{where}: {label}weight has shape {weight.shape}, not a Linear's (out, in)"
+                f"{where} holds {label}weight of shape {weight.shape}, not a Linear's (out, in)"
             )
         weight = np.ascontiguousarray(weight.T)
         bias = (
@@ -172,4 +172,4 @@ def read_state_dict_file(
             f"it holds a {type(state).__name__}, not a state dict; "
             "save model.state_dict(), not the model"
         )
-    return read_state_dict(state, activations, "the PyTorch state dict")
+    return read_state_dict(state, activations, "it")
