@@ -18,28 +18,35 @@ import os
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import xpnet  # noqa: E402
-from xpnet.datasets import load_mnist  # noqa: E402
+import xpnet
+from xpnet.datasets import load_mnist
 
-BACKENDS = (("numpy", None), ("array_api_strict", "device1"), ("torch", "cpu"), ("jax", None), ("dask", None))
+BACKENDS = (
+    ("numpy", None),
+    ("array_api_strict", "device1"),
+    ("torch", "cpu"),
+    ("jax", None),
+    ("dask", None),
+)
 SIZES = (784, 50, 100, 10)
 
 
 def sklearn_model(x: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray, Any]:
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], activation="logistic", max_iter=30,
-                          random_state=0)
+    model = MLPClassifier(
+        hidden_layer_sizes=SIZES[1:-1], activation="logistic", max_iter=30, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(x, t)
@@ -51,8 +58,14 @@ def torch_model(x: np.ndarray, t: np.ndarray) -> tuple[Any, Any, Any]:
 
     torch.manual_seed(0)
     nn = torch.nn
-    model = nn.Sequential(nn.Linear(784, 50), nn.Sigmoid(), nn.Linear(50, 100), nn.Sigmoid(),
-                          nn.Linear(100, 10), nn.Softmax(dim=1))
+    model = nn.Sequential(
+        nn.Linear(784, 50),
+        nn.Sigmoid(),
+        nn.Linear(50, 100),
+        nn.Sigmoid(),
+        nn.Linear(100, 10),
+        nn.Softmax(dim=1),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     inputs, targets = torch.from_numpy(x), torch.from_numpy(t)
     for _ in range(15):
@@ -76,9 +89,14 @@ def keras_model(x: np.ndarray, t: np.ndarray) -> tuple[Any, Any, Any]:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(50, activation="sigmoid"),
-                              keras.layers.Dense(100, activation="sigmoid"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(50, activation="sigmoid"),
+            keras.layers.Dense(100, activation="sigmoid"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x, t, epochs=15, batch_size=100, verbose=0)
     return model, lambda images: model.predict(images, verbose=0).argmax(axis=1), xpnet.from_keras
@@ -95,8 +113,14 @@ def onnx_file(source: str, model: Any, x: np.ndarray, folder: Path) -> Path | No
     if source == "PyTorch":
         import torch
 
-        torch.onnx.export(model, (torch.from_numpy(x[:2]),), path, dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(x[:2]),),
+            path,
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "n"}},
+        )
         return path
     return None
 
@@ -148,26 +172,47 @@ def main(argv: list[str] | None = None) -> int:
     x_test, t_test = load_mnist(split="test", data_dir=args.data_dir, download=False)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for source, make in (("scikit-learn", sklearn_model), ("PyTorch", torch_model),
-                             ("Keras", keras_model)):
+        for source, make in (
+            ("scikit-learn", sklearn_model),
+            ("PyTorch", torch_model),
+            ("Keras", keras_model),
+        ):
             model, predict, importer = make(x, t)
             theirs = np.asarray(predict(x_test))
             network = importer(model)
-            rows.append({"source": source, "via": "live", "framework_accuracy":
-                         float(np.mean(theirs == t_test)), "dtype": str(network.dtype),
-                         **compare(network, x_test, t_test, theirs)})
+            rows.append(
+                {
+                    "source": source,
+                    "via": "live",
+                    "framework_accuracy": float(np.mean(theirs == t_test)),
+                    "dtype": str(network.dtype),
+                    **compare(network, x_test, t_test, theirs),
+                }
+            )
             native, activations = native_file(source, model, Path(folder))
             loaded = xpnet.load_weights(native, activations=activations)
-            rows.append({"source": source, "via": f"{native.suffix} file", "framework_accuracy":
-                         float(np.mean(theirs == t_test)), "dtype": str(loaded.dtype),
-                         **compare(loaded, x_test, t_test, theirs)})
+            rows.append(
+                {
+                    "source": source,
+                    "via": f"{native.suffix} file",
+                    "framework_accuracy": float(np.mean(theirs == t_test)),
+                    "dtype": str(loaded.dtype),
+                    **compare(loaded, x_test, t_test, theirs),
+                }
+            )
             path = onnx_file(source, model, x_test, Path(folder))
             if path is not None:
                 runtime = onnxruntime_labels(path, x_test)
-                rows.append({"source": source, "via": "ONNX file", "framework_accuracy":
-                             float(np.mean(theirs == t_test)), "dtype": str(xpnet.load_weights(path).dtype),
-                             "onnxruntime_differ": int(np.count_nonzero(runtime != theirs)),
-                             **compare(xpnet.load_weights(path), x_test, t_test, theirs)})
+                rows.append(
+                    {
+                        "source": source,
+                        "via": "ONNX file",
+                        "framework_accuracy": float(np.mean(theirs == t_test)),
+                        "dtype": str(xpnet.load_weights(path).dtype),
+                        "onnxruntime_differ": int(np.count_nonzero(runtime != theirs)),
+                        **compare(xpnet.load_weights(path), x_test, t_test, theirs),
+                    }
+                )
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -176,10 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + " --- |" * (4 + len(names)))
     for row in rows:
         cells = [f"{row[n]['differ']} differ ({row[n]['accuracy']:.4f})" for n in names]
-        via = row["via"] + (f" (onnxruntime: {row['onnxruntime_differ']} differ)"
-                            if "onnxruntime_differ" in row else "")
-        print(f"| {row['source']} | {via} | {row['dtype']} | {row['framework_accuracy']:.4f} | "
-              + " | ".join(cells) + " |")
+        via = row["via"] + (
+            f" (onnxruntime: {row['onnxruntime_differ']} differ)"
+            if "onnxruntime_differ" in row
+            else ""
+        )
+        print(
+            f"| {row['source']} | {via} | {row['dtype']} | {row['framework_accuracy']:.4f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return 0
 
 

@@ -59,7 +59,10 @@ def _write(kind: str, model, folder):  # type: ignore[no-untyped-def]
             import keras
         except ImportError as exc:
             pytest.skip(f"keras is not importable: {exc}")
-        dense = [keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+        dense = [
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
         keras_model = keras.Sequential([keras.Input((784,)), *dense])
         keras_model.set_weights([np.asarray(a) for a in network.to_mapping().values()])
         path = folder / "model.keras"

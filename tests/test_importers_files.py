@@ -24,7 +24,7 @@ OPTIONAL = ("sklearn", "torch", "keras", "onnx", "safetensors", "skops", "onnxru
 def test_import_xpnet_loads_no_importer_library():
     code = (
         "import sys, json, xpnet; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in %r)))" % (OPTIONAL,)
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {OPTIONAL!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
@@ -121,7 +121,11 @@ def files(tmp_path_factory):
         import keras
 
         model = keras.Sequential(
-            [keras.Input((64,)), keras.layers.Dense(12, activation="tanh"), keras.layers.Dense(10, activation="softmax")]
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(12, activation="tanh"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
         )
         model.set_weights([np.asarray(a) for a in network.to_mapping().values()])
         made["keras"] = folder / "a.keras"

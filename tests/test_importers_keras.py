@@ -44,7 +44,13 @@ def functional():  # type: ignore[no-untyped-def]
 
 def with_activation_layers():  # type: ignore[no-untyped-def]
     return keras.Sequential(
-        [keras.Input((64,)), layers.Dense(20), layers.ReLU(), layers.Dense(10), layers.Activation("softmax")]
+        [
+            keras.Input((64,)),
+            layers.Dense(20),
+            layers.ReLU(),
+            layers.Dense(10),
+            layers.Activation("softmax"),
+        ]
     )
 
 
@@ -93,7 +99,9 @@ def test_keras_file_matches_keras(trained, backend, tmp_path):
             r"\(Dense\) uses the activation 'gelu'",
         ),
         (
-            lambda: keras.Sequential([keras.Input((64,)), layers.Dense(4), layers.BatchNormalization()]),
+            lambda: keras.Sequential(
+                [keras.Input((64,)), layers.Dense(4), layers.BatchNormalization()]
+            ),
             r"\(BatchNormalization\) is not Dense",
         ),
         (

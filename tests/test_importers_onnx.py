@@ -180,7 +180,16 @@ def _hostile(mlp, kind):  # type: ignore[no-untyped-def]
     raise AssertionError(kind)
 
 
-HOSTILE = ["loop", "unknown-op", "mismatch", "two-inputs", "rank-3", "softmax-axis", "opset", "branch"]
+HOSTILE = [
+    "loop",
+    "unknown-op",
+    "mismatch",
+    "two-inputs",
+    "rank-3",
+    "softmax-axis",
+    "opset",
+    "branch",
+]
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
@@ -201,8 +210,9 @@ def test_external_data_outside_the_model_folder_is_refused(mlp, tmp_path):
     model = _graph([helper.make_node("Gemm", ["x", "w1", "b1"], ["z"])], {"w1": w1, "b1": b1})
     folder = tmp_path / "model"
     folder.mkdir()
-    onnx.save(model, folder / "m.onnx", save_as_external_data=True, location="w.bin",
-              size_threshold=0)
+    onnx.save(
+        model, folder / "m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0
+    )
     assert xpnet.load_weights(folder / "m.onnx").sizes == (64, 20)
     (folder / "w.bin").write_bytes((folder / "w.bin").read_bytes()[:100])
     with pytest.raises(WeightsError, match="truncated"):

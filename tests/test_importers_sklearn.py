@@ -49,7 +49,9 @@ def test_binary_classifier_labels_index_classes(backend):
 def test_multilabel_classifier_keeps_sigmoid_outputs(backend):
     x, t = digits()
     targets = np.stack([t % 2 == 0, t >= 5, t == 7], axis=1).astype(int)
-    model = quiet_fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=2), x, targets)
+    model = quiet_fit(
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=2), x, targets
+    )
     network = xpnet.from_sklearn(model, backend=backend.name, device=device_of(backend))
     assert network.activations == ("relu", "sigmoid")
     probabilities = model.predict_proba(x)

@@ -25,8 +25,10 @@ def train(model, epochs: int = 8):  # type: ignore[no-untyped-def]
     for _ in range(epochs):
         for start in range(0, len(x), 128):
             optimizer.zero_grad()
-            out = model[:-1](inputs[start : start + 128]) if _ends_in_softmax(model) else model(
-                inputs[start : start + 128]
+            out = (
+                model[:-1](inputs[start : start + 128])
+                if _ends_in_softmax(model)
+                else model(inputs[start : start + 128])
             )
             nn.functional.cross_entropy(out, targets[start : start + 128]).backward()
             optimizer.step()
@@ -47,14 +49,20 @@ def reference(model, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-de
 
 MODELS = {
     "sigmoid-softmax": lambda: nn.Sequential(
-        nn.Linear(64, 32), nn.Sigmoid(), nn.Linear(32, 16), nn.Sigmoid(), nn.Linear(16, 10),
+        nn.Linear(64, 32),
+        nn.Sigmoid(),
+        nn.Linear(32, 16),
+        nn.Sigmoid(),
+        nn.Linear(16, 10),
         nn.Softmax(dim=1),
     ),
     "flatten-relu-logits": lambda: nn.Sequential(
         nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10)
     ),
     "tanh-nested-identity": lambda: nn.Sequential(
-        nn.Sequential(nn.Linear(64, 20), nn.Tanh()), nn.Identity(), nn.Linear(20, 10, bias=False),
+        nn.Sequential(nn.Linear(64, 20), nn.Tanh()),
+        nn.Identity(),
+        nn.Linear(20, 10, bias=False),
         nn.Softmax(dim=-1),
     ),
 }

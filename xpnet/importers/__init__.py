@@ -243,8 +243,7 @@ def check_activations(
     if header.get("format") in ("textbook-pickle", "plain-npz"):
         if len(names) != len(network.layers):
             raise WeightsError(
-                f"{path} has {len(network.layers)} layers but {len(names)} activations "
-                f"were given"
+                f"{path} has {len(network.layers)} layers but {len(names)} activations were given"
             )
         return Network.from_mapping(network.to_mapping(), names)
     raise WeightsError(

@@ -52,9 +52,7 @@ def build_network(layers: Sequence[HostLayer]) -> Network:
         raise Unsupported(str(exc)) from None
 
 
-def place(
-    network: Network, backend: str, device: str | None, dtype: str | None = None
-) -> Network:
+def place(network: Network, backend: str, device: str | None, dtype: str | None = None) -> Network:
     """A host network cast to ``dtype`` (``None`` keeps it) and copied onto ``backend``."""
     if dtype is not None:
         params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
@@ -62,9 +60,7 @@ def place(
     return to_backend(network, backend, device)
 
 
-def live(
-    read: Any, source: object, backend: str, device: str | None, dtype: str | None
-) -> Network:
+def live(read: Any, source: object, backend: str, device: str | None, dtype: str | None) -> Network:
     """``read(source)`` placed on the backend; a refusal becomes one-line :class:`NetworkError`."""
     try:
         network = read(source)

@@ -132,4 +132,3 @@ def _varint(file: BinaryIO, position: int) -> tuple[int | None, int]:
             return value, position
         shift += 7
     return None, position
-

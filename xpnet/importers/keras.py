@@ -101,9 +101,7 @@ def _activation(name: object, label: str) -> str:
     if isinstance(name, str) and name in ACTIVATIONS:
         return ACTIVATIONS[name]
     shown = name.get("class_name", name) if isinstance(name, dict) else name
-    raise Unsupported(
-        f"{label} uses the activation {shown!r}; xpnet has {', '.join(ACTIVATIONS)}"
-    )
+    raise Unsupported(f"{label} uses the activation {shown!r}; xpnet has {', '.join(ACTIVATIONS)}")
 
 
 def _check_chain(model: Any) -> None:

@@ -48,9 +48,7 @@ def read_file(path: str | os.PathLike[str]) -> Network:
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise Unsupported(
-            f"not a valid ONNX model, truncated or corrupt ({short(exc)})"
-        ) from None
+        raise Unsupported(f"not a valid ONNX model, truncated or corrupt ({short(exc)})") from None
     return read_model(model, Path(path).parent)
 
 
@@ -58,7 +56,9 @@ def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise Unsupported("reading ONNX needs the onnx package: pip install 'xpnet[onnx]'") from None
+        raise Unsupported(
+            "reading ONNX needs the onnx package: pip install 'xpnet[onnx]'"
+        ) from None
     return onnx
 
 
@@ -201,10 +201,7 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
         elif op == "Add" and pending:
             other = next(name for name in node.input if name != current)
             bias = _constant(other, constants, label, "bias")
-            out = layers[-1][0].shape[1]
-            if bias.size not in (1, out) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
-                raise Unsupported(f"{label}: its bias has shape {bias.shape}, not ({out},)")
-            layers[-1][1] = np.broadcast_to(bias.reshape(-1), (out,)).astype(bias.dtype)
+            layers[-1][1] = _bias(bias, layers[-1][0].shape[1], label)
         elif op in ACTIVATIONS:
             if op == "Softmax" and attrs.get("axis", -1) not in (1, -1):
                 raise Unsupported(f"{label} is over axis {attrs['axis']}, not the features")
@@ -244,6 +241,13 @@ def _constant(name: str, constants: dict[str, np.ndarray], label: str, what: str
     return constants[name]
 
 
+def _bias(bias: np.ndarray, out: int, label: str) -> np.ndarray:
+    """A bias that broadcasts over the rows (``(out,)``, ``(1, out)``, one value) as ``(out,)``."""
+    if bias.size not in (1, out) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
+        raise Unsupported(f"{label}: its bias has shape {bias.shape}, not ({out},)")
+    return np.broadcast_to(bias.reshape(-1), (out,)).copy()
+
+
 def _gemm(label: str, attrs: dict, node: Any, constants: dict[str, np.ndarray]) -> list[Any]:
     if attrs.get("transA", 0):
         raise Unsupported(f"{label} transposes its input (transA=1)")
@@ -257,10 +261,7 @@ def _gemm(label: str, attrs: dict, node: Any, constants: dict[str, np.ndarray]) 
         weight = weight * np.asarray(alpha, dtype=weight.dtype)
     out = weight.shape[1]
     if len(node.input) > 2 and node.input[2]:
-        bias = _constant(node.input[2], constants, label, "bias")
-        if bias.size not in (1, out) or (bias.ndim == 2 and bias.shape[0] != 1) or bias.ndim > 2:
-            raise Unsupported(f"{label}: its bias has shape {bias.shape}, not ({out},)")
-        bias = np.broadcast_to(bias.reshape(-1), (out,)).astype(weight.dtype)
+        bias = _bias(_constant(node.input[2], constants, label, "bias"), out, label)
         if beta != 1.0:
             bias = bias * np.asarray(beta, dtype=bias.dtype)
     else:

@@ -62,8 +62,7 @@ def read_file(
             tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
     except Exception as exc:  # SafetensorError, or a dtype NumPy lacks (bfloat16)
         raise Unsupported(
-            f"not a readable safetensors file, truncated or corrupt "
-            f"({short(exc)})"
+            f"not a readable safetensors file, truncated or corrupt ({short(exc)})"
         ) from None
     header = _header(metadata)
     stored = header.get("activations")

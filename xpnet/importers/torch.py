@@ -159,7 +159,9 @@ def read_state_dict_file(
     try:
         import torch
     except ImportError:
-        raise Unsupported("reading a PyTorch file needs torch: pip install 'xpnet[torch]'") from None
+        raise Unsupported(
+            "reading a PyTorch file needs torch: pip install 'xpnet[torch]'"
+        ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
