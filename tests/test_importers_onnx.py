@@ -94,7 +94,9 @@ def _weights(mlp):  # type: ignore[no-untyped-def]
     ]
 
 
-@pytest.mark.parametrize("form", ["gemm", "gemm-transB", "matmul-add", "reshape-argmax"])
+@pytest.mark.parametrize(
+    "form", ["gemm", "gemm-transB", "matmul-add", "reshape-argmax", "labels-only"]
+)
 @pytest.mark.parametrize("opset", [13, 21])
 def test_admitted_forms_match_sklearn(mlp, backend, form, opset):
     (w1, w2), (b1, b2) = _weights(mlp)
@@ -133,6 +135,9 @@ def test_admitted_forms_match_sklearn(mlp, backend, form, opset):
     ]
     outputs = ["p", "label"] if form == "reshape-argmax" else ["p"]
     nodes = pre + layers + (tail if form == "reshape-argmax" else tail[:1])
+    if form == "labels-only":  # the argmax of the logits, and no probabilities out
+        argmax = helper.make_node("ArgMax", ["z2"], ["label"], axis=-1, keepdims=0)
+        nodes, outputs = [*pre, *layers, argmax, tail[0]], ["label"]
     model = _graph(nodes, init, input_shape=shape, outputs=outputs, opset=opset)
     onnx.checker.check_model(model)
     network = xpnet.from_onnx(model, backend=backend.name, device=device_of(backend))
@@ -177,6 +182,10 @@ def _hostile(mlp, kind):  # type: ignore[no-untyped-def]
     if kind == "branch":
         second = helper.make_node("Gemm", ["x", "w1", "b1"], ["z2"], name="again")
         return _graph([first, second], init, outputs=["z1", "z2"]), r"node 'again' \(Gemm\)"
+    if kind == "argmax-hidden":
+        argmax = helper.make_node("ArgMax", ["z1"], ["label"], axis=1, keepdims=0, name="early")
+        second = helper.make_node("Gemm", ["z1", "w2", "b2"], ["z2"])
+        return _graph([first, argmax, second], init, outputs=["z2", "label"]), "'early'.*inside"
     raise AssertionError(kind)
 
 

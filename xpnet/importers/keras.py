@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xpnet.importers._common import HostLayer, Unsupported, build_network, host_array, short
 from xpnet.network import Network
 
@@ -70,7 +72,7 @@ def read_model(model: Any) -> Network:
             bias = (
                 host_array(weights[1], f"{layer.name}.bias")
                 if config.get("use_bias", True)
-                else kernel[0] * 0.0
+                else np.zeros(kernel.shape[1], dtype=kernel.dtype)
             )
             layers.append([kernel, bias, _activation(config.get("activation"), label)])
         elif kind in ("Activation", "ReLU", "Softmax"):

@@ -144,7 +144,8 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
     layers: list[list[Any]] = []  # [weight, bias, activation or None]
     flat = len(dims) == 2
     labels: set[str] = set()  # values computed from labels or the output: only to outputs
-    zipped = False  # the output reaches the graph's outputs through a ZipMap (class: p)
+    steps: list[str] = []  # the chain's operators that changed its value, in order
+    taps: list[tuple[str, str, int]] = []  # (op, label, len(steps)) of each ArgMax, ZipMap
     pending_add = False  # the last layer is a MatMul whose bias may follow as an Add
     for node in graph.node:
         op = node.op_type
@@ -172,7 +173,7 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
                 attrs.get("axis", 0) not in (1, -1) or attrs.get("select_last_index", 0)
             ):
                 raise Unsupported(f"{label} is not over the last axis, first index")
-            zipped = zipped or op == "ZipMap"
+            taps.append((op, label, len(steps)))
             labels.update(node.output)
             continue
         if domain != "ai.onnx":
@@ -216,9 +217,16 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
                 f"{label}: xpnet reads Gemm, MatMul+Add, Sigmoid, Relu, Tanh, Softmax, "
                 "Identity, a leading Cast/Flatten/Reshape and a trailing ArgMax"
             )
+        if op in ("Gemm", "MatMul", "Add", *ACTIVATIONS):
+            steps.append(op)
         current = node.output[0]
+    for op, label, at in taps:
+        # An argmax of the logits is the argmax of their softmax, sigmoid or tanh.
+        before_activation = at == len(steps) - 1 and steps[-1] in ("Softmax", "Sigmoid", "Tanh")
+        if at != len(steps) and not (op == "ArgMax" and before_activation):
+            raise Unsupported(f"{label} reads a value inside the network, not its output")
     outputs = [value.name for value in graph.output]
-    if current not in outputs and not zipped:
+    if current not in outputs and not (labels & set(outputs)):
         raise Unsupported(f"the graph's outputs {outputs} do not include the last layer's")
     strays = [name for name in outputs if name != current and name not in labels]
     if strays:
