@@ -136,3 +136,37 @@ def test_lambda_layer_file_is_refused_without_running_it(tmp_path):
         xpnet.load_weights(path)
     assert "\n" not in str(info.value)
     assert not marker.exists()
+
+
+def test_config_naming_objects_outside_keras_is_refused_before_keras_reads_it(tmp_path):
+    import json
+    import zipfile
+
+    model = keras.Sequential([keras.Input((64,)), layers.Dense(3, activation="softmax")])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    dense = config["config"]["layers"][-1]
+    for change, match in (
+        ({"module": "subprocess", "class_name": "Popen"}, "'Popen' from the module 'subprocess'"),
+        ({"registered_name": "evil>Layer"}, "custom object 'evil>Layer'"),
+    ):
+        edited = tmp_path / "edited.keras"
+        with zipfile.ZipFile(edited, "w") as archive:
+            for name, data in entries.items():
+                if name == "config.json":
+                    data = json.dumps(
+                        {
+                            **config,
+                            "config": {
+                                **config["config"],
+                                "layers": [*config["config"]["layers"][:-1], {**dense, **change}],
+                            },
+                        }
+                    ).encode()
+                archive.writestr(name, data)
+        with pytest.raises(WeightsError, match=match) as info:
+            xpnet.load_weights(edited)
+        assert "\n" not in str(info.value)

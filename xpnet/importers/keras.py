@@ -7,8 +7,10 @@ the ``Lambda`` layers that would run code from the file, and only once its conte
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +145,48 @@ def _source(arg: object) -> object:
     return arg
 
 
+MAX_CONFIG_BYTES = 1 << 24
+"""The largest ``config.json`` read: a chain of dense layers describes itself in far less."""
+
+
+def check_config(path: Path) -> None:
+    """Refuse a ``.keras`` file whose ``config.json`` names any object outside Keras itself
+    (a custom or registered class, another module), before Keras reads it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise Unsupported(f"its config.json declares {info.file_size} bytes")
+            with archive.open(info) as file:
+                config = json.loads(file.read(MAX_CONFIG_BYTES + 1))
+    except Unsupported:
+        raise
+    except Exception as exc:  # zipfile, zlib and json raise many kinds for a damaged file
+        raise Unsupported(f"cannot read its config.json ({short(exc)})") from None
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            module = item.get("module")
+            if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+                raise Unsupported(
+                    f"its config names {item.get('class_name')!r} from the module {module!r}, "
+                    "outside Keras"
+                )
+            registered = item.get("registered_name")
+            if isinstance(registered, str) and ">" in registered:
+                raise Unsupported(f"its config names the registered custom object {registered!r}")
+            stack.extend(reversed(list(item.values())))
+
+
 def read_file(path: str | os.PathLike[str]) -> Network:
-    """The model in a ``.keras`` file (loaded with ``safe_mode=True``, not compiled)."""
-    keras = _import_keras()
+    """The model in a ``.keras`` file (loaded with ``safe_mode=True``, not compiled), after
+    :func:`check_config`."""
     source = Path(path).resolve()
+    check_config(source)
+    keras = _import_keras()
     with tempfile.TemporaryDirectory(prefix="xpnet-keras-") as folder:
         # load_model goes by the name: a link named *.keras lets any file name through.
         named = source
