@@ -116,6 +116,27 @@ def test_unrepresentable_models_are_refused(build, match):
     assert "\n" not in str(info.value)
 
 
+class Doubled(layers.Dense):
+    def call(self, x):  # type: ignore[no-untyped-def]
+        return 2 * super().call(x)
+
+
+def test_subclassed_layers_and_models_are_refused():
+    with pytest.raises(NetworkError, match=r"\(test_importers_keras\.Doubled\)"):
+        xpnet.from_keras(keras.Sequential([keras.Input((64,)), Doubled(3)]))
+
+    class Custom(keras.Model):
+        def __init__(self):  # type: ignore[no-untyped-def]
+            super().__init__()
+            self.dense = layers.Dense(3)
+
+        def call(self, x):  # type: ignore[no-untyped-def]
+            return self.dense(x)
+
+    with pytest.raises(NetworkError, match="subclassed model"):
+        xpnet.from_keras(Custom())
+
+
 def test_branching_functional_model_is_refused():
     inputs = keras.Input((64,))
     left, right = layers.Dense(4)(inputs), layers.Dense(4)(inputs)

@@ -132,6 +132,13 @@ def test_legacy_serialization_is_read(tmp_path):
     np.testing.assert_allclose(xpnet.predict(network, x), reference(model, x), atol=1e-5)
 
 
+class Doubled(nn.Linear):
+    """A Linear whose forward computes something else: not a Linear to xpnet."""
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return 2 * super().forward(x)
+
+
 @pytest.mark.parametrize(
     ("module", "match"),
     [
@@ -142,6 +149,7 @@ def test_legacy_serialization_is_read(tmp_path):
         (lambda: nn.Sequential(nn.Linear(64, 8), nn.Flatten()), "only Flatten"),
         (lambda: nn.Sequential(nn.Linear(64, 8), nn.Linear(9, 3)), "takes 9 inputs"),
         (lambda: nn.Linear(64, 8), "not an nn.Sequential"),
+        (lambda: nn.Sequential(Doubled(64, 8)), r"module 0 \(Doubled\)"),
     ],
 )
 def test_unrepresentable_modules_are_refused_naming_the_module(module, match):

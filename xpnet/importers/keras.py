@@ -43,6 +43,11 @@ def read_model(model: Any) -> Network:
 
     if not isinstance(model, keras.Model):
         raise Unsupported(f"{type(model).__name__} is not a keras.Model")
+    if type(model) is not keras.Sequential and type(model).__name__ != "Functional":
+        raise Unsupported(
+            f"{type(model).__name__} is a subclassed model; xpnet reads Sequential and "
+            "functional models"
+        )
     if not isinstance(model, keras.Sequential):
         _check_chain(model)
     if len(model.inputs) != 1:
@@ -52,6 +57,8 @@ def read_model(model: Any) -> Network:
     flattened = False
     for layer in model.layers:
         kind = type(layer).__name__
+        if getattr(keras.layers, kind, None) is not type(layer):  # a subclass may call anything
+            kind = f"{type(layer).__module__}.{kind}"
         config = layer.get_config()
         label = f"layer {layer.name!r} ({kind})"
         if kind in NO_OPS:

@@ -48,12 +48,13 @@ def read_module(module: Any) -> Network:
 
     if isinstance(module, Mapping):
         raise Unsupported("a state dict stores no activations: use read_state_dict")
-    if not isinstance(module, nn.Sequential):
-        raise Unsupported(f"{type(module).__name__} is not an nn.Sequential")
+    if type(module) is not nn.Sequential:
+        raise Unsupported(f"{type(module).__name__} is not an nn.Sequential (subclasses neither)")
     activation_of = {nn.Sigmoid: "sigmoid", nn.ReLU: "relu", nn.Tanh: "tanh", nn.Softmax: "softmax"}
     layers: list[list[Any]] = []  # [weight, bias, activation or None]
     for name, child in _flat(module, ""):
-        if isinstance(child, nn.Linear):
+        # Exact types: a subclass may compute anything in its forward.
+        if type(child) is nn.Linear:
             weight = _host(child.weight, f"{name}.weight").T.copy()
             bias = (
                 np.zeros(weight.shape[1], dtype=weight.dtype)
@@ -61,9 +62,9 @@ def read_module(module: Any) -> Network:
                 else _host(child.bias, f"{name}.bias")
             )
             layers.append([weight, bias, None])
-        elif isinstance(child, nn.Identity | nn.Dropout):
+        elif type(child) in (nn.Identity, nn.Dropout):
             continue
-        elif isinstance(child, nn.Flatten):
+        elif type(child) is nn.Flatten:
             if layers or (child.start_dim, child.end_dim) != (1, -1):
                 raise Unsupported(
                     f"module {name} (Flatten(start_dim={child.start_dim}, "
@@ -94,7 +95,7 @@ def _flat(module: Any, prefix: str) -> list[tuple[str, Any]]:
     found = []
     for name, child in module.named_children():
         full = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential):
+        if type(child) is nn.Sequential:
             found.extend(_flat(child, f"{full}."))
         else:
             found.append((full, child))
