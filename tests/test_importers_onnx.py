@@ -226,6 +226,20 @@ def test_external_data_outside_the_model_folder_is_refused(mlp, tmp_path):
     (folder / "w.bin").write_bytes((folder / "w.bin").read_bytes()[:100])
     with pytest.raises(WeightsError, match="truncated"):
         xpnet.load_weights(folder / "m.onnx")
+    huge = onnx.load(folder / "m.onnx", load_external_data=False)
+    huge.graph.initializer[0].dims[:] = [10**7, 10**7]  # asks for 400 TB: refused unallocated
+    onnx.save(huge, folder / "huge.onnx")
+    with pytest.raises(WeightsError, match="needs 400000000000000 bytes but"):
+        xpnet.load_weights(folder / "huge.onnx")
+    entries = huge.graph.initializer[0].external_data
+    keep = [(e.key, e.value) for e in entries if e.key != "length"]
+    del entries[:]
+    for key, value in keep:
+        entry = entries.add()
+        entry.key, entry.value = key, value
+    onnx.save(huge, folder / "huge.onnx")
+    with pytest.raises(WeightsError, match="truncated"):
+        xpnet.load_weights(folder / "huge.onnx")
     tensor = model.graph.initializer[0]
     tensor.data_location = TensorProto.EXTERNAL
     tensor.ClearField("raw_data")

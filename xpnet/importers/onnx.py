@@ -121,8 +121,11 @@ def _external(tensor: Any, folder: Path | None) -> Any:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
                 raise Unsupported(f"{label} keeps its data in {location!r}, not a regular file")
+            if offset + need > status.st_size:  # checked before a buffer of that size is made
+                raise Unsupported(f"{label}: {location!r} ends before its {need} bytes: truncated")
             file.seek(offset)
             data = file.read(need)
     except OSError as exc:
