@@ -24,6 +24,7 @@ ACTIVATIONS = {
     "sigmoid": sigmoid,
     "relu": lambda x: np.maximum(np.asarray(x, dtype=np.float64), 0.0),
     "softmax": softmax,
+    "tanh": lambda x: np.tanh(np.asarray(x, dtype=np.float64)),
 }
 
 

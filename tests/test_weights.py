@@ -181,7 +181,7 @@ def _set_header(entries: dict, **fields) -> None:
         (lambda e: _set_header(e, sizes=[5, 4, 2]), "header says"),
         (lambda e: _set_header(e, dtype=None), "header says"),
         (lambda e: _set_header(e, activations=[["relu"], 1]), "activations"),
-        (lambda e: _set_header(e, activations=["relu", "tanh"]), "tanh"),
+        (lambda e: _set_header(e, activations=["relu", "gelu"]), "gelu"),
     ],
 )
 def test_malformed_npz_is_refused(tmp_path, change, expected):

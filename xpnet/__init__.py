@@ -23,6 +23,7 @@ from xpnet.errors import (
     XpnetError,
 )
 from xpnet.gradients import loss_and_gradients
+from xpnet.importers import from_keras, from_onnx, from_sklearn, from_torch
 from xpnet.inference import (
     accuracy,
     count_correct,
@@ -63,6 +64,10 @@ __all__ = [
     "backend_status",
     "count_correct",
     "evaluate",
+    "from_keras",
+    "from_onnx",
+    "from_sklearn",
+    "from_torch",
     "get_backend",
     "identity_function",
     "init_network",

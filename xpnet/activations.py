@@ -93,3 +93,17 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "softmax": softmax,
 }
 """Activation functions by the names that networks and weight files use."""
+
+
+def tanh(x: Array) -> Array:
+    """The hyperbolic tangent, in [-1, 1] for every input (±1 at ±inf); NaN propagates.
+
+    The standard's ``tanh`` saturates without overflow, so large magnitudes give ±1 with no
+    warning; the tanh layers of scikit-learn, PyTorch, Keras and ONNX import as this.
+    """
+    xp = namespace_of(x)
+    x = as_floating(x, xp, "tanh")
+    return xp.tanh(x)
+
+
+ACTIVATIONS["tanh"] = tanh

@@ -16,15 +16,15 @@ import os
 import reprlib
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xpnet._atomic import atomic_write
-from xpnet._safe_pickle import load_textbook_pickle
 from xpnet.errors import NetworkError, WeightsError
+from xpnet.importers import check_activations, read_file, read_textbook_pickle
 from xpnet.network import Network, NetworkLike, as_network, to_backend
 
 FORMAT = "xpnet-weights"
@@ -54,9 +54,16 @@ PathLike = str | os.PathLike[str]
 
 
 def save_weights(
-    network: NetworkLike, path: PathLike, *, metadata: Mapping[str, Any] | None = None
+    network: NetworkLike,
+    path: PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    format: str = "npz",
 ) -> None:
     """Write ``network`` (or the textbook's dict) to ``path`` as xpnet's ``.npz``, atomically.
+
+    ``format="safetensors"`` writes a safetensors file instead (``W1, b1, ...``, the header
+    in its metadata), which ``safetensors.numpy.load_file`` reads too (extra ``safetensors``).
 
     The arrays are copied to the host; ``metadata`` (JSON-serializable: dataset, hash,
     command, seed, epochs, accuracy...) is stored in the header beside the layer sizes,
@@ -75,6 +82,19 @@ def save_weights(
         text = json.dumps(header)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights metadata must be JSON-serializable: {exc}") from None
+    if format not in ("npz", "safetensors"):
+        raise WeightsError(f"unknown weights format {format!r}; choose 'npz' or 'safetensors'")
+    if format == "safetensors":
+        from xpnet.importers._common import Unsupported
+        from xpnet.importers.safetensors import write
+
+        try:
+            write(host, Path(path), text)
+        except Unsupported as exc:
+            raise WeightsError(str(exc)) from None
+        except OSError as exc:
+            raise WeightsError(f"cannot write weights file {path}: {exc.strerror or exc}") from None
+        return
     entries = {**host.to_mapping(), HEADER_KEY: np.array(text)}
     try:
         with atomic_write(Path(path)) as file:
@@ -89,8 +109,13 @@ def load_weights(
     backend: str = "numpy",
     device: str | None = None,
     dtype: str | None = None,
+    activations: Sequence[str] | str | None = None,
 ) -> Network:
     """Load a weights file onto ``backend`` and ``device``, running no code from it.
+
+    Also reads models from other frameworks, recognised by content (see
+    :mod:`xpnet.importers`): ONNX, ``.keras``, skops, safetensors and a PyTorch state dict,
+    which stores no activations: pass them as ``activations`` (``"relu,softmax"`` or a list).
 
     Reads xpnet's ``.npz`` (with its stored activations) or the textbook's dict of
     ``W1, b1, ...`` (sigmoid hidden layers, softmax output) as its pickle
@@ -98,21 +123,25 @@ def load_weights(
     ``dtype`` (``"float64"``...) casts the weights; ``None`` keeps the stored dtype.
     Raises :class:`WeightsError` naming the file if it is unreadable, unsafe or malformed.
     """
-    network = _read(Path(path))[0]
+    network = _read(Path(path), activations)[0]
     if dtype is not None:
         params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
     return to_backend(network, backend, device)
 
 
-def read_weights_info(path: PathLike) -> dict[str, Any]:
+def read_weights_info(
+    path: PathLike, *, activations: Sequence[str] | str | None = None
+) -> dict[str, Any]:
     """The header of a weights file, checked against its arrays, without choosing a backend.
 
     ``{"format", "version", "sizes", "activations", "dtype", "metadata"}`` for xpnet's
     ``.npz``; ``{"format": "textbook-pickle", ...}`` or ``"plain-npz"``, with empty
-    metadata (and no version), for the textbook's dict.
+    metadata (and no version), for the textbook's dict; ``"onnx"``, ``"keras"``, ``"skops"``,
+    ``"torch"`` or ``"safetensors"`` for other frameworks' files (``activations`` as in
+    :func:`load_weights`).
     """
-    return _read(Path(path))[1]
+    return _read(Path(path), activations)[1]
 
 
 def _describe(network: Network) -> dict[str, Any]:
@@ -124,8 +153,22 @@ def _describe(network: Network) -> dict[str, Any]:
     }
 
 
-def _read(path: Path) -> tuple[Network, dict[str, Any]]:
+def _read(
+    path: Path, activations: Sequence[str] | str | None = None
+) -> tuple[Network, dict[str, Any]]:
     """The network (on NumPy) and the header of the weights file at ``path``."""
+    foreign = read_file(path, activations)  # other frameworks' files, told by content
+    if foreign is not None:
+        return foreign
+    network, header = _read_own(path)
+    if activations is not None:
+        network = check_activations(path, network, header, activations)
+        header = {**header, "activations": list(network.activations)}
+    return network, header
+
+
+def _read_own(path: Path) -> tuple[Network, dict[str, Any]]:
+    """:func:`_read` of xpnet's ``.npz`` and the textbook's pickle or plain ``.npz``."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
             raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
@@ -137,7 +180,7 @@ def _read(path: Path) -> tuple[Network, dict[str, Any]]:
         if magic == b"PK":  # a zip archive, as numpy.savez writes
             return _read_npz(path)
         if magic[:1] == b"\x80":  # the PROTO opcode that starts every pickle of protocol >= 2
-            network = Network.from_mapping(load_textbook_pickle(path))
+            network = Network.from_mapping(read_textbook_pickle(path))
             return network, {"format": "textbook-pickle", **_describe(network), "metadata": {}}
     except NetworkError as exc:
         raise WeightsError(f"{path}: {exc}") from None

@@ -74,7 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weights",
         help="weights file (xpnet .npz, the textbook's .pkl or a plain .npz of its dict), "
         "or 'book' to fetch the textbook's (MIT-licensed, Koki Saitoh's repository); "
+        "also a model from another framework, told by content: .onnx, .keras, skops, "
+        ".safetensors, a PyTorch state dict (with --activations); "
         "default: the bundled mnist_5k.npz",
+    )
+    parser.add_argument(
+        "--activations",
+        metavar="NAMES",
+        help="the layers' activations, comma-separated (sigmoid,sigmoid,softmax), for weights "
+        "that store none (a PyTorch state dict)",
     )
     add_data_options(parser)
     parser.add_argument(
@@ -107,11 +115,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_network(path: str | None, backend: str, device: str | None) -> Network:
+def load_network(
+    path: str | None, backend: str, device: str | None, activations: str | None = None
+) -> Network:
     """The weights at ``path`` on the target backend (see :func:`weights_file`)."""
     from xpnet.weights import load_weights
 
-    return load_weights(weights_file(path), backend=backend, device=device)
+    return load_weights(weights_file(path), backend=backend, device=device, activations=activations)
 
 
 def weights_file(path: str | None) -> Path:
@@ -131,8 +141,9 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     say(f"backend: {target}")
     weights = weights_file(args.weights)
-    network = load_network(str(weights), args.backend, args.device)
-    provenance = json_safe(read_weights_info(weights).get("metadata")) or None
+    network = load_network(str(weights), args.backend, args.device, args.activations)
+    info = read_weights_info(weights, activations=args.activations)
+    provenance = json_safe(info.get("metadata")) or None
     say(
         f"weights: {display_path(weights)} ({'-'.join(map(str, network.sizes))}, "
         f"{'/'.join(network.activations)}, {network.dtype})"

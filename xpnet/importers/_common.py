@@ -1,0 +1,97 @@
+"""What every importer shares: the refusal it raises and how it builds the network it returns.
+
+An importer reads a source (a live model or a file) into host NumPy arrays, one
+``(weight (in, out), bias (out,), activation)`` triple per dense layer, and
+:func:`build_network` checks them as an :class:`~xpnet.Network` on the host before copying
+them to the backend and device asked for, so nothing reaches a device unless all of it fits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xpnet.errors import NetworkError, WeightsError
+from xpnet.network import Layer, Network, to_backend
+
+
+class Unsupported(Exception):
+    """The source holds something xpnet cannot represent; the message names the first such
+    layer or operator. Turned into :class:`NetworkError` (live objects) or
+    :class:`WeightsError` (files, with the path) at the public boundary."""
+
+
+HostLayer = tuple[np.ndarray, np.ndarray, str]
+"""One dense layer on the host: weight ``(in, out)``, bias ``(out,)`` and its activation."""
+
+
+def host_array(value: Any, what: str) -> np.ndarray:
+    """A private copy of ``value`` as a real floating NumPy array (never a view of the source,
+    so a model trained on afterwards does not change the network taken from it)."""
+    array = np.array(value, copy=True)
+    if array.dtype.kind != "f":
+        raise Unsupported(f"{what} has dtype {array.dtype}, not a real floating dtype")
+    return array
+
+
+def build_network(layers: Sequence[HostLayer]) -> Network:
+    """The layers as a NumPy :class:`Network`; shape mismatches raise :class:`Unsupported`."""
+    if not layers:
+        raise Unsupported("it holds no dense layer")
+    dtypes = {str(weight.dtype) for weight, bias, _ in layers} | {
+        str(bias.dtype) for _, bias, _ in layers
+    }
+    if len(dtypes) > 1:
+        raise Unsupported(f"its layers mix the dtypes {sorted(dtypes)}")
+    try:
+        return Network(tuple(Layer(weight, bias, name) for weight, bias, name in layers))
+    except NetworkError as exc:
+        raise Unsupported(str(exc)) from None
+
+
+def place(network: Network, backend: str, device: str | None, dtype: str | None = None) -> Network:
+    """A host network cast to ``dtype`` (``None`` keeps it) and copied onto ``backend``."""
+    if dtype is not None:
+        params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
+        network = Network.from_mapping(params, network.activations)
+    return to_backend(network, backend, device)
+
+
+def live(read: Any, source: object, backend: str, device: str | None, dtype: str | None) -> Network:
+    """``read(source)`` placed on the backend; a refusal becomes one-line :class:`NetworkError`."""
+    try:
+        network = read(source)
+    except Unsupported as exc:
+        raise NetworkError(f"xpnet cannot represent this {type(source).__name__}: {exc}") from None
+    return place(network, backend, device, dtype)
+
+
+def file_error(path: object, exc: Exception) -> WeightsError:
+    """A refusal or failure to read the file at ``path``, as one line naming the file."""
+    return WeightsError(f"{path}: {exc}")
+
+
+def chosen_activations(
+    activations: Sequence[str] | str | None, layers: int, where: str
+) -> list[str]:
+    """The caller's activations (a list, or ``"sigmoid,sigmoid,softmax"``) for ``layers``."""
+    if activations is None:
+        raise Unsupported(
+            f"{where} stores no activations: pass activations=[...] with one name per "
+            f"layer ({layers} layers; `xpnet infer --activations sigmoid,...,softmax`)"
+        )
+    names = activations.split(",") if isinstance(activations, str) else list(activations)
+    names = [name.strip() for name in names]
+    if len(names) != layers:
+        raise Unsupported(f"{where} has {layers} layers but {len(names)} activations were given")
+    return names
+
+
+def short(exc: BaseException, limit: int = 160) -> str:
+    """``exc`` as ``Type: message``, on one line, without terminal escapes, cut at ``limit``."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    text = text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,218 @@
+"""Keras 3: a ``Sequential`` or functional model of ``Dense`` layers, live or as a ``.keras`` file.
+
+A ``.keras`` file is loaded with ``keras.saving.load_model(safe_mode=True)``, which refuses
+the ``Lambda`` layers that would run code from the file, and only once its content shows a
+``.keras`` archive (a zip holding ``config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet.importers._common import HostLayer, Unsupported, build_network, host_array, short
+from xpnet.network import Network
+
+ACTIVATIONS = {
+    "linear": "identity",
+    "sigmoid": "sigmoid",
+    "relu": "relu",
+    "tanh": "tanh",
+    "softmax": "softmax",
+}
+"""Keras's activation names by xpnet's."""
+
+NO_OPS = frozenset({"InputLayer", "Dropout", "Identity"})
+"""Layers that change nothing at inference."""
+
+
+def read_model(model: Any) -> Network:
+    """The dense layers of a Keras ``Sequential`` or functional model, in order.
+
+    Admitted: ``Dense`` with one of :data:`ACTIVATIONS`; ``Activation``, ``ReLU`` (plain)
+    and ``Softmax`` (last axis) after it; ``Dropout`` and ``Identity``; an ``Input`` and a
+    ``Flatten`` before the first ``Dense`` (the network then takes flattened rows).
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise Unsupported(f"{type(model).__name__} is not a keras.Model")
+    if type(model) is not keras.Sequential and type(model).__name__ != "Functional":
+        raise Unsupported(
+            f"{type(model).__name__} is a subclassed model; xpnet reads Sequential and "
+            "functional models"
+        )
+    if not isinstance(model, keras.Sequential):
+        _check_chain(model)
+    if len(model.inputs) != 1:
+        raise Unsupported(f"it takes {len(model.inputs)} inputs, not one")
+    rank = len(model.inputs[0].shape)
+    layers: list[list[Any]] = []
+    flattened = False
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if getattr(keras.layers, kind, None) is not type(layer):  # a subclass may call anything
+            kind = f"{type(layer).__module__}.{kind}"
+        config = layer.get_config()
+        label = f"layer {layer.name!r} ({kind})"
+        if kind in NO_OPS:
+            continue
+        if kind == "Flatten":
+            if layers or flattened:
+                raise Unsupported(f"{label}: xpnet admits a Flatten only before the first Dense")
+            flattened = True
+        elif kind == "Dense":
+            if rank != 2 and not flattened:
+                raise Unsupported(
+                    f"{label} acts on the last axis of a rank-{rank} input: flatten first"
+                )
+            if getattr(layer, "quantization_mode", None):
+                raise Unsupported(f"{label} is quantized ({layer.quantization_mode})")
+            weights = layer.get_weights()
+            kernel = host_array(weights[0], f"{layer.name}.kernel")
+            if kernel.ndim != 2:
+                raise Unsupported(f"{label}: its kernel has shape {kernel.shape}")
+            bias = (
+                host_array(weights[1], f"{layer.name}.bias")
+                if config.get("use_bias", True)
+                else np.zeros(kernel.shape[1], dtype=kernel.dtype)
+            )
+            layers.append([kernel, bias, _activation(config.get("activation"), label)])
+        elif kind in ("Activation", "ReLU", "Softmax"):
+            if kind == "Activation":
+                name = _activation(config.get("activation"), label)
+            elif kind == "Softmax":
+                if config.get("axis", -1) not in (-1, 1, [-1], [1]):
+                    raise Unsupported(f"{label} is over axis {config.get('axis')}, not features")
+                name = "softmax"
+            else:
+                plain = (config.get("max_value"), config.get("negative_slope", 0.0))
+                if plain != (None, 0.0) or config.get("threshold", 0.0) != 0.0:
+                    raise Unsupported(f"{label} is clipped, leaky or thresholded")
+                name = "relu"
+            if not layers or layers[-1][2] != "identity":
+                raise Unsupported(f"{label} follows no Dense with a linear activation")
+            layers[-1][2] = name
+        else:
+            raise Unsupported(
+                f"{label} is not Dense, Activation, ReLU, Softmax, Dropout, Identity or a "
+                "leading Input/Flatten"
+            )
+    host: list[HostLayer] = [(w, b, a) for w, b, a in layers]
+    return build_network(host)
+
+
+def _activation(name: object, label: str) -> str:
+    if isinstance(name, str) and name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    shown = name.get("class_name", name) if isinstance(name, dict) else name
+    raise Unsupported(f"{label} uses the activation {shown!r}; xpnet has {', '.join(ACTIVATIONS)}")
+
+
+def _check_chain(model: Any) -> None:
+    """Refuse a functional model unless each layer feeds only the next (no branches)."""
+    config = model.get_config()
+    specs = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(specs, list):
+        raise Unsupported(
+            f"{type(model).__name__} is a subclassed model; xpnet reads Sequential and "
+            "functional models"
+        )
+    previous = None
+    for spec in specs:
+        nodes = spec.get("inbound_nodes", [])
+        label = f"layer {spec.get('name')!r} ({spec.get('class_name')})"
+        if previous is None:
+            if nodes:
+                raise Unsupported(f"{label} comes first but takes an input")
+        else:
+            sources = [_source(arg) for node in nodes for arg in node.get("args", [])]
+            if len(nodes) != 1 or sources != [previous]:
+                raise Unsupported(
+                    f"{label} does not take exactly the output of {previous!r}: xpnet reads "
+                    "a chain of layers, not a graph"
+                )
+        previous = spec.get("name")
+    outputs = config.get("output_layers")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+        outputs = [outputs]  # a model built with one output tensor, not a list of them
+    if not (isinstance(outputs, list) and len(outputs) == 1 and outputs[0][0] == previous):
+        raise Unsupported(f"its output is not the last layer {previous!r} alone")
+
+
+def _source(arg: object) -> object:
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        return arg.get("config", {}).get("keras_history", [None])[0]
+    return arg
+
+
+MAX_CONFIG_BYTES = 1 << 24
+"""The largest ``config.json`` read: a chain of dense layers describes itself in far less."""
+
+
+def check_config(path: Path) -> None:
+    """Refuse a ``.keras`` file whose ``config.json`` names any object outside Keras itself
+    (a custom or registered class, another module), before Keras reads it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise Unsupported(f"its config.json declares {info.file_size} bytes")
+            with archive.open(info) as file:
+                config = json.loads(file.read(MAX_CONFIG_BYTES + 1))
+    except Unsupported:
+        raise
+    except Exception as exc:  # zipfile, zlib and json raise many kinds for a damaged file
+        raise Unsupported(f"cannot read its config.json ({short(exc)})") from None
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            module = item.get("module")
+            if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+                raise Unsupported(
+                    f"its config names {item.get('class_name')!r} from the module {module!r}, "
+                    "outside Keras"
+                )
+            registered = item.get("registered_name")
+            if isinstance(registered, str) and ">" in registered:
+                raise Unsupported(f"its config names the registered custom object {registered!r}")
+            stack.extend(reversed(list(item.values())))
+
+
+def read_file(path: str | os.PathLike[str]) -> Network:
+    """The model in a ``.keras`` file (loaded with ``safe_mode=True``, not compiled), after
+    :func:`check_config`."""
+    source = Path(path).resolve()
+    check_config(source)
+    keras = _import_keras()
+    with tempfile.TemporaryDirectory(prefix="xpnet-keras-") as folder:
+        # load_model goes by the name: a link named *.keras lets any file name through.
+        named = source
+        if source.suffix != ".keras":
+            named = Path(folder) / "model.keras"
+            os.symlink(source, named)
+        try:
+            model = keras.saving.load_model(named, compile=False, safe_mode=True)
+        except Exception as exc:  # zip, h5py, json and keras raise many kinds
+            raise Unsupported(f"keras cannot load it ({short(exc)})") from None
+    return read_model(model)
+
+
+def _import_keras() -> Any:
+    try:
+        import keras
+    except ImportError as exc:
+        raise Unsupported(
+            f"reading a .keras file needs keras 3 and one of its backends ({exc}): "
+            "pip install 'xpnet[keras]' jax, and set KERAS_BACKEND=jax"
+        ) from None
+    return keras

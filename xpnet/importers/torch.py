@@ -1,0 +1,178 @@
+"""PyTorch: an ``nn.Sequential`` of ``Linear`` and activation modules, or its ``state_dict``.
+
+A state dict holds no activations, so the caller names them; a file is read with
+``torch.load(weights_only=True)``, which builds tensors and containers but runs no code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from xpnet.importers._common import (
+    HostLayer,
+    Unsupported,
+    build_network,
+    chosen_activations,
+    host_array,
+    short,
+)
+from xpnet.network import Network
+
+
+def _host(tensor: Any, what: str) -> np.ndarray:
+    return host_array(_numpy(tensor), what)
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    import torch
+
+    tensor = tensor.detach().to("cpu")
+    if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly
+        tensor = tensor.to(torch.float32)
+    return np.array(tensor.numpy(), copy=True)
+
+
+def read_module(module: Any) -> Network:
+    """The dense layers of an ``nn.Sequential`` (nested ones are read in order).
+
+    Admitted: ``Linear``; ``Sigmoid``, ``ReLU``, ``Tanh``, ``Softmax`` over the feature axis
+    (``dim`` -1 or 1) and ``Identity`` after it; ``Dropout`` (a no-op at inference); and a
+    ``Flatten`` of each sample before the first ``Linear`` (the network then takes flattened
+    rows).
+    """
+    from torch import nn
+
+    if isinstance(module, Mapping):
+        raise Unsupported("a state dict stores no activations: use read_state_dict")
+    if type(module) is not nn.Sequential:
+        raise Unsupported(f"{type(module).__name__} is not an nn.Sequential (subclasses neither)")
+    activation_of = {nn.Sigmoid: "sigmoid", nn.ReLU: "relu", nn.Tanh: "tanh", nn.Softmax: "softmax"}
+    layers: list[list[Any]] = []  # [weight, bias, activation or None]
+    for name, child in _flat(module, ""):
+        # Exact types: a subclass may compute anything in its forward.
+        if type(child) is nn.Linear:
+            weight = _host(child.weight, f"{name}.weight").T.copy()
+            bias = (
+                np.zeros(weight.shape[1], dtype=weight.dtype)
+                if child.bias is None
+                else _host(child.bias, f"{name}.bias")
+            )
+            layers.append([weight, bias, None])
+        elif type(child) in (nn.Identity, nn.Dropout):
+            continue
+        elif type(child) is nn.Flatten:
+            if layers or (child.start_dim, child.end_dim) != (1, -1):
+                raise Unsupported(
+                    f"module {name} (Flatten(start_dim={child.start_dim}, "
+                    f"end_dim={child.end_dim})): xpnet admits only Flatten() before the first "
+                    "Linear"
+                )
+        elif type(child) in activation_of:
+            kind = activation_of[type(child)]
+            if kind == "softmax" and child.dim not in (None, -1, 1):
+                raise Unsupported(
+                    f"module {name} (Softmax(dim={child.dim})) is not over the feature axis"
+                )
+            if not layers or layers[-1][2] is not None:
+                where = "before any Linear" if not layers else "right after another activation"
+                raise Unsupported(f"module {name} ({type(child).__name__}) comes {where}")
+            layers[-1][2] = kind
+        else:
+            raise Unsupported(
+                f"module {name} ({type(child).__name__}) is not Linear, Sigmoid, ReLU, Tanh, "
+                "Softmax, Identity, Dropout or a leading Flatten"
+            )
+    return build_network([(w, b, a or "identity") for w, b, a in layers])
+
+
+def _flat(module: Any, prefix: str) -> list[tuple[str, Any]]:
+    from torch import nn
+
+    found = []
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if type(child) is nn.Sequential:
+            found.extend(_flat(child, f"{full}."))
+        else:
+            found.append((full, child))
+    return found
+
+
+def read_state_dict(
+    state: Mapping[str, Any], activations: Sequence[str] | str | None, where: str = "the state dict"
+) -> Network:
+    """The dense layers of a ``state_dict`` (``"0.weight"``, ``"0.bias"``, ``"2.weight"``...)
+    in the order it lists them, with the caller's ``activations``, one per layer."""
+    import torch
+
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise Unsupported(f"{where} holds {key!r}, which is a {type(value).__name__}")
+        arrays[str(key)] = _numpy(value)  # checked by read_state_dict_arrays
+    return read_state_dict_arrays(arrays, activations, where)
+
+
+def read_state_dict_arrays(
+    state: Mapping[str, np.ndarray], activations: Sequence[str] | str | None, where: str
+) -> Network:
+    """:func:`read_state_dict` of host arrays (as a safetensors file holds them)."""
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in state.items():
+        prefix, _, kind = key.rpartition(".")
+        if kind not in ("weight", "bias"):
+            raise Unsupported(
+                f"{where} holds {key!r}, which is not the weight or bias of a Linear layer"
+            )
+        groups.setdefault(prefix, {})[kind] = value
+    layers = []
+    for prefix, tensors in groups.items():
+        label = f"{prefix}." if prefix else ""
+        if "weight" not in tensors:
+            raise Unsupported(f"{where} holds {label}bias without {label}weight")
+        weight = host_array(tensors["weight"], f"{label}weight")
+        if weight.ndim != 2:
+            raise Unsupported(
+                f"{where} holds {label}weight of shape {weight.shape}, not a Linear's (out, in)"
+            )
+        weight = np.ascontiguousarray(weight.T)
+        bias = (
+            host_array(tensors["bias"], f"{label}bias")
+            if "bias" in tensors
+            else np.zeros(weight.shape[1], dtype=weight.dtype)
+        )
+        layers.append((weight, bias))
+    if not layers:
+        raise Unsupported(f"{where} holds no tensor")
+    names = chosen_activations(activations, len(layers), where)
+    host: list[HostLayer] = [(w, b, a) for (w, b), a in zip(layers, names)]
+    return build_network(host)
+
+
+def read_state_dict_file(
+    path: str | os.PathLike[str], activations: Sequence[str] | str | None
+) -> Network:
+    """A state dict saved with ``torch.save(model.state_dict(), path)``."""
+    try:
+        import torch
+    except ImportError:
+        raise Unsupported(
+            "reading a PyTorch file needs torch: pip install 'xpnet[torch]'"
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
+        raise Unsupported(
+            f"torch.load(weights_only=True) refuses it ({short(exc)}); "
+            "save model.state_dict(), not the model"
+        ) from None
+    if not isinstance(state, Mapping):
+        raise Unsupported(
+            f"it holds a {type(state).__name__}, not a state dict; "
+            "save model.state_dict(), not the model"
+        )
+    return read_state_dict(state, activations, "it")
