@@ -250,17 +250,30 @@ def test_a_huge_dpi_is_refused_before_any_raster_is_drawn(tmp_path, capsys, monk
     out = tmp_path / "activations.png"
     assert main(["plot-activations", "--out", str(out), "--dpi", "100000"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("xpnet: error: --dpi 100000 makes a 1,300,000x260,000-pixel picture")
+    width, height = activations_picture_inches()
+    assert line.startswith(
+        f"xpnet: error: --dpi 100000 makes a {width * 100_000:,.0f}x{height * 100_000:,.0f}-pixel"
+    )
     assert "at most 100,000,000 pixels and 65,535 a side" in line
     assert not list(tmp_path.iterdir())
 
 
+def activations_picture_inches() -> tuple[float, float]:
+    """Width and height of the activations picture, as the library draws it."""
+    from xpnet.plotting import plot_activations
+
+    width, height = plot_activations().get_size_inches()
+    return float(width), float(height)
+
+
 def test_the_pixel_bound_is_checked_on_the_picture_size(tmp_path, capsys):
-    # 13 x 2.6 inches: 2520 dpi gives 32,760 x 6,552 pixels, 214 million: refused by area.
-    assert main(["plot-activations", "--out", str(tmp_path / "a.png"), "--dpi", "2520"]) == 1
-    assert "32,760x6,552-pixel" in capsys.readouterr().err
+    # A dpi that keeps both sides under MAX_SIDE but the area over MAX_PIXELS: refused by area.
+    width, height = activations_picture_inches()
+    dpi = int(plots_command.MAX_SIDE / max(width, height))
+    assert width * dpi * height * dpi > plots_command.MAX_PIXELS
+    assert main(["plot-activations", "--out", str(tmp_path / "a.png"), "--dpi", str(dpi)]) == 1
+    assert f"{width * dpi:,.0f}x{height * dpi:,.0f}-pixel" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
-    assert plots_command.MAX_PIXELS < 32_760 * 6_552
 
 
 # No silent overwrite ------------------------------------------------------------------------

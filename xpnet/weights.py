@@ -157,6 +157,11 @@ def _read(
     path: Path, activations: Sequence[str] | str | None = None
 ) -> tuple[Network, dict[str, Any]]:
     """The network (on NumPy) and the header of the weights file at ``path``."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
     foreign = read_file(path, activations)  # other frameworks' files, told by content
     if foreign is not None:
         return foreign
@@ -170,8 +175,6 @@ def _read(
 def _read_own(path: Path) -> tuple[Network, dict[str, Any]]:
     """:func:`_read` of xpnet's ``.npz`` and the textbook's pickle or plain ``.npz``."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
-            raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
         with open(path, "rb") as file:
             magic = file.read(2)
     except OSError as exc:
