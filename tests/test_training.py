@@ -20,7 +20,7 @@ from xpnet.optimizers import SGD, Adam, Momentum, make_optimizer
 from xpnet.training import History, evaluate, shift_images, train
 
 SIZES = (6, 5, 4, 3)
-HIDDEN = [("sigmoid", "sigmoid"), ("relu", "identity"), ("softmax", "relu")]
+HIDDEN = [("sigmoid", "sigmoid"), ("relu", "identity"), ("softmax", "relu"), ("tanh", "tanh")]
 
 
 def host_params(sizes=SIZES, seed=0) -> dict[str, np.ndarray]:

@@ -55,6 +55,10 @@ def _sigmoid_grad(grad: Array, z: Array, y: Array) -> Array:
     return grad * y * (1.0 - y)
 
 
+def _tanh_grad(grad: Array, z: Array, y: Array) -> Array:
+    return grad * (1.0 - y * y)
+
+
 def _relu_grad(grad: Array, z: Array, y: Array) -> Array:
     xp = namespace_of(grad)
     return xp.where(z > 0, grad, scalar_like(0.0, grad, xp))
@@ -70,6 +74,7 @@ DERIVATIVES: dict[str, Callable[[Array, Array, Array], Array]] = {
     "identity": _identity_grad,
     "sigmoid": _sigmoid_grad,
     "relu": _relu_grad,
+    "tanh": _tanh_grad,
     "softmax": _softmax_grad,
 }
 """``(grad wrt output, pre-activation z, output y) -> grad wrt z`` for each trainable activation."""
@@ -86,7 +91,7 @@ def check_trainable(network: Network) -> None:
             raise NetworkError(
                 f"layer {number} uses the {layer.activation!r} activation, whose gradient is zero "
                 "almost everywhere, so training cannot change the layers below it; "
-                "use sigmoid or relu for training"
+                "use sigmoid, tanh or relu for training"
             )
     if network.layers[-1].activation != "softmax":
         raise NetworkError(
