@@ -23,7 +23,7 @@ from xpnet.datasets import DATASETS, DataFile, Dataset, SplitFiles, fetch, load_
 from xpnet.datasets.idx import idx_bytes
 from xpnet.errors import DataError
 
-pytest.importorskip("pooch", reason="downloads need pooch (pip install 'xpnet[data]')")
+pytest.importorskip("requests", reason="downloads need requests (pip install 'xpnet[data]')")
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "blob.gz"
@@ -207,11 +207,11 @@ def test_two_processes_fetching_at_once_both_succeed(server: LocalServer, cache:
     assert (cache / NAME).read_bytes() == PAYLOAD and leftovers(cache) == [NAME]
 
 
-def test_without_pooch_the_error_says_what_to_install(
+def test_without_requests_the_error_says_what_to_install(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "pooch", None)
-    with pytest.raises(DataError, match=r"needs pooch \(pip install 'xpnet\[data\]'\)"):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    with pytest.raises(DataError, match=r"needs requests \(pip install 'xpnet\[data\]'\)"):
         fetch(NAME, MD5, ["http://127.0.0.1:9/"], cache)
 
 
