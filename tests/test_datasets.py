@@ -320,7 +320,7 @@ def test_the_core_install_loads_local_files_without_a_cache_folder(
         load_mnist(split="test", data_dir=tmp_path)
     for words in (
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found",
-        f"not found in {tmp_path} (",
+        f"not found in {tmp_path}, {tmp_path / 'mnist'}; to download",
         "to download them, xpnet needs platformdirs",
         "pip install 'xpnet[data]'",
         "XPNET_CACHE_DIR",
