@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +188,86 @@ def test_blocks_of_a_damaged_file_end_in_a_data_error(tmp_path: Path) -> None:
         list(iter_idx(tmp_path / "long.idx", 3))
     with pytest.raises(ValueError, match="positive"):
         next(iter_idx(tmp_path / "long.idx", 0))
+
+
+def _header(*dims: int, code: int = 0x08, rank: int | None = None) -> bytes:
+    rank = len(dims) if rank is None else rank
+    return struct.pack(f">BBBB{len(dims)}I", 0, 0, code, rank, *dims)
+
+
+READERS = {"read_idx": read_idx, "iter_idx": lambda path: list(iter_idx(path, 3))}
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (_header(10, 0, 28), r"header \(10, 0, 28\) declares items of no bytes"),
+        (_header(10, 0, 28) + b"\0" * 280, r"declares items of no bytes"),
+        (_header(1, 4_000_000_000, 4_000_000_000) + b"\0" * 64, r"\(1, 4000000000, 4000000000\)"),
+        (_header(4_294_967_295, 4_294_967_295, 4_294_967_295, 4_294_967_295), r"4294967295"),
+        (_header(*[2] * 5), "declares 5 dimensions, more than 4"),
+        (_header(*[1] * 255), "declares 255 dimensions, more than 4"),
+        (_header(3, rank=0), "no dimensions"),
+        (b"\x00\x01\x08\x01" + b"\0" * 8, "magic number starts with 0x0001"),
+        (b"\x00\x00\x10\x01" + b"\0" * 8, "unknown type code 0x10"),
+        (_header(2, 3)[:9], "truncated in the header"),
+        (_header(2, 3) + b"\0" * 5, r"truncated: the header \(2, 3\) promises"),
+        (_header(2, 3) + b"\0" * 7, r"bytes follow"),
+    ],
+    ids=[
+        "zero-side",
+        "zero-side-data",
+        "4e9x4e9",
+        "max-uint32",
+        "rank5",
+        "rank255",
+        "rank0",
+        "magic",
+        "type",
+        "short-header",
+        "short-data",
+        "long-data",
+    ],
+)
+def test_a_lying_header_is_one_data_error_for_every_reader(
+    tmp_path: Path, reader: Callable[[Path], object], gz: bool, data: bytes, words: str
+) -> None:
+    """Never TypeError, ValueError or MemoryError: one line naming the file."""
+    path = write_bytes(tmp_path / "bad", gzip.compress(data, mtime=0) if gz else data)
+    with pytest.raises(DataError, match=words) as info:
+        reader(path)
+    assert type(info.value) is DataError
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_gzipped_header_declaring_more_than_gzip_can_hold_is_refused_before_inflating(
+    tmp_path: Path,
+) -> None:
+    # 1000 x 1000 x 1000 bytes cannot come out of a file of a few hundred bytes.
+    path = write_bytes(tmp_path / "big.gz", gzip.compress(_header(1000, 1000, 1000) + bytes(4096)))
+    with pytest.raises(DataError, match=r"declares 1000000000 data bytes, more than its \d+ gzip"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+def test_a_pipe_or_a_device_is_refused_without_waiting(
+    tmp_path: Path, reader: Callable[[Path], object]
+) -> None:
+    fifo = tmp_path / "fifo"
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        reader(fifo)  # no writer: opening it for reading would block
+    if Path("/dev/zero").exists():
+        with pytest.raises(DataError, match="not a regular file"):
+            reader(Path("/dev/zero"))
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_an_empty_item_count_yields_nothing_and_reads_back_empty(tmp_path: Path, rows: int) -> None:
+    write_idx(tmp_path / "empty.gz", np.zeros((0, 28, 28), np.uint8))
+    assert list(iter_idx(tmp_path / "empty.gz", rows)) == []
+    assert read_idx(tmp_path / "empty.gz").shape == (0, 28, 28)
