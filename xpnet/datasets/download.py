@@ -279,7 +279,7 @@ def _sweep_one(folder: Path, fcntl: Any) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a live download holds it
-        with io.open(fd, "rb", closefd=False) as stream:
+        with open(fd, "rb", closefd=False) as stream:
             meta = json.loads(stream.read(4096) or b"null")
         name = meta.get("file") if isinstance(meta, dict) else None
         if isinstance(name, str) and name and os.path.basename(name) == name:

@@ -277,7 +277,8 @@ def read_header(stream: Payload, path: str | os.PathLike[str]) -> Header:
         have = stream.packed_size - header_size
         if have < size:
             raise _invalid(
-                path, f"truncated: the header {shape} promises {size} data bytes, the file has {have}"
+                path,
+                f"truncated: the header {shape} promises {size} data bytes, the file has {have}",
             )
         raise _invalid(path, f"bytes follow the {size} data bytes its header {shape} promises")
     if stream.gzipped and header_size + size > stream.max_payload():
@@ -301,8 +302,7 @@ def read_array(stream: Payload, path: str | os.PathLike[str], header: Header) ->
     if got < array.nbytes:
         raise _invalid(
             path,
-            f"truncated: the header {shape} promises {array.nbytes} data bytes, "
-            f"the file has {got}",
+            f"truncated: the header {shape} promises {array.nbytes} data bytes, the file has {got}",
         )
     if stream.read(1):
         raise _invalid(
@@ -341,7 +341,7 @@ def _read_into(stream: io.RawIOBase, array: np.ndarray) -> int:
     """
     if array.nbytes == 0:
         return 0
-    view = memoryview(array.reshape(-1).view(np.uint8))
+    view = array.reshape(-1).view(np.uint8).data
     filled = 0
     while filled < len(view):
         got = stream.readinto(view[filled : filled + _CHUNK])

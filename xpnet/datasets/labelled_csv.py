@@ -45,7 +45,9 @@ def read_text(stream: Payload, max_bytes: int, why: str) -> bytes:
     return b"".join(chunks)
 
 
-def parse_labelled_csv(text: bytes, path: str | os.PathLike[str], *, classes: int = 10) -> np.ndarray:
+def parse_labelled_csv(
+    text: bytes, path: str | os.PathLike[str], *, classes: int = 10
+) -> np.ndarray:
     """:func:`read_labelled_csv` of ``text``, the decompressed bytes of the file ``path``."""
     try:
         table = _loadtxt(text, np.int64)

@@ -153,9 +153,8 @@ def _not_found(
     notes = [f"{folder} holds {owner}'s files" for folder, owner in foreign.items()]
     if skipped:
         notes.append(f"skipped {'; '.join(skipped)}")
-    return (
-        f"{dataset.name}: {', '.join(spec.gz_name for spec in missing)} not found {looked}"
-        + (f" ({'; '.join(notes)})" if notes else "")
+    return f"{dataset.name}: {', '.join(spec.gz_name for spec in missing)} not found {looked}" + (
+        f" ({'; '.join(notes)})" if notes else ""
     )
 
 

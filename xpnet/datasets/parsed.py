@@ -60,8 +60,7 @@ def load_parsed(
         array = _load_copy(copy, spec)
     except _Damaged as exc:
         warnings.warn(
-            f"xpnet's parsed copy {copy} is damaged ({exc}); parsed {path} again and "
-            "replaced it",
+            f"xpnet's parsed copy {copy} is damaged ({exc}); parsed {path} again and replaced it",
             stacklevel=4,
         )
         array = None
@@ -130,7 +129,7 @@ def _read_copy(stream: Any, copy: Path, spec: DataFile) -> np.ndarray:
     ):
         raise _Damaged("its header does not describe this file")
     array = np.empty(spec.shape, dtype=np.uint8)
-    view = memoryview(array.reshape(-1))
+    view = array.reshape(-1).data
     digest = hashlib.blake2b()
     filled = 0
     while filled < len(view):
@@ -153,7 +152,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
         "file": spec.name,
         "dtype": "uint8",
         "shape": list(array.shape),
-        "blake2b": hashlib.blake2b(memoryview(array.reshape(-1))).hexdigest(),
+        "blake2b": hashlib.blake2b(array.reshape(-1).data).hexdigest(),
         "source": {
             "md5": verified.md5,
             "payload_md5": verified.payload_md5,
@@ -164,7 +163,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
         with atomic_write(copy) as stream:
             stream.write(_MAGIC)
             stream.write(json.dumps(meta, sort_keys=True).encode() + b"\n")
-            stream.write(memoryview(array.reshape(-1)))
+            stream.write(array.reshape(-1).data)
     except OSError as exc:
         warnings.warn(
             f"xpnet cannot keep a parsed copy of {source} in {copy.parent} "

@@ -94,9 +94,7 @@ def parse_verified(path: Path, spec: DataFile, dataset: str | None = None) -> Ve
     )
 
 
-def _wrong_shape(
-    path: Path, spec: DataFile, dtype: np.dtype, shape: tuple[int, ...]
-) -> DataError:
+def _wrong_shape(path: Path, spec: DataFile, dtype: np.dtype, shape: tuple[int, ...]) -> DataError:
     return DataError(
         f"{path} holds a {dtype} array of shape {shape}; "
         f"{spec.name} must be uint8 of shape {spec.shape}"
