@@ -140,8 +140,9 @@ def _download(
             raise _Failed(f"announces {int(announced)} bytes, not the {size} expected")
         digest = hashlib.md5(usedforsecurity=False)  # a checksum against corruption, not a MAC
         written = 0
+        read = _reader(response.raw)
         with open(partial, "wb") as out, _progress(progressbar, size, partial.name) as bar:
-            while chunk := response.raw.read1(1 << 16, decode_content=False):
+            while chunk := read(1 << 16):
                 written += len(chunk)
                 if written > cap:
                     raise _Failed(f"sends more than the {cap} bytes expected")
@@ -154,6 +155,17 @@ def _download(
         raise _Failed(f"connection cut mid-file ({written} of {size} bytes)")
     if digest.hexdigest() != md5:
         raise _Failed("md5 mismatch")
+
+
+def _reader(raw: Any) -> Any:
+    """``read(n)``: the bytes that one wait brings (at most n), as the mirror sent them.
+
+    One wait, not n bytes: a mirror that trickles must reach the deadline check. urllib3
+    has ``read1`` from 2.3; before that, the http.client response it wraps has it.
+    """
+    if hasattr(raw, "read1"):
+        return lambda n: raw.read1(n, decode_content=False)
+    return raw._fp.read1
 
 
 @contextlib.contextmanager
