@@ -698,3 +698,19 @@ def test_a_file_of_another_dataset_is_refused_by_name(tmp_path: Path) -> None:
         "not fashion-mnist's t10k-labels-idx1-ubyte"
     )
     assert info.value.owner == "mnist"
+
+
+def test_temporary_copies_of_killed_writers_are_swept_and_nothing_else(
+    toy: Path, cache: Path
+) -> None:
+    folder = cache / "toy" / "parsed"
+    folder.mkdir(parents=True)
+    stale = folder / ".t10k-images-0123.parsed.abc123.part"  # as atomic_write names them
+    fresh = folder / ".t10k-labels-4567.parsed.def456.part"  # a writer still at work
+    mine = folder / ".notes.part"  # not a name xpnet gives
+    for path in (stale, fresh, mine):
+        path.write_bytes(b"partial")
+    for path in (stale, mine):
+        os.utime(path, (1, 1))
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    assert not stale.exists() and fresh.exists() and mine.exists()

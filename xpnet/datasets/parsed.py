@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ _MAGIC = b"XPNET PARSED COPY 2\n"
 _MAX_HEADER = 4096
 """The most bytes the JSON line of a copy may take."""
 _CHUNK = 1 << 20
+_STALE = 3600.0
+"""Seconds after which a temporary copy (a writer killed mid-write) is removed."""
 
 
 class _Damaged(Exception):
@@ -160,6 +163,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
         },
     }
     try:
+        _sweep_temporaries(copy.parent)
         with atomic_write(copy) as stream:
             stream.write(_MAGIC)
             stream.write(json.dumps(meta, sort_keys=True).encode() + b"\n")
@@ -170,3 +174,24 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
             f"({exc.strerror or exc}); every load will parse it again",
             stacklevel=4,
         )
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Remove the temporary files of copies whose writer was killed mid-write.
+
+    Only the names :func:`xpnet._atomic.atomic_write` gives a copy's temporary file
+    (``.<name>.parsed.<random>.part``), only regular files, and only once untouched for
+    an hour: a live writer finishes a copy long before that.
+    """
+    try:
+        entries = list(folder.glob(".*.parsed.*.part"))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        try:
+            facts = entry.lstat()
+            if stat.S_ISREG(facts.st_mode) and now - facts.st_mtime > _STALE:
+                entry.unlink()
+        except OSError:
+            continue
