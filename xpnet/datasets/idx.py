@@ -163,7 +163,7 @@ def open_payload(path: str | os.PathLike[str]) -> Iterator[Payload]:
     mismatch), ``EOFError`` (stream cut short) or ``zlib.error`` raised inside the
     ``with`` block becomes one :class:`DataError` naming the file (see read_errors).
     """
-    with read_errors(path), _open_regular(path) as raw:
+    with read_errors(path), open_regular(path) as raw:
         size = os.fstat(raw.fileno()).st_size
         if raw.read(2) == GZIP_MAGIC:
             raw.seek(0)
@@ -175,7 +175,7 @@ def open_payload(path: str | os.PathLike[str]) -> Iterator[Payload]:
 
 
 @contextlib.contextmanager
-def _open_regular(path: str | os.PathLike[str]) -> Iterator[io.BufferedReader]:
+def open_regular(path: str | os.PathLike[str]) -> Iterator[io.BufferedReader]:
     """Open a regular file for reading; a FIFO or device is refused before any read."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:

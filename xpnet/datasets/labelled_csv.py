@@ -18,7 +18,7 @@ import numpy as np
 from xpnet.datasets.idx import Payload, open_payload
 from xpnet.errors import DataError
 
-DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_MAX_BYTES = 1 << 28
 """The most decompressed text :func:`read_labelled_csv` reads unless told otherwise."""
 
 

@@ -14,8 +14,14 @@ from typing import Literal
 
 import numpy as np
 
-from xpnet.datasets.download import file_md5
-from xpnet.datasets.idx import open_payload, read_array, read_errors, read_header
+from xpnet.datasets.download import stream_md5
+from xpnet.datasets.idx import (
+    open_payload,
+    open_regular,
+    read_array,
+    read_errors,
+    read_header,
+)
 from xpnet.datasets.labelled_csv import parse_labelled_csv, read_text
 from xpnet.datasets.registry import DATASETS, DataFile
 from xpnet.errors import DataError
@@ -61,8 +67,8 @@ def parse_verified(path: Path, spec: DataFile, dataset: str | None = None) -> Ve
     A file that is another registered dataset's raises :class:`ForeignFileError` (saying
     whose, and that it is not ``dataset``'s, where given).
     """
-    with read_errors(path):
-        md5 = file_md5(path)
+    with read_errors(path), open_regular(path) as raw:  # a pipe is refused, not waited on
+        md5 = stream_md5(raw)
     canonical = md5 == spec.md5
     if not canonical:
         _refuse_foreign(path, spec, dataset, md5=md5)
