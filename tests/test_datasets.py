@@ -705,9 +705,10 @@ def test_temporary_copies_of_killed_writers_are_swept_and_nothing_else(
 ) -> None:
     folder = cache / "toy" / "parsed"
     folder.mkdir(parents=True)
-    stale = folder / ".t10k-images-0123.parsed.abc123.part"  # as atomic_write names them
-    fresh = folder / ".t10k-labels-4567.parsed.def456.part"  # a writer still at work
-    mine = folder / ".notes.part"  # not a name xpnet gives
+    suffix = parsed_module._TEMP_SUFFIX
+    stale = folder / f".t10k-images-0123.parsed.abc123{suffix}"  # as atomic_write names them
+    fresh = folder / f".t10k-labels-4567.parsed.def456{suffix}"  # a writer still at work
+    mine = folder / f".notes{suffix}"  # not a name xpnet gives a copy
     for path in (stale, fresh, mine):
         path.write_bytes(b"partial")
     for path in (stale, mine):

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnet import _atomic
 from xpnet._atomic import atomic_write
 from xpnet.datasets.idx import read_errors
 from xpnet.datasets.registry import DataFile
@@ -40,6 +41,8 @@ _MAX_HEADER = 4096
 _CHUNK = 1 << 20
 _STALE = 3600.0
 """Seconds after which a temporary copy (a writer killed mid-write) is removed."""
+_TEMP_SUFFIX: str = getattr(_atomic, "TEMP_SUFFIX", ".part")
+"""How atomic_write ends the names of its temporary files."""
 
 
 class _Damaged(Exception):
@@ -180,11 +183,11 @@ def _sweep_temporaries(folder: Path) -> None:
     """Remove the temporary files of copies whose writer was killed mid-write.
 
     Only the names :func:`xpnet._atomic.atomic_write` gives a copy's temporary file
-    (``.<name>.parsed.<random>.part``), only regular files, and only once untouched for
-    an hour: a live writer finishes a copy long before that.
+    (``.<name>.parsed.<random><suffix>``), only regular files, and only once untouched
+    for an hour: a live writer finishes a copy long before that.
     """
     try:
-        entries = list(folder.glob(".*.parsed.*.part"))
+        entries = list(folder.glob(f".*.parsed.*{_TEMP_SUFFIX}"))
     except OSError:
         return
     now = time.time()
