@@ -7,8 +7,11 @@ gets its own cache folder (XPNET_CACHE_DIR) and downloads nothing (download=Fals
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +45,8 @@ from xpnet.datasets import (
 )
 from xpnet.datasets import parsed as parsed_module
 from xpnet.datasets.download import file_md5
+from xpnet.datasets.locate import lookup_dirs
+from xpnet.datasets.verify import ForeignFileError, Verified, parse_verified
 from xpnet.errors import DataError
 
 
@@ -57,13 +62,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the files parsed from source (not from the parsed cache), in order."""
     seen: list[str] = []
-    real = parsed_module.read_verified
+    real = parsed_module.parse_verified
 
-    def spy(path: Path, spec: DataFile) -> np.ndarray:
+    def spy(path: Path, spec: DataFile, dataset: str | None = None) -> Verified:
         seen.append(path.name)
-        return real(path, spec)
+        return real(path, spec, dataset)
 
-    monkeypatch.setattr(parsed_module, "read_verified", spy)
+    monkeypatch.setattr(parsed_module, "parse_verified", spy)
     return seen
 
 
@@ -135,7 +140,7 @@ def test_a_bad_copy_is_skipped_with_a_warning_when_a_good_one_follows(
     bad.mkdir()
     (bad / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x07")
     monkeypatch.setenv("XPNET_DATA_DIR", str(MNIST_DIR))
-    with pytest.warns(UserWarning, match="skipped .*t10k-labels-idx1-ubyte is not the canon"):
+    with pytest.warns(UserWarning, match=r"skipped .*bad/t10k-labels-idx1-ubyte holds a uint8 ar"):
         _, t = load_mnist(split="test", data_dir=bad, download=False)
     assert len(t) == 10000
 
@@ -178,7 +183,7 @@ def test_a_repeat_load_reads_the_parsed_copy_not_the_gz(cache: Path, parses: lis
     first = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
     copies = sorted(p.name for p in (cache / "mnist" / "parsed").iterdir())
     assert [c.split("-")[:2] for c in copies] == [["t10k", "images"], ["t10k", "labels"]]
-    assert all(c.endswith(".npy") for c in copies)
+    assert all(c.endswith(".parsed") for c in copies)
     parses.clear()
     again = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
     assert parses == []  # no gz opened, no checksum computed
@@ -253,10 +258,14 @@ def test_a_damaged_parsed_copy_is_not_trusted(toy: Path, cache: Path, parses: li
     copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"\x93NUMPY half a file")
-    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    with pytest.warns(UserWarning, match=f"parsed copy {copy} is damaged .*replaced it"):
+        load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
     assert parses == ["t10k-images.gz", "t10k-labels.gz"]
-    assert np.load(copy, allow_pickle=False).shape == (5, 28, 28)  # rewritten whole
-    assert not [p for p in copy.parent.iterdir() if p.suffix != ".npy"]  # no temporary files
+    assert not [p for p in copy.parent.iterdir() if p.suffix != ".parsed"]  # no temporary files
+    parses.clear()
+    x, _ = load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    assert parses == []  # rewritten whole: the next load uses it
+    np.testing.assert_array_equal(x, read_idx(toy / "t10k-images.gz").reshape(5, -1))
 
 
 def test_offline_without_files_names_the_files_and_folders(tmp_path: Path, cache: Path) -> None:
@@ -315,7 +324,7 @@ def test_the_core_install_loads_local_files_without_a_cache_folder(
         load_mnist(split="test", data_dir=tmp_path)
     for words in (
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not found",
-        f"looked in {tmp_path} and",
+        f"not found in {tmp_path}, {tmp_path / 'mnist'}; to download",
         "to download them, xpnet needs platformdirs",
         "pip install 'xpnet[data]'",
         "XPNET_CACHE_DIR",
@@ -484,3 +493,225 @@ def test_a_truncated_csv_gz_is_a_data_error(tmp_path: Path, toy_csv: Callable) -
     path = toy_csv(gzip.compress(as_csv(csv_rows(3)))[:-20])
     with pytest.raises(DataError, match=f"cannot read {path}: the gzip stream ends early"):
         load_mnist(split="train", dataset="toy-csv", data_dir=tmp_path, download=False)
+
+
+# Parsed copies: verified every time they are opened -------------------------------------
+
+
+def _copy_of(toy: Path, cache: Path, name: str = "t10k-images") -> Path:
+    spec = next(f for f in DATASETS["toy"].splits["test"] if f.name == name)
+    return parsed_module.parsed_copy_path(toy / f"{name}.gz", spec, cache / "toy")
+
+
+def _flip_last_byte(copy: Path) -> None:
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_flip_last_byte, "its data do not match the checksum in its header"),
+        (lambda copy: copy.write_bytes(copy.read_bytes()[:-1]), "cut short"),
+        (lambda copy: copy.write_bytes(copy.read_bytes() + b"\0"), "bytes follow"),
+        (
+            lambda copy: copy.write_bytes(copy.read_bytes().replace(b'"shape"', b'"shope"', 1)),
+            "header",
+        ),
+    ],
+    ids=["same-shape-altered", "truncated", "appended", "header"],
+)
+def test_an_altered_parsed_copy_is_never_used(
+    toy: Path, cache: Path, parses: list[str], damage: Callable[[Path], None], reason: str
+) -> None:
+    """Same shape, other bytes: the copy is refused, the source parsed again, once."""
+    truth = read_idx(toy / "t10k-images.gz").reshape(5, -1)
+    load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    copy = _copy_of(toy, cache)
+    damage(copy)
+    parses.clear()
+    with pytest.warns(UserWarning) as warned:
+        x, _ = load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    np.testing.assert_array_equal(x, truth)
+    assert parses == ["t10k-images.gz"]
+    (message,) = [str(w.message) for w in warned]
+    assert f"parsed copy {copy} is damaged" in message and reason in message
+    assert "\n" not in message
+    parses.clear()
+    x, _ = load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    assert parses == [] and np.array_equal(x, truth)  # replaced by a good copy
+
+
+def test_a_parsed_copy_carries_its_source_checksum_and_is_bound_to_its_name(
+    toy: Path, cache: Path, parses: list[str]
+) -> None:
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    copy = _copy_of(toy, cache)
+    header = json.loads(copy.read_bytes().split(b"\n")[1])
+    assert header["source"]["md5"] == file_md5(toy / "t10k-images.gz")
+    assert header["source"]["accepted_by"] == "md5"
+    # The source changes (new mtime): the old copy, renamed to the new key, is refused.
+    os.utime(toy / "t10k-images.gz", ns=(1, 1))
+    moved = _copy_of(toy, cache)
+    assert moved != copy
+    moved.write_bytes(copy.read_bytes())
+    parses.clear()
+    with pytest.warns(UserWarning, match="header does not describe this file"):
+        load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    assert parses == ["t10k-images.gz"]
+
+
+@needs_mnist
+def test_a_reordered_real_parsed_copy_does_not_change_the_images(cache: Path) -> None:
+    """The issue's case: images shuffled inside the copy, same shape and size."""
+    x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    spec = get_dataset("mnist").splits["test"].images
+    copy = parsed_module.parsed_copy_path(
+        MNIST_DIR / "t10k-images-idx3-ubyte.gz", spec, cache / "mnist"
+    )
+    data = copy.read_bytes()
+    start = len(data) - 10000 * 784
+    rows = np.frombuffer(data[start:], np.uint8).reshape(10000, 784)
+    copy.write_bytes(data[:start] + rows[::-1].tobytes())
+    with pytest.warns(UserWarning, match="do not match the checksum"):
+        again, t_again = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    np.testing.assert_array_equal(again, x)
+    np.testing.assert_array_equal(t_again, t)
+
+
+_RACE = """
+import os, sys, time
+from pathlib import Path
+ready = Path(sys.argv[2])
+(ready / str(os.getpid())).touch()
+for _ in range(6000):  # both ready: start together
+    if len(list(ready.iterdir())) >= 2:
+        break
+    time.sleep(0.01)
+from xpnet.datasets import load_mnist
+x, t = load_mnist(split="test", data_dir=sys.argv[1], download=False)
+print(len(x), int(t.sum()))
+"""
+
+
+@needs_mnist
+def test_two_processes_parsing_at_once_both_succeed(
+    tmp_path: Path, cache: Path, parses: list[str]
+) -> None:
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    env = {**os.environ, "XPNET_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-c", _RACE, str(MNIST_DIR), str(ready)]
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0]
+    assert outputs[0] == outputs[1] and outputs[0].split()[0] == b"10000"
+    assert sorted(p.suffix for p in (cache / "mnist" / "parsed").iterdir()) == [".parsed"] * 2
+    x, _ = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
+    assert parses == [] and x.shape == (10000, 784)  # both copies whole and valid
+
+
+# Paths that are not UTF-8 ---------------------------------------------------------------
+
+
+def test_a_data_folder_and_cache_with_a_non_utf8_name(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[str]
+) -> None:
+    data = Path(os.fsdecode(os.fsencode(tmp_path) + b"/data\xff"))
+    cache = Path(os.fsdecode(os.fsencode(tmp_path) + b"/cache\xfe"))
+    try:
+        data.mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    for path in toy.iterdir():
+        (data / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(cache))
+    first = load_mnist(False, dataset="toy", split="test", data_dir=data, download=False)
+    again = load_mnist(False, dataset="toy", split="test", data_dir=data, download=False)
+    assert parses == ["t10k-images.gz", "t10k-labels.gz"]  # the second load used the copies
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[0], read_idx(toy / "t10k-images.gz").reshape(5, -1))
+
+
+# One data root for every dataset --------------------------------------------------------
+
+
+def test_the_lookup_order_of_a_data_root(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arg, env = tmp_path / "arg", tmp_path / "env"
+    monkeypatch.setenv("XPNET_DATA_DIR", str(env))
+    assert lookup_dirs(get_dataset("mnist-5k"), arg) == [
+        arg,
+        arg / "mnist-5k",
+        arg / "mnist",
+        env,
+        env / "mnist-5k",
+        env / "mnist",
+        cache / "mnist-5k",
+    ]
+    assert lookup_dirs(get_dataset("fashion-mnist"), None) == [
+        env,
+        env / "fashion-mnist",
+        DEBIAN_FASHION,
+        cache / "fashion-mnist",
+    ]
+
+
+@needs_mnist_5k
+def test_a_data_root_serves_mnist_and_the_5k_subset_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "DATA"
+    linked(root / "mnist", *TEST_FILES, MNIST_5K.name)
+    (x, _), (x_test, _) = load_mnist(dataset="mnist-5k", data_dir=root, download=False)
+    assert x.shape == (5000, 784) and x_test.shape == (10000, 784)
+    monkeypatch.setenv("XPNET_DATA_DIR", str(root))
+    assert load_mnist(split="test", download=False)[0].shape == (10000, 784)
+
+
+@needs_mnist
+def test_fashion_mnist_pointed_at_the_mnist_folder_says_so_in_one_short_line(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    fashion = get_dataset("fashion-mnist")
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(fashion, system_dirs=()))
+    monkeypatch.setenv("XPNET_DATA_DIR", str(MNIST_DIR))
+    with pytest.raises(DataError) as info:
+        load_fashion_mnist(download=False)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert f"{MNIST_DIR} holds mnist's files" in message
+    assert "canonical" not in message and "md5" not in message
+    looked = f"{MNIST_DIR}, {MNIST_DIR / 'fashion-mnist'}, {cache / 'fashion-mnist'}"
+    assert f"not found in {looked} (" in message
+
+
+@needs_mnist
+def test_a_file_of_another_dataset_is_refused_by_name(tmp_path: Path) -> None:
+    spec = get_dataset("fashion-mnist").splits["test"].labels
+    with pytest.raises(ForeignFileError) as info:
+        parse_verified(MNIST_DIR / spec.gz_name, spec, "fashion-mnist")
+    assert str(info.value) == (
+        f"{MNIST_DIR / spec.gz_name} is mnist's t10k-labels-idx1-ubyte, "
+        "not fashion-mnist's t10k-labels-idx1-ubyte"
+    )
+    assert info.value.owner == "mnist"
+
+
+def test_temporary_copies_of_killed_writers_are_swept_and_nothing_else(
+    toy: Path, cache: Path
+) -> None:
+    folder = cache / "toy" / "parsed"
+    folder.mkdir(parents=True)
+    suffix = parsed_module._TEMP_SUFFIX
+    stale = folder / f".t10k-images-0123.parsed.abc123{suffix}"  # as atomic_write names them
+    fresh = folder / f".t10k-labels-4567.parsed.def456{suffix}"  # a writer still at work
+    mine = folder / f".notes{suffix}"  # not a name xpnet gives a copy
+    for path in (stale, fresh, mine):
+        path.write_bytes(b"partial")
+    for path in (stale, mine):
+        os.utime(path, (1, 1))
+    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    assert not stale.exists() and fresh.exists() and mine.exists()

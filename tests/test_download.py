@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import signal
 import socket
 import subprocess
 import sys
@@ -19,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.datasets import DATASETS, DataFile, Dataset, SplitFiles, fetch, load_mnist
+from xpnet.datasets import DATASETS, DataFile, Dataset, SplitFiles, download, fetch, load_mnist
 from xpnet.datasets.idx import idx_bytes
 from xpnet.errors import DataError
 
-pytest.importorskip("pooch", reason="downloads need pooch (pip install 'xpnet[data]')")
+pytest.importorskip("requests", reason="downloads need requests (pip install 'xpnet[data]')")
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "blob.gz"
@@ -207,11 +208,11 @@ def test_two_processes_fetching_at_once_both_succeed(server: LocalServer, cache:
     assert (cache / NAME).read_bytes() == PAYLOAD and leftovers(cache) == [NAME]
 
 
-def test_without_pooch_the_error_says_what_to_install(
+def test_without_requests_the_error_says_what_to_install(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "pooch", None)
-    with pytest.raises(DataError, match=r"needs pooch \(pip install 'xpnet\[data\]'\)"):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    with pytest.raises(DataError, match=r"needs requests \(pip install 'xpnet\[data\]'\)"):
         fetch(NAME, MD5, ["http://127.0.0.1:9/"], cache)
 
 
@@ -303,3 +304,164 @@ def test_book_weights_without_a_cache_folder_say_what_to_install(
     message = str(raised.value)
     assert message.startswith("to download the book's weights, xpnet needs platformdirs")
     assert "pip install 'xpnet[data]'" in message and message.endswith("--weights PATH")
+
+
+# Bounds: deadline, size cap, https first, staging folders of killed processes ----------
+
+
+def trickle(data: bytes, stop: threading.Event) -> Answer:
+    """Announce ``data``, then send it one byte at a time, a little apart (never finishing
+    within the test's deadline, never silent for as long as its per-read timeout)."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        for byte in data:
+            if stop.wait(0.05):
+                return
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                return
+
+    return answer
+
+
+def endless(stop: threading.Event, *, length: int | None = None) -> Answer:
+    """Send zeros until the client hangs up (a bounded lot), announcing ``length`` if given."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        if length is not None:
+            handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        block = bytes(1 << 16)
+        for _ in range(1600):  # at most 100 MiB
+            if stop.is_set():
+                return
+            try:
+                handler.wfile.write(block)
+            except OSError:
+                return
+
+    return answer
+
+
+def stall(data: bytes, stop: threading.Event) -> Answer:
+    """Send half of ``data``, then wait (until the test ends) without closing."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2])
+        handler.wfile.flush()
+        stop.wait(120)
+
+    return answer
+
+
+def test_a_trickling_mirror_is_cut_off_at_the_deadline(server: LocalServer, cache: Path) -> None:
+    server.answers["slow"] = trickle(PAYLOAD, server.stop)
+    began = time.monotonic()
+    with pytest.raises(DataError, match=r"slow/blob\.gz \(not complete within 1 s\)"):
+        fetch(NAME, MD5, [server.url("slow")], cache, timeout=20, deadline=1, progressbar=False)
+    assert time.monotonic() - began < 60  # generous: a byte arrives every 0.05 s
+    assert leftovers(cache) == []
+
+
+@pytest.mark.parametrize("size", [len(PAYLOAD), None])
+def test_an_endless_body_stops_at_the_size_cap(
+    server: LocalServer, cache: Path, monkeypatch: pytest.MonkeyPatch, size: int | None
+) -> None:
+    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE", 1 << 20)
+    cap = len(PAYLOAD) if size is not None else 1 << 20
+    server.answers["flood"] = endless(server.stop)
+    with pytest.raises(DataError, match=f"sends more than the {cap} bytes expected"):
+        fetch(NAME, MD5, [server.url("flood")], cache, timeout=20, size=size, progressbar=False)
+    assert leftovers(cache) == []
+
+
+def test_a_mirror_announcing_another_size_is_not_read(server: LocalServer, cache: Path) -> None:
+    server.answers["huge"] = endless(server.stop, length=10_000_000_000)
+    server.answers["short"] = serve(PAYLOAD[:-1])
+    mirrors = [server.url("huge"), server.url("short")]
+    with pytest.raises(DataError) as info:
+        fetch(NAME, MD5, mirrors, cache, timeout=20, size=len(PAYLOAD), progressbar=False)
+    message = str(info.value)
+    assert "(announces 10000000000 bytes, more than the 200000 expected)" in message
+    assert "(announces 199999 bytes, not the 200000 expected)" in message
+    assert leftovers(cache) == []
+
+
+def test_https_mirrors_are_tried_before_plain_http(server: LocalServer, cache: Path) -> None:
+    with socket.socket() as probe:  # nothing listens there: the https try fails fast
+        probe.bind(("127.0.0.1", 0))
+        secure = f"https://127.0.0.1:{probe.getsockname()[1]}/s/"
+    with pytest.raises(DataError) as info:
+        fetch(NAME, MD5, [server.url("plain"), secure], cache, timeout=5, progressbar=False)
+    message = str(info.value)
+    assert message.index(secure) < message.index(server.url("plain"))
+    # A plain-http mirror is still used, once the md5 of what it sent matches.
+    server.answers["plain"] = serve(PAYLOAD)
+    assert fetch(NAME, MD5, [server.url("plain")], cache, progressbar=False).read_bytes() == PAYLOAD
+
+
+_CHILD_FETCH = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from xpnet.datasets import fetch
+fetch(sys.argv[1], sys.argv[2], [sys.argv[3]], sys.argv[4], timeout=100, progressbar=False)
+"""
+
+
+def start_stalled_download(server: LocalServer, cache: Path) -> subprocess.Popen[bytes]:
+    """A process downloading NAME from a mirror that stalls; returns once its partial
+    file is in a staging folder."""
+    server.answers["stall"] = stall(PAYLOAD, server.stop)
+    command = [sys.executable, "-c", _CHILD_FETCH, NAME, MD5, server.url("stall"), str(cache)]
+    child = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)
+    for _ in range(6000):
+        if list(cache.glob(f".download-*/{NAME}")) or child.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert child.poll() is None, child.communicate()[1].decode()
+    assert list(cache.glob(f".download-*/{NAME}")), "the child never started downloading"
+    return child
+
+
+def test_a_download_killed_mid_file_is_swept_by_the_next_one(
+    server: LocalServer, cache: Path
+) -> None:
+    child = start_stalled_download(server, cache)
+    child.kill()  # SIGKILL: no clean-up runs
+    child.communicate(timeout=60)
+    (litter,) = cache.glob(".download-*")
+    mine = cache / ".download-mine"  # not xpnet's (no lock file): never touched
+    mine.mkdir()
+    (mine / "notes").write_text("keep")
+    server.answers["good"] = serve(PAYLOAD)
+    fetch(NAME, MD5, [server.url("good")], cache, timeout=20, progressbar=False)
+    assert not litter.exists()
+    assert leftovers(cache) == [".download-mine", ".download-mine/notes", NAME]
+
+
+def test_a_live_download_keeps_its_staging_folder(server: LocalServer, cache: Path) -> None:
+    child = start_stalled_download(server, cache)
+    (staging,) = cache.glob(".download-*")
+    server.answers["good"] = serve(PAYLOAD)
+    fetch(NAME, MD5, [server.url("good")], cache, timeout=20, progressbar=False)
+    assert (staging / NAME).exists()  # the live one was left alone
+    server.stop.set()  # the stalled mirror hangs up: the child fails and cleans up
+    child.communicate(timeout=120)
+    assert leftovers(cache) == [NAME]
+
+
+def test_ctrl_c_mid_download_leaves_nothing(server: LocalServer, cache: Path) -> None:
+    child = start_stalled_download(server, cache)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode != 0 and b"KeyboardInterrupt" in err
+    assert leftovers(cache) == []

