@@ -29,6 +29,7 @@ from realdata import (
     needs_mnist_5k,
 )
 
+from xpnet._atomic import TEMP_SUFFIX
 from xpnet.datasets import (
     DATASETS,
     DataFile,
@@ -705,7 +706,7 @@ def test_temporary_copies_of_killed_writers_are_swept_and_nothing_else(
 ) -> None:
     folder = cache / "toy" / "parsed"
     folder.mkdir(parents=True)
-    suffix = parsed_module._TEMP_SUFFIX
+    suffix = TEMP_SUFFIX
     stale = folder / f".t10k-images-0123.parsed.abc123{suffix}"  # as atomic_write names them
     fresh = folder / f".t10k-labels-4567.parsed.def456{suffix}"  # a writer still at work
     mine = folder / f".notes{suffix}"  # not a name xpnet gives a copy

@@ -102,6 +102,7 @@ def test_one_epoch_of_fashion_mnist_on_numpy_reaches_80_percent(tmp_path, capsys
         capsys,
         *("--dataset", "fashion-mnist", "--no-download", "--epochs", "1", "--json"),
         *("--optimizer", "adam", "--lr", "0.003", "--out", str(tmp_path / "w.npz")),
+        *("--weight-decay", "0", "--augment-shift", "0"),  # one plain epoch, not the defaults
     )
     assert status == 0
     report = json.loads(stdout)

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet import _atomic
-from xpnet._atomic import atomic_write
+from xpnet._atomic import TEMP_SUFFIX, atomic_write
 from xpnet.datasets.idx import read_errors
 from xpnet.datasets.registry import DataFile
 from xpnet.datasets.verify import Verified, parse_verified
@@ -41,8 +40,6 @@ _MAX_HEADER = 4096
 _CHUNK = 1 << 20
 _STALE = 3600.0
 """Seconds after which a temporary copy (a writer killed mid-write) is removed."""
-_TEMP_SUFFIX: str = getattr(_atomic, "TEMP_SUFFIX", ".part")
-"""How atomic_write ends the names of its temporary files."""
 
 
 class _Damaged(Exception):
@@ -187,7 +184,7 @@ def _sweep_temporaries(folder: Path) -> None:
     for an hour: a live writer finishes a copy long before that.
     """
     try:
-        entries = list(folder.glob(f".*.parsed.*{_TEMP_SUFFIX}"))
+        entries = list(folder.glob(f".*.parsed.*{TEMP_SUFFIX}"))
     except OSError:
         return
     now = time.time()
