@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 data=${1:-../shared/data}
 python=${PYTHON:-python3}
 packages=(
-    array-api-compat array-api-extra array-api-strict pooch platformdirs tqdm threadpoolctl
+    array-api-compat array-api-extra array-api-strict platformdirs tqdm threadpoolctl
     requests urllib3 idna charset-normalizer certifi
     hypothesis attrs sortedcontainers
     matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil tzdata
