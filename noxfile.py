@@ -29,35 +29,61 @@ def run_suite(session: nox.Session, backend: str, *extra_args: str) -> None:
     session.run("pytest", "--backend", backend, *extra_args, *session.posargs)
 
 
+# The importers' extras: each session that can, tests bringing models in on its backend.
+IMPORTERS = "sklearn,onnx,safetensors"
+
+
 @nox.session
 def numpy(session: nox.Session) -> None:
-    """NumPy with numba, so the compiled sigmoid kernel is tested here (the other sessions
-    run NumPy's own kernels)."""
-    session.install("-e", ".[test,jit]")
+    """NumPy with ONNX Runtime (the ``fast`` extra) and the importers, in random test order
+    (pytest-randomly prints the seed that reproduces an order)."""
+    session.install("-e", f".[test,fast,{IMPORTERS}]", "pytest-randomly")
     run_suite(session, "numpy")
+
+
+WIDEST_SIMD = (
+    "from numpy._core._multiarray_umath import __cpu_dispatch__ as d, __cpu_features__ as f; "
+    "found = [t for t in d if f.get(t)]; print(' '.join(found[1:] if len(found) > 1 else found))"
+)
+"""Prints the SIMD targets to switch off: every one NumPy dispatches to here but the narrowest
+(with only one, that one), so NumPy runs the kernels of a CPU one level down."""
+
+
+@nox.session
+def numpy_narrower_simd(session: nox.Session) -> None:
+    """NumPy's generic path (no ``fast`` extra) with its widest SIMD kernels switched off
+    (``NPY_DISABLE_CPU_FEATURES``): a second CPU profile for every test that compares
+    results."""
+    session.install("-e", ".[test]")
+    disabled = str(session.run("python", "-c", WIDEST_SIMD, silent=True) or "").strip()
+    session.log(f"NPY_DISABLE_CPU_FEATURES={disabled!r}")
+    session.env["NPY_DISABLE_CPU_FEATURES"] = disabled
+    run_suite(session, "numpy", "-p", "no:randomly")
 
 
 @nox.session
 def array_api_strict(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("-e", f".[test,{IMPORTERS}]")
     run_suite(session, "array_api_strict")
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    session.install("-e", ".[test]", TORCH)
+    session.install("-e", f".[test,{IMPORTERS},keras]", TORCH)
+    session.env["KERAS_BACKEND"] = "torch"
     run_suite(session, "torch")
 
 
 @nox.session
 def dask(session: nox.Session) -> None:
-    session.install("-e", ".[test,dask]")
+    session.install("-e", f".[test,dask,{IMPORTERS}]")
     run_suite(session, "dask")
 
 
 @nox.session
 def jax(session: nox.Session) -> None:
-    session.install("-e", ".[test,jax]")
+    session.install("-e", f".[test,jax,{IMPORTERS},keras]")
+    session.env["KERAS_BACKEND"] = "jax"
     session.env["JAX_ENABLE_X64"] = "1"  # so float64 is tested too, as on the other backends
     run_suite(session, "jax")
 
