@@ -209,7 +209,10 @@ def test_xpnet_backends_names_broken_backends_in_one_line_each():
     jax_line = next(line for line in lines if line.startswith("jax "))
     assert " no " in torch_line and "OSError: libtorch_cuda.so: undefined symbol" in torch_line
     assert " no " in jax_line and "ImportError: jaxlib version mismatch" in jax_line
-    statuses = json.loads(document)
+    statuses = {
+        entry["backend"]: {"available": entry["available"], "reason": entry["reason"]}
+        for entry in json.loads(document)["backends"]
+    }
     assert statuses["torch"]["available"] is False and statuses["jax"]["available"] is False
     assert statuses["numpy"] == {"available": True, "reason": ""}
     assert statuses["cupy"]["reason"].startswith(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -346,15 +347,12 @@ def init_network(
 
 
 def _available_host_memory() -> int | None:
-    """Bytes of memory the host can still give (Linux's MemAvailable); ``None`` if unknown."""
+    """Bytes of memory the host can still give, as the C library counts them; ``None`` where
+    the system does not say."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
         return None
-    return None
 
 
 def to_backend(network: NetworkLike, backend: str, device: str | None = None) -> Network:
