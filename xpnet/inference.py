@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from functools import partial
 
-from xpnet import _dask, _numpy_fast
+from xpnet import _dask
+from xpnet import _onnxruntime_engine as _engine
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network, NetworkLike, as_network
+from xpnet.onnx_export import ORDER_PRESERVING
 
 DEFAULT_BATCH_SIZE = 100
 """The textbook's batch size; ``batch_size=None`` runs the whole input as one batch."""
@@ -42,7 +44,8 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     (sigmoid, sigmoid, softmax). ``x`` must share the network's namespace and device; it
     is cast to the network's dtype batch by batch (so raw uint8 pixels are fine, see
     :meth:`~xpnet.Network.scale_input`). ``batch_size`` bounds the rows computed at once;
-    ``None`` runs ``x`` whole. NumPy input takes a faster path with the same results.
+    ``None`` runs ``x`` whole. NumPy input runs in ONNX Runtime where the ``fast`` extra
+    installs it (see :func:`xpnet.numpy_engine`), with the same labels.
     """
     net = as_network(network)
     net.validate_input(x)
@@ -60,8 +63,8 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
 
 
 def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
-    if _numpy_fast.applies(net, x):
-        return _numpy_fast.forward(net, x, labels=labels)
+    if _engine.applies(net, x):
+        return _engine.forward(net, x, labels=labels)
     if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
         chunk_forward = partial(_run, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
@@ -79,7 +82,7 @@ def _forward(net: Network, x: Array, *, labels: bool) -> Array:
     for layer in hidden:
         x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
     z = x @ last.weight + last.bias
-    if labels and last.activation in _numpy_fast.ORDER_PRESERVING:
+    if labels and last.activation in ORDER_PRESERVING:
         return xp.argmax(z, axis=-1)
     out = ACTIVATIONS[last.activation](z)
     return xp.argmax(out, axis=-1) if labels else out
@@ -98,8 +101,8 @@ def count_correct(
     xp = net.xp
     if t.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]} labels")
-    # The NumPy fast path blocks the rows itself; dask batches inside each chunk, lazily.
-    whole = _numpy_fast.applies(net, x) or _dask.applies(x)
+    # ONNX Runtime blocks the rows itself; dask batches inside each chunk, lazily.
+    whole = _engine.applies(net, x) or _dask.applies(x)
     correct = 0
     for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
         labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
