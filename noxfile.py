@@ -26,9 +26,9 @@ def run_suite(session: nox.Session, backend: str, *extra_args: str) -> None:
 
 @nox.session
 def numpy(session: nox.Session) -> None:
-    """NumPy with numba, so the compiled sigmoid kernel is tested here (the other sessions
-    run NumPy's own kernels)."""
-    session.install("-e", ".[test,jit]")
+    """NumPy with ONNX Runtime (extra ``fast``), so its engine and the exporter are tested
+    here (the other sessions run NumPy's generic path)."""
+    session.install("-e", ".[test,fast]")
     run_suite(session, "numpy")
 
 

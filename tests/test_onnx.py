@@ -412,3 +412,17 @@ def test_dask_worker_processes_build_their_own_sessions(request, builds):
         seen = client.run(sessions_here)
     assert all(pid != os.getpid() for pid, _ in seen.values())
     assert sum(count for _, count in seen.values()) >= 1
+
+
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_raw_pixels_convert_in_numpy_or_in_the_graph_with_the_same_answers(
+    in_graph, builds, monkeypatch
+):
+    monkeypatch.setattr(engine, "CAST_IN_GRAPH", in_graph)
+    network = random_network(["sigmoid", "sigmoid", "softmax"], "float32").scale_input(1 / 255)
+    pixels = np.random.default_rng(7).integers(0, 256, (60, network.sizes[0]), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        xpnet.predict_labels(network, pixels), generic(network, pixels, labels=True)
+    )
+    fed = np.dtype(np.uint8 if in_graph else np.float32)
+    assert builds == [(True, fed, engine.THREADS)]

@@ -24,7 +24,7 @@ THREADS = 0
 """ONNX Runtime's intra-op threads on the main thread (0: one per physical core). Calls
 from other threads (dask's chunk tasks, a caller's pool) run on their own thread."""
 
-SPINNING = "0"
+SPINNING = "1"
 """Whether ONNX Runtime's idle threads spin-wait for the next call ("1") or sleep ("0")."""
 
 CAST_IN_GRAPH = False

@@ -74,7 +74,7 @@ def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any =
             nodes.append(helper.make_node("Greater", [z, "zero"], [f"{z}_positive"]))
             nodes.append(helper.make_node("Cast", [f"{z}_positive"], [a], to=elem))
         else:
-            axis = {"axis": -1} if layer.activation == "softmax" else {}
+            axis: dict[str, Any] = {"axis": -1} if layer.activation == "softmax" else {}
             nodes.append(helper.make_node(_OPERATORS[layer.activation], [z], [a], **axis))
     if labels:
         nodes.append(helper.make_node("ArgMax", [a], ["labels"], axis=1, keepdims=0))

@@ -254,7 +254,7 @@ def jax_variant(work: Workload) -> Variant | None:
 ONNXRUNTIME_THREADS = 0
 """The hand-built ONNX Runtime peer's intra-op threads: its best setting here."""
 
-ONNXRUNTIME_SPINNING = "0"
+ONNXRUNTIME_SPINNING = "1"
 """Whether its idle threads spin ("1") or sleep ("0"): its best setting here."""
 
 
