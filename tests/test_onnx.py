@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import pickle
 import subprocess
@@ -326,24 +325,37 @@ def test_every_process_gives_the_same_bits():
     assert runs[0].stdout.strip() == runs[1].stdout.strip() == here
 
 
-def _in_forked_child(queue, network, x) -> None:
-    queue.put((len(engine._entries), xpnet.predict_labels(network, x)))
+FORKED = """
+import multiprocessing, numpy as np, xpnet
+from xpnet import _onnxruntime_engine as engine
 
+def child(queue, network, x):
+    queue.put((len(engine._entries), xpnet.predict_labels(network, x).tolist()))
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_child_builds_its_own_session(builds):
-    network = random_network(["sigmoid", "softmax"], "float32")
-    x = np.random.default_rng(6).normal(size=(40, network.sizes[0])).astype(np.float32)
-    expected = xpnet.predict_labels(network, x)
+if __name__ == "__main__":
+    network = xpnet.init_network((30, 12, 5), seed=1)
+    x = np.random.default_rng(6).normal(size=(40, 30)).astype(np.float32)
+    expected = xpnet.predict_labels(network, x).tolist()
     assert len(engine._entries) == 1
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_in_forked_child, args=(queue, network, x))
-    child.start()
+    process = context.Process(target=child, args=(queue, network, x))
+    process.start()
     inherited, labels = queue.get(timeout=120)
-    child.join(timeout=60)
-    assert child.exitcode == 0 and inherited == 0
-    np.testing.assert_array_equal(labels, expected)
+    process.join(timeout=60)
+    print(process.exitcode, inherited, labels == expected)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_builds_its_own_session(tmp_path):
+    # In a fresh process of its own: other libraries' threads (JAX's) make forking unsafe.
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["0", "0", "True"]  # exit 0, no inherited session, same labels
 
 
 def test_a_pickled_network_carries_no_session(builds):
