@@ -11,9 +11,8 @@ import pytest
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _numpy_fast
 from xpnet.backends import to_host
-from xpnet.bench import report
+from xpnet.bench import report, variants
 from xpnet.bench.machine import Machine, flops_per_image
 from xpnet.bench.stream import stream_count, write_tiled
 from xpnet.bench.timing import time_interleaved
@@ -28,7 +27,7 @@ def test_floor_is_the_larger_of_compute_and_memory_time():
         sgemm_gflops=200.0,
         copy_gbytes_per_second=10.0,
         blas="test",
-        numpy_sigmoid="exp",
+        numpy_engine="generic: test",
     )
     compute = 90_400 * 10_000 / 200e9
     assert machine.floor_seconds((784, 50, 100, 10), 10_000, 0) == pytest.approx(compute)
@@ -136,7 +135,11 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     } <= set(names)
     assert result["correct"] == BOOK_CORRECT
     assert result["floor_ms"] > 0 and result["machine"]["sgemm_gflops"] > 0
-    assert result["machine"]["numpy_sigmoid"] in _numpy_fast.SIGMOID_KERNELS
+    assert result["machine"]["numpy_engine"] == ": ".join(xpnet.numpy_engine())
+    assert [v["name"] for v in result["variants_back_to_back"]] == names
+    assert {t["variant"] for t in result["targets_back_to_back"]} <= set(names)
+    if xpnet.numpy_engine()[0] == "onnxruntime":
+        assert {"onnxruntime", "xpnet numpy on cpu, generic"} <= set(names)
     assert result["machine"]["cpu"].endswith(" cores")
     assert all(v["milliseconds"] > 0 for v in result["variants"])
     assert chart.stat().st_size > 1000
@@ -160,18 +163,49 @@ def test_xpnet_under_jax_jit_is_a_variant_where_jax_is_installed():
     )
 
 
-@pytest.mark.parametrize("fastest", ["numba", "exp"])
-def test_numpys_own_sigmoid_is_timed_beside_numbas_only_where_numba_is_chosen(fastest, monkeypatch):
-    if fastest == "numba":
-        pytest.importorskip("numba", reason="the variant without numba needs numba to differ")
-    seconds = {"tanh": 3.0, "exp": 2.0, "numba": 1.0 if fastest == "numba" else 4.0}
-    monkeypatch.setattr(_numpy_fast, "_kernel_seconds", lambda dtype: seconds)
-    found = {v.name: v for v in xpnet_variants(small_workload(), [xpnet.get_backend("numpy")])}
-    name = "xpnet numpy on cpu, no numba"
-    assert (name in found) == (fastest == "numba")
-    if fastest == "numba":
-        assert found[name].note == "NumPy's own sigmoid (exp)"
-        assert found[name].run() == found["xpnet numpy on cpu"].run()
+def test_peers_are_built_from_the_loaded_network_whatever_its_layers():
+    network = xpnet.init_network((784, 30, 20, 10), activations=["relu", "sigmoid", "identity"])
+    pixels = np.random.default_rng(5).integers(0, 256, (64, 784), dtype=np.uint8)
+    images = pixels.astype(np.float32) / 255.0
+    labels = np.random.default_rng(6).integers(0, 10, 64)
+    work = Workload(network, images, pixels, labels)
+    expected = xpnet.count_correct(network, images, labels)
+    peers = [variants.torch_variant(work), variants.jax_variant(work)]
+    peers.append(variants.onnxruntime_variant(work))
+    ran = [peer.run() for peer in peers if peer is not None]
+    if not ran:
+        pytest.skip("none of torch, jax, onnxruntime is installed")
+    assert ran == [expected] * len(ran)
+    assert variants.book_variants(work) == []  # the book's code is for its own network only
+
+
+def test_back_to_back_rounds_time_all_but_the_first_call_of_each_streak():
+    calls: list[str] = []
+    variant = Variant("a", lambda: calls.append("a") or 1)
+    medians = time_interleaved([variant], rounds=3, pause=0, expected=1, streak=4)
+    assert len(calls) == 2 + 3 * 4 and medians["a"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--rounds", "0", "expected a positive integer, got 0"),
+        ("--pause", "-1", "expected a number of seconds >= 0, got -1"),
+        ("--pause", "nan", "expected a number of seconds >= 0, got nan"),
+    ],
+)
+def test_bad_rounds_and_pauses_are_refused_before_anything_runs(option, value, says, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--weights", "/nonexistent/weights.npz", option, value])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_an_unknown_backend_is_one_line_before_anything_runs(capsys):
+    status = main(["bench", "--weights", "/nonexistent/weights.npz", "--backends", "nope"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xpnet: error: unknown backend 'nope' in")
 
 
 @pytest.mark.filterwarnings("error")  # JAX without x64 warns as it truncates int64

@@ -14,7 +14,7 @@ from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _blas, _dask
+from xpnet import _dask
 from xpnet.cli import main
 from xpnet.scaleout.schedulers import compute
 from xpnet.scaleout.store import open_store, write_store
@@ -85,24 +85,6 @@ def test_count_correct_and_accuracy_match_numpy(one_hot, dtype):
     x_dask, t_dask = da.from_array(x, chunks=(256, 392)), da.from_array(t, chunks=200)
     assert xpnet.count_correct(on_dask, x_dask, t_dask, batch_size=64) == expected
     assert xpnet.accuracy(on_dask, x_dask, t_dask) == expected / 900
-
-
-def test_chunks_run_with_one_blas_thread_and_the_setting_comes_back():
-    before = _blas.blas_threads()
-    if before is None:
-        pytest.skip("threadpoolctl is not installed")
-    seen = []
-
-    def forward(network, rows):
-        seen.append(_blas.blas_threads())
-        return xpnet.predict_labels(network, rows)
-
-    _, on_dask = networks()
-    x, _ = digits(400)
-    rows = da.from_array(x, chunks=(100, -1))
-    _dask.forward(on_dask, rows, forward, labels=True).compute(scheduler="threads")
-    assert seen == [1, 1, 1, 1]  # dask's threads are the parallelism
-    assert _blas.blas_threads() == before
 
 
 def test_compute_draws_dasks_progress_bar_on_stderr(capsys):

@@ -19,7 +19,6 @@ import pytest
 from realdata import MNIST_DIR, REPO, needs_debian_fashion, needs_mnist, needs_mnist_5k
 
 import xpnet
-from xpnet._blas import one_blas_thread
 from xpnet.cli import build_parser, main
 from xpnet.cli import train as train_command
 from xpnet.cli.provenance import TrainingRecord
@@ -76,7 +75,7 @@ def test_the_loss_falls_on_the_5k_subset_on_every_backend(backend, device_option
     on_cpu = backend.name in ("numpy", "array_api_strict", "dask") or (
         backend.name == "torch" and report["device"] == "cpu"
     )
-    assert report["cpu_threads"] == (1 if on_cpu else None)
+    assert report["cpu_threads"] >= 1 if on_cpu else report["cpu_threads"] is None
     assert xpnet.read_weights_info(out)["metadata"] == {
         key: value for key, value in report.items() if key not in ("out", "files")
     }
@@ -134,7 +133,9 @@ def test_the_bundled_weights_say_how_they_were_made():
 def test_the_bundled_weights_score_what_they_record():
     x, t = load_mnist(split="test", data_dir=MNIST_DIR, download=False)
     recorded = xpnet.read_weights_info(xpnet.BUNDLED_WEIGHTS)["metadata"]["test_accuracy"]
-    with one_blas_thread():  # as when they were made: bitwise the same sums
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):  # as when they were made: the same sums
         _, accuracy = xpnet.evaluate(xpnet.load_weights(xpnet.BUNDLED_WEIGHTS), x, t)
     assert accuracy == recorded >= 0.95
 
@@ -162,13 +163,11 @@ def test_json_is_one_object_with_the_record_and_the_file(made_up_mnist, tmp_path
     )
 
 
-def test_torch_trains_on_one_cpu_thread_and_gets_its_threads_back(made_up_mnist, tmp_path, capsys):
+def test_torch_training_records_its_cpu_threads(made_up_mnist, tmp_path, capsys):
     torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
     options = ["--backend", "torch", "--device", "cpu", "--epochs", "1", "--json"]
     status, stdout, _ = train(capsys, *options, "--out", str(tmp_path / "w.npz"))
-    assert status == 0 and json.loads(stdout)["cpu_threads"] == 1
-    assert torch.get_num_threads() == before
+    assert status == 0 and json.loads(stdout)["cpu_threads"] == torch.get_num_threads()
 
 
 def test_human_output_and_a_line_per_epoch(made_up_mnist, tmp_path, capsys):

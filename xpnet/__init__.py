@@ -4,6 +4,7 @@ Every function takes its array namespace from its inputs, so the same call runs 
 CPU or a GPU. ``import xpnet`` loads no optional backend.
 """
 
+from xpnet._onnxruntime_engine import numpy_engine
 from xpnet._safe_pickle import load_textbook_pickle
 from xpnet.activations import identity_function, relu, sigmoid, softmax, step_function
 from xpnet.backends import (
@@ -33,6 +34,7 @@ from xpnet.inference import (
     predict_labels_streaming,
 )
 from xpnet.network import Layer, Network, init_network, to_backend
+from xpnet.onnx_export import export_onnx
 from xpnet.optimizers import SGD, Adam, Momentum, Optimizer, make_optimizer
 from xpnet.pretrained import BUNDLED_WEIGHTS
 from xpnet.training import BatchStats, EpochStats, History, evaluate, shift_images, train
@@ -64,6 +66,7 @@ __all__ = [
     "backend_status",
     "count_correct",
     "evaluate",
+    "export_onnx",
     "from_keras",
     "from_onnx",
     "from_sklearn",
@@ -76,6 +79,7 @@ __all__ = [
     "load_weights",
     "loss_and_gradients",
     "make_optimizer",
+    "numpy_engine",
     "predict",
     "predict_labels",
     "predict_labels_streaming",

@@ -1,10 +1,11 @@
 """The forward pass on dask arrays: one task per row chunk, lazily, on any dask scheduler.
 
 Each row chunk of ``x`` goes through the network in one task, by the same per-array code as
-an in-memory array (NumPy chunks take the NumPy fast path, CuPy chunks the generic path on
-their GPU), so the task graph grows with the number of chunks and not with the batches
-inside a chunk. The network's arrays enter the graph once, as one key each that every chunk
-task depends on: a distributed scheduler ships them to each worker once, never per task.
+an in-memory array (NumPy chunks in ONNX Runtime where it is installed, each process building
+its own session; CuPy chunks the generic path on their GPU), so the task graph grows with
+the number of chunks and not with the batches inside a chunk. The network's arrays enter the
+graph once, as one key each that every chunk task depends on: a distributed scheduler ships
+them to each worker once, never per task.
 Nothing runs until the caller computes the result. ``import xpnet`` imports no dask.
 """
 
@@ -15,7 +16,6 @@ from typing import Any
 
 import array_api_compat as compat
 
-from xpnet import _blas
 from xpnet._typing import Array
 from xpnet.network import Layer, Network
 
@@ -71,8 +71,7 @@ def _chunk(
     """One task: the network rebuilt from its in-memory arrays, run over one chunk of rows."""
     weights, biases = map(_only, params[::2]), map(_only, params[1::2])
     network = Network(tuple(Layer(w, b, a) for w, b, a in zip(weights, biases, activations)))
-    with _blas.one_blas_thread():
-        return chunk_forward(network, _only(rows))
+    return chunk_forward(network, _only(rows))
 
 
 def _only(blocks: Array | list) -> Array:

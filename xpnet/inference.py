@@ -20,12 +20,14 @@ import numbers
 from collections.abc import Iterable, Iterator
 from functools import partial
 
-from xpnet import _dask, _numpy_fast
+from xpnet import _dask
+from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import free_device_memory, is_gpu
 from xpnet.network import Network, NetworkLike, as_network
+from xpnet.onnx_export import ORDER_PRESERVING
 
 DEFAULT_BATCH_SIZE = 100
 """The textbook's batch size: what CPU backends use where the caller gives none."""
@@ -128,7 +130,8 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     is cast to the network's dtype batch by batch (so raw uint8 pixels are fine, see
     :meth:`~xpnet.Network.scale_input`); input that cannot be pixels (complex, strings,
     objects, masked arrays) is refused. ``batch_size`` bounds the rows computed at once;
-    ``None`` runs ``x`` whole. NumPy input takes a faster path with the same results.
+    ``None`` runs ``x`` whole. NumPy input runs in ONNX Runtime where the ``fast`` extra
+    installs it (see :func:`xpnet.numpy_engine`), with the same labels.
     """
     net = as_network(network)
     net.validate_input(x)
@@ -150,8 +153,8 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
 
 
 def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
-    if _numpy_fast.applies(net, x):
-        return _numpy_fast.forward(net, x, labels=labels)
+    if _engine.applies(net, x):
+        return _engine.forward(net, x, labels=labels)
     if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
         chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
@@ -175,7 +178,7 @@ def _forward(net: Network, x: Array, *, labels: bool) -> Array:
     for layer in hidden:
         x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
     z = x @ last.weight + last.bias
-    if labels and last.activation in _numpy_fast.ORDER_PRESERVING:
+    if labels and last.activation in ORDER_PRESERVING:
         return xp.argmax(z, axis=-1)
     out = ACTIVATIONS[last.activation](z)
     return xp.argmax(out, axis=-1) if labels else out
@@ -203,8 +206,8 @@ def count_correct(
         net.validate_labels(t, x)
         if batch_size is None:
             batch_size = batch_size_for(net, x)
-        # The NumPy fast path blocks the rows itself; dask batches inside each chunk, lazily.
-        whole = _numpy_fast.applies(net, x) or _dask.applies(x)
+        # ONNX Runtime blocks the rows itself; dask batches inside each chunk, lazily.
+        whole = _engine.applies(net, x) or _dask.applies(x)
         correct = 0
         for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
             labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb

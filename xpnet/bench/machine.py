@@ -1,5 +1,5 @@
 """What this machine is and can do at best: its CPU, its sgemm rate, its copy bandwidth,
-its BLAS kernel and the sigmoid kernel xpnet's NumPy path timed fastest on it.
+its BLAS kernel and the engine that runs xpnet's forward pass on NumPy input.
 
 The floor of an inference is the larger of its FLOPs at the sgemm rate and its input
 bytes at the copy bandwidth; every timing is reported as a multiple of it.
@@ -8,6 +8,7 @@ bytes at the copy bandwidth; every timing is reported as a multiple of it.
 from __future__ import annotations
 
 import itertools
+import os
 import platform
 import statistics
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xpnet._numpy_fast import sigmoid_kernel, usable_cores
+from xpnet._onnxruntime_engine import numpy_engine
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Machine:
     sgemm_gflops: float
     copy_gbytes_per_second: float
     blas: str
-    numpy_sigmoid: str
+    numpy_engine: str
 
     def floor_seconds(self, sizes: Sequence[int], images: int, input_bytes: int) -> float:
         """The least time for ``images`` through dense layers ``sizes``."""
@@ -48,7 +49,7 @@ def measure_machine(*, sgemm_size: int = 4096, copy_megabytes: int = 512) -> Mac
         sgemm_gflops=_sgemm_gflops(sgemm_size),
         copy_gbytes_per_second=_copy_gbytes_per_second(copy_megabytes),
         blas=blas_description(),
-        numpy_sigmoid=sigmoid_kernel(np.dtype(np.float32)),
+        numpy_engine=": ".join(numpy_engine()),
     )
 
 
@@ -104,3 +105,10 @@ def cpu_description() -> str:
         names = []
     model = names[0] if names else platform.processor() or platform.machine() or "unknown CPU"
     return f"{model}, {usable_cores()} cores"
+
+
+def usable_cores() -> int:
+    """How many cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -12,7 +12,8 @@ from xpnet.bench.machine import Machine
 from xpnet.bench.variants import PEERS, Variant
 
 TARGETS = (
-    ("xpnet numpy on cpu", "torch native", 0.8),
+    ("xpnet numpy on cpu", "onnxruntime", 1.05),
+    ("xpnet numpy on cpu", "torch native", 1.0),
     ("xpnet numpy on cpu", "jax.jit", 1.0),
     ("end to end, warm files", "xpnet numpy on cpu", 1.5),
 )
@@ -86,7 +87,7 @@ def summary(machine: Machine, floor: float, images: int, met: Sequence[dict[str,
     lines = [
         f"floor: {floor * 1e3:.2f} ms for {images} images (sgemm {machine.sgemm_gflops:.0f} "
         f"GFLOP/s, copy {machine.copy_gbytes_per_second:.1f} GB/s)",
-        f"CPU: {machine.cpu}; BLAS: {machine.blas}; NumPy sigmoid kernel: {machine.numpy_sigmoid}",
+        f"CPU: {machine.cpu}; BLAS: {machine.blas}; NumPy engine: {machine.numpy_engine}",
     ]
     lines += [
         f"target: {t['variant']} / {t['peer']} = {t['ratio']:.2f} (at most {t['at_most']}): "

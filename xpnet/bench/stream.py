@@ -68,8 +68,9 @@ def main() -> None:
     parser.add_argument("weights")
     args = parser.parse_args()
     network = xpnet.load_weights(args.weights).scale_input(1 / 255)
-    # One image first, timed apart: what a process pays once (numba compiling) is not the
-    # streaming speed, and what it keeps in memory is counted before the stream starts.
+    # One image first, timed apart: what a process pays once (ONNX Runtime building its
+    # session) is not the streaming speed, and what it keeps in memory is counted before the
+    # stream starts.
     start = time.perf_counter()
     xpnet.predict_labels(network, np.zeros((1, network.sizes[0]), dtype=np.uint8))
     first_call_seconds = time.perf_counter() - start

@@ -1,8 +1,9 @@
-"""Interleaved timing: every variant once per round, medians over rounds, pauses between.
+"""Interleaved timing: every variant in turn each round, medians over rounds.
 
 Interleaving spreads a shared machine's noise over all variants alike, so their ratios
-hold even when the absolute times drift. The pause lets BLAS threads left spinning by
-one variant go to sleep before the next starts (on 2 cores they starve PyTorch's).
+hold even when the absolute times drift. Two regimes: after a pause (each variant called
+once, its threads asleep, as a program that classifies now and then), and back to back
+(each variant called several times in a row, as a program that classifies in a loop).
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ def time_interleaved(
     rounds: int,
     pause: float,
     expected: int,
+    streak: int = 1,
     on_round: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Median seconds of each variant over ``rounds``, after two warm-up runs each.
 
-    Every warm-up result must equal ``expected`` (the number correct): a faster variant
-    that loses accuracy is an error, not a result.
+    Each round, each variant waits ``pause`` seconds and then runs ``streak`` times in a
+    row; with ``streak`` above 1 the first run of each streak is not timed, so the times
+    are those of calls right after the same call. Every warm-up result must equal
+    ``expected`` (the number correct): a faster variant that loses accuracy is an error,
+    not a result.
     """
     for variant in variants:
         for _ in range(2):
@@ -39,9 +44,12 @@ def time_interleaved(
         order = [*variants[shift:], *variants[:shift]]
         for variant in order:
             time.sleep(pause)
-            start = time.perf_counter()
-            variant.run()
-            samples[variant.name].append(time.perf_counter() - start)
+            if streak > 1:
+                variant.run()
+            for _ in range(max(1, streak - 1)):
+                start = time.perf_counter()
+                variant.run()
+                samples[variant.name].append(time.perf_counter() - start)
         if on_round is not None:
             on_round(round_number + 1)
     return {name: statistics.median(times) for name, times in samples.items()}

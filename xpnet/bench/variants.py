@@ -1,4 +1,5 @@
-"""The contenders: xpnet on each backend, the textbook's loops, native PyTorch and jax.jit.
+"""The contenders: xpnet on each backend, the textbook's loops, and PyTorch, jax.jit and
+ONNX Runtime written by hand from the loaded network.
 
 Each :class:`Variant` classifies the same images with the same weights and returns how
 many it got right, so the benchmark can check that speed never costs accuracy. Device
@@ -15,14 +16,14 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
-from xpnet import _numpy_fast
+from xpnet import inference
 from xpnet._array_api import device_name
 from xpnet._typing import Array
 from xpnet.backends import Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 from xpnet.network import Network
 
-PEERS = ("book batch-100", "torch native", "jax.jit")
+PEERS = ("book batch-100", "onnxruntime", "torch native", "jax.jit")
 """The variants every other one is compared with, in the table's column order."""
 
 
@@ -59,7 +60,10 @@ class Workload:
 
 
 def book_variants(work: Workload) -> list[Variant]:
-    """The textbook's own code: one image at a time, and batches of 100."""
+    """The textbook's own code: one image at a time, and batches of 100 (for the textbook's
+    three layers, sigmoid, sigmoid, softmax; none for another network)."""
+    if work.network.activations != ("sigmoid", "sigmoid", "softmax"):
+        return []
     p, x, t = work.params, work.images, work.labels
 
     def book_predict(a: np.ndarray) -> np.ndarray:
@@ -99,8 +103,8 @@ def xpnet_variants(work: Workload, backends: Sequence[Backend]) -> list[Variant]
         variants.append(_resident(f"xpnet {backend}", backend, work, raw=False))
         if backend.name in ("numpy", "cupy"):
             variants.append(_resident(f"xpnet {backend}, uint8", backend, work, raw=True))
-        if backend.name == "numpy" and _numpy_fast.sigmoid_kernel(work.images.dtype) == "numba":
-            variants.append(_without_numba(backend, work))
+        if backend.name == "numpy":
+            variants.append(_generic(backend, work))
         if backend.name == "jax":
             variants.append(_jitted(backend, work))
     return variants
@@ -135,17 +139,16 @@ def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Vari
     return Variant(name, run, "uint8 pixels, 1/255 folded into W1" if raw else "")
 
 
-def _without_numba(backend: Backend, work: Workload) -> Variant:
-    """xpnet's NumPy path with NumPy's fastest sigmoid kernel instead of numba's: what the
-    ``jit`` extra gains, in the same run."""
+def _generic(backend: Backend, work: Workload) -> Variant:
+    """xpnet's generic array-API forward pass on NumPy, whole: the path without the ``fast``
+    extra, in the same run."""
     network = work.network_on(backend)
-    kernel = _numpy_fast.sigmoid_kernel(work.images.dtype, compiled=False)
 
     def run() -> int:
-        labels = _numpy_fast.forward(network, work.images, labels=True, sigmoid=kernel)
+        labels = inference._forward(network, work.images, labels=True)
         return int(np.count_nonzero(labels == work.labels))
 
-    return Variant(f"xpnet {backend}, no numba", run, f"NumPy's own sigmoid ({kernel})")
+    return Variant(f"xpnet {backend}, generic", run, "without onnxruntime")
 
 
 def transfer_variant(work: Workload, backend: Backend) -> Variant:
@@ -163,30 +166,54 @@ def transfer_variant(work: Workload, backend: Backend) -> Variant:
     return Variant(f"xpnet {backend}, host uint8 in", run, "includes the host-to-device copy")
 
 
+def _layers(work: Workload) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """The loaded network's layers on the host: weight, bias, activation."""
+    return [
+        (np.ascontiguousarray(layer.weight), np.ascontiguousarray(layer.bias), layer.activation)
+        for layer in work.network.layers
+    ]
+
+
 def torch_variant(work: Workload, device: str = "cpu") -> Variant | None:
-    """Hand-written PyTorch: ``addmm`` and ``sigmoid`` under ``inference_mode``."""
+    """Hand-written PyTorch: ``addmm`` and each activation under ``inference_mode``."""
     if importlib.util.find_spec("torch") is None:
         return None
     import torch
 
     if device != "cpu" and not torch.cuda.is_available():
         return None
-    p = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in work.params.items()}
+    functions = {
+        "sigmoid": torch.sigmoid,
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "identity": lambda z: z,
+        "step": lambda z: (z > 0).to(z.dtype),
+        "softmax": lambda z: torch.softmax(z, dim=1),
+    }
+    layers = [
+        (torch.from_numpy(w).to(device), torch.from_numpy(b).to(device), functions[a])
+        for w, b, a in _layers(work)
+    ]
+    *hidden, (w_last, b_last, _) = layers
+    last = work.network.activations[-1]
     x = torch.from_numpy(work.images).to(device)
     t = torch.from_numpy(work.labels).to(device)
 
     def run() -> int:
         with torch.inference_mode():
-            a = torch.sigmoid(torch.addmm(p["b1"], x, p["W1"]))
-            a = torch.sigmoid(torch.addmm(p["b2"], a, p["W2"]))
-            correct = int((torch.addmm(p["b3"], a, p["W3"]).argmax(dim=1) == t).sum())
+            a = x
+            for w, b, f in hidden:
+                a = f(torch.addmm(b, a, w))
+            z = torch.addmm(b_last, a, w_last)
+            z = z if last in ("softmax", "identity") else functions[last](z)
+            correct = int((z.argmax(dim=1) == t).sum())
         return correct
 
     threads = "" if device != "cpu" else f", {torch.get_num_threads()} threads"
     return Variant(
         f"torch native{'' if device == 'cpu' else ' ' + device}",
         run,
-        f"addmm + sigmoid, inference_mode{threads}",
+        f"addmm + activations, inference_mode{threads}",
     )
 
 
@@ -200,17 +227,93 @@ def jax_variant(work: Workload) -> Variant | None:
     import jax
     import jax.numpy as jnp
 
+    functions = {
+        "sigmoid": jax.nn.sigmoid,
+        "relu": jax.nn.relu,
+        "tanh": jnp.tanh,
+        "identity": lambda z: z,
+        "step": lambda z: (z > 0).astype(z.dtype),
+        "softmax": lambda z: jax.nn.softmax(z, axis=1),
+    }
     cpu = jax.devices("cpu")[0]
-    p = {k: jax.device_put(v, cpu) for k, v in work.params.items()}
+    layers = [(jax.device_put(w, cpu), jax.device_put(b, cpu), a) for w, b, a in _layers(work)]
     x, t = jax.device_put(work.images, cpu), jax.device_put(work.labels, cpu)
 
     @jax.jit
     def correct_count(x: jax.Array, t: jax.Array) -> jax.Array:
-        a = jax.nn.sigmoid(x @ p["W1"] + p["b1"])
-        a = jax.nn.sigmoid(a @ p["W2"] + p["b2"])
-        return jnp.count_nonzero(jnp.argmax(a @ p["W3"] + p["b3"], axis=1) == t)
+        *hidden, (w_last, b_last, last) = layers
+        for w, b, a in hidden:
+            x = functions[a](x @ w + b)
+        z = x @ w_last + b_last
+        z = z if last in ("softmax", "identity") else functions[last](z)
+        return jnp.count_nonzero(jnp.argmax(z, axis=1) == t)
 
     return Variant("jax.jit", lambda: int(correct_count(x, t)), "compiled once, warm")
+
+
+ONNXRUNTIME_THREADS = 0
+"""The hand-built ONNX Runtime peer's intra-op threads: its best setting here."""
+
+ONNXRUNTIME_SPINNING = "1"
+"""Whether its idle threads spin ("1") or sleep ("0"): its best setting here."""
+
+
+def onnxruntime_variant(work: Workload) -> Variant | None:
+    """ONNX Runtime running a graph built here by hand with ``onnx.helper`` (``MatMul``,
+    ``Add``, the activations, ``ArgMax``), not by xpnet's exporter."""
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
+        return None
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    operators = {"sigmoid": "Sigmoid", "relu": "Relu", "tanh": "Tanh", "identity": "Identity"}
+    activations = work.network.activations
+    if any(a not in operators for a in activations[:-1]) or activations[-1] not in (
+        "softmax",
+        "identity",
+    ):
+        return None  # a peer for networks whose argmax needs no output activation
+    nodes, weights, a = [], [], "x"
+    for number, (w, b, activation) in enumerate(_layers(work)):
+        weights += [
+            numpy_helper.from_array(w, f"w{number}"),
+            numpy_helper.from_array(b, f"b{number}"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", [a, f"w{number}"], [f"m{number}"]),
+            helper.make_node("Add", [f"m{number}", f"b{number}"], [f"z{number}"]),
+        ]
+        a = f"z{number}"
+        if number < len(activations) - 1:
+            nodes.append(helper.make_node(operators[activation], [a], [f"a{number}"]))
+            a = f"a{number}"
+    nodes.append(helper.make_node("ArgMax", [a], ["labels"], axis=1, keepdims=0))
+    elem = helper.np_dtype_to_tensor_dtype(work.images.dtype)
+    graph = helper.make_graph(
+        nodes,
+        "peer",
+        [helper.make_tensor_value_info("x", elem, ["rows", work.network.sizes[0]])],
+        [helper.make_tensor_value_info("labels", TensorProto.INT64, ["rows"])],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = ONNXRUNTIME_THREADS
+    options.add_session_config_entry("session.intra_op.allow_spinning", ONNXRUNTIME_SPINNING)
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    x, t = work.images, work.labels
+
+    def run() -> int:
+        return int(np.count_nonzero(session.run(None, {"x": x})[0] == t))
+
+    spinning = "spinning" if ONNXRUNTIME_SPINNING == "1" else "no spinning"
+    return Variant(
+        "onnxruntime",
+        run,
+        f"hand-built graph, intra-op threads {ONNXRUNTIME_THREADS or 'per core'}, {spinning}",
+    )
 
 
 def end_to_end_variants(work: Workload, data_dir: str) -> list[Variant]:

@@ -1,8 +1,9 @@
-"""``xpnet bench``: xpnet against the textbook's loops, PyTorch and jax.jit, in one run.
+"""``xpnet bench``: xpnet against the textbook's loops, ONNX Runtime, PyTorch and jax.jit.
 
 Every variant classifies the MNIST test split with the same weights and must get the
-same number right; times are medians of interleaved rounds after warm-up, shown in ms,
-images/s, multiples of this machine's floor and ratios to each peer.
+same number right; times are medians of interleaved rounds after warm-up, after pauses
+and back to back in the same run, shown in ms, images/s, multiples of this machine's
+floor and ratios to each peer.
 """
 
 from __future__ import annotations
@@ -20,16 +21,27 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
-from xpnet.backends import Backend
+from xpnet.backends import BACKENDS, Backend
 from xpnet.bench import machine as machine_module
 from xpnet.bench import report, variants
 from xpnet.bench.timing import time_interleaved
-from xpnet.cli.infer import weights_file
+from xpnet.cli.infer import positive_int, weights_file
 from xpnet.cli.progress import progress_bar
+from xpnet.errors import XpnetError
 from xpnet.weights import load_weights
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax", "dask", "array_api_strict", "cupy")
 _DEVICES = {"cupy": "cuda:0", "torch": "cpu", "jax": "cpu"}
+BACK_TO_BACK = 4
+"""Calls of each variant in a row in the back-to-back rounds: the first, after the pause,
+is not timed; the others each follow the same call at once."""
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="xpnet backends to time (those installed)",
     )
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument("--rounds", type=positive_int, default=15, help="timed rounds (default 15)")
     parser.add_argument(
         "--pause",
-        type=float,
+        type=non_negative_float,
         default=0.2,
-        help="seconds between variants (default 0.2): OpenBLAS threads spin about 0.1 s "
-        "after a call and would starve the next variant's threads",
+        help="seconds before each call in the rounds after pauses (default 0.2), long "
+        "enough for the threads of the call before to go to sleep",
     )
     parser.add_argument(
         "--stream",
@@ -88,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr)
 
+    unknown = [name for name in args.backends if name not in BACKENDS]
+    if unknown:
+        raise XpnetError(
+            f"unknown backend {unknown[0]!r} in --backends; choose from {', '.join(BACKENDS)}"
+        )
     weights = weights_file(args.weights)
     network = load_weights(weights)
     pixels, labels = load_mnist(normalize=False, split="test", data_dir=args.data_dir)
@@ -106,18 +123,30 @@ def run(args: argparse.Namespace) -> int:
     contenders = _contenders(work, backends, gpu, args.data_dir)
     for name, reason in not_timed.items():
         say(f"xpnet on {name} not timed: {reason}")
-    say(f"timing {len(contenders)} variants x {args.rounds} rounds, interleaved...")
-    with progress_bar(total=args.rounds, desc="rounds", unit="round", disable=args.json) as bar:
-        medians = time_interleaved(
-            contenders,
-            rounds=args.rounds,
-            pause=args.pause,
-            expected=expected,
-            on_round=lambda _: bar.update(1),
-        )
-    rows = report.make_rows(contenders, medians, len(labels), floor)
-    met = report.targets(medians)
+    say(
+        f"timing {len(contenders)} variants x {args.rounds} rounds, interleaved, after "
+        f"{args.pause} s pauses and back to back..."
+    )
+    # Both after a pause, so no variant's threads are still busy when the next starts.
+    regimes = {"after pauses": (args.pause, 1), "back to back": (args.pause, BACK_TO_BACK)}
+    measured = {}
+    with progress_bar(total=2 * args.rounds, desc="rounds", unit="round", disable=args.json) as bar:
+        for regime, (pause, streak) in regimes.items():
+            measured[regime] = time_interleaved(
+                contenders,
+                rounds=args.rounds,
+                pause=pause,
+                expected=expected,
+                streak=streak,
+                on_round=lambda _: bar.update(1),
+            )
+    rows = report.make_rows(contenders, measured["after pauses"], len(labels), floor)
+    met = report.targets(measured["after pauses"])
     result = report.as_json(machine, floor, rows, met)
+    rows_b2b = report.make_rows(contenders, measured["back to back"], len(labels), floor)
+    met_b2b = report.targets(measured["back to back"])
+    result["variants_back_to_back"] = [dataclasses.asdict(row) for row in rows_b2b]
+    result["targets_back_to_back"] = met_b2b
     result["correct"] = expected
     result["not_timed"] = not_timed
     if args.stream:
@@ -134,8 +163,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"after {args.pause} s pauses:")
         print(report.table(rows))
         print(report.summary(machine, floor, len(labels), met))
+        print(
+            f"\nback to back ({BACK_TO_BACK} calls in a row after each pause, the first not timed):"
+        )
+        print(report.table(rows_b2b))
+        print(report.summary(machine, floor, len(labels), met_b2b))
         for key in ("streaming", "dask_throughput", "gpu_throughput"):
             if result.get(key):
                 print(f"{key}: {json.dumps(result[key])}")
@@ -148,6 +183,7 @@ def _contenders(
     found = [
         *variants.book_variants(work),
         *variants.xpnet_variants(work, backends),
+        variants.onnxruntime_variant(work),
         variants.torch_variant(work),
         variants.jax_variant(work),
     ]

@@ -56,8 +56,8 @@ class InferenceReport:
     load_seconds: float
     transfer_seconds: float
     first_call_seconds: float | None
-    """One image through the network before the rest: what a process pays once (numba
-    compiling the NumPy path's sigmoid, CuPy its kernels). ``None`` on dask."""
+    """One image through the network before the rest: what a process pays once (ONNX
+    Runtime building its session, CuPy its kernels). ``None`` on dask."""
     compute_seconds: float
     weights_provenance: dict[str, Any] | None
     """How the weights were made, as their file's header records it (``xpnet train``)."""
@@ -174,8 +174,8 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     target.synchronize()
     transferred = time.perf_counter()
 
-    # One image first, timed apart: what a process pays once (numba compiling the NumPy
-    # path's sigmoid, CuPy its kernels) is not throughput.
+    # One image first, timed apart: what a process pays once (ONNX Runtime
+    # building its session, CuPy its kernels) is not throughput.
     warmed, first_call_seconds = transferred, None
     if target.name != "dask" and len(x_host):
         count_correct(network, x[:1, ...], t[:1])

@@ -33,7 +33,7 @@ import numpy as np
 
 from xpnet import __version__
 from xpnet._array_api import device_name
-from xpnet.backends import get_backend
+from xpnet.backends import Backend, get_backend
 from xpnet.cli.options import (
     add_backend_options,
     add_data_options,
@@ -50,7 +50,6 @@ from xpnet.cli.options import (
 )
 from xpnet.cli.progress import EpochBars
 from xpnet.cli.provenance import TrainingRecord
-from xpnet.cli.threads import single_threaded
 from xpnet.datasets import Dataset, get_dataset, load_mnist
 from xpnet.errors import XpnetError
 from xpnet.network import Network, init_network
@@ -245,7 +244,7 @@ def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
         device=args.device,
     )
     test: tuple[float | None, float | None] = (None, None)
-    with single_threaded(target) as threads, EpochBars(args.epochs, disable=args.json) as bars:
+    with EpochBars(args.epochs, disable=args.json) as bars:
         start = time.perf_counter()
         network, history = train(
             network,
@@ -294,13 +293,31 @@ def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
         test_loss=test[0],
         test_accuracy=test[1],
         train_seconds=seconds,
-        cpu_threads=threads,
+        cpu_threads=cpu_threads(target),
         xpnet_version=__version__,
         numpy_version=np.__version__,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
         history=[epoch_log(stats) for stats in history.epochs],
     )
     return record, network
+
+
+def cpu_threads(target: Backend) -> int | None:
+    """Threads of the CPU math (NumPy's BLAS as threadpoolctl reports it, or PyTorch's on
+    the CPU); ``None`` where not known: GPUs, JAX, or threadpoolctl not installed."""
+    if target.name == "torch" and device_name(target.device) == "cpu":
+        import torch
+
+        return int(torch.get_num_threads())
+    if target.name not in ("numpy", "array_api_strict", "dask"):
+        return None
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return max(
+        (p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None
+    )
 
 
 def epoch_log(stats: EpochStats) -> dict[str, Any]:

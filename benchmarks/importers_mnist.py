@@ -1,7 +1,7 @@
 """Models from scikit-learn, PyTorch and Keras, trained on the MNIST 5k subset, classify the
 10,000 MNIST test images in xpnet on every backend exactly as in their own framework.
 
-XPNET_DATA_DIR=../shared/data/mnist python scripts/importers_mnist.py [--json]
+XPNET_DATA_DIR=../shared/data/mnist python benchmarks/importers_mnist.py [--json]
 
 Each source trains a 784-50-100-10 network (sigmoid, sigmoid, softmax) for a few epochs,
 predicts the test labels itself, and is imported into xpnet (live, and through an ONNX file

@@ -1,0 +1,440 @@
+"""The ONNX exporter and the NumPy engine that runs its graph in ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import selected_backends
+from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
+
+import xpnet
+from xpnet import _onnxruntime_engine as engine
+from xpnet import inference
+from xpnet._array_api import device_name
+from xpnet.activations import ACTIVATIONS
+from xpnet.backends import to_host
+from xpnet.onnx_export import IR_VERSION, OPSET, onnx_model
+
+onnx = pytest.importorskip("onnx", reason="the exporter needs onnx (extra fast)")
+ort = pytest.importorskip("onnxruntime", reason="the engine needs onnxruntime (extra fast)")
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[tuple]:
+    """The sessions the engine builds in this test, one entry each; the cache starts empty."""
+    monkeypatch.setattr(engine, "_entries", [])
+    built: list[tuple] = []
+    real = engine._build
+
+    def counting(network, labels, fed, threads):
+        built.append((labels, np.dtype(fed), threads))
+        return real(network, labels, fed, threads)
+
+    monkeypatch.setattr(engine, "_build", counting)
+    return built
+
+
+def random_network(activations, dtype="float64", sizes=(30, 16, 12, 7, 5), seed=0):
+    sizes = sizes[: len(activations) + 1]
+    return xpnet.init_network(sizes, activations=activations, seed=seed, dtype=dtype)
+
+
+def generic(network, x, *, labels):
+    return inference._forward(network, x, labels=labels)
+
+
+def book_labels(params: dict, x: np.ndarray) -> np.ndarray:
+    """The textbook's own ``predict`` (ch. 3), batched, then argmax."""
+
+    def sigmoid(a):
+        return 1 / (1 + np.exp(-a))
+
+    a = sigmoid(x @ params["W1"] + params["b1"])
+    a = sigmoid(a @ params["W2"] + params["b2"])
+    y = a @ params["W3"] + params["b3"]
+    e = np.exp(y - np.max(y, axis=-1, keepdims=True))
+    return np.argmax(e / np.sum(e, axis=-1, keepdims=True), axis=1)
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    from xpnet.datasets import load_mnist
+
+    return load_mnist(normalize=False, split="test", data_dir=MNIST_DIR, download=False)
+
+
+# The exporter --------------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_the_exported_file_runs_in_onnxruntime_with_xpnets_labels(
+    book_weights, test_split, tmp_path
+):
+    network = xpnet.load_weights(book_weights)
+    pixels, t = test_split
+    x = pixels.astype(np.float32) / 255.0
+    path = xpnet.export_onnx(network, tmp_path / "sub" / "book.onnx")
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
+    assert model.ir_version == IR_VERSION and model.opset_import[0].version == OPSET
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props == {
+        "xpnet_version": xpnet.__version__,
+        "activations": '["sigmoid", "sigmoid", "softmax"]',
+    }
+    assert [n.op_type for n in model.graph.node] == ["Gemm", "Sigmoid"] * 2 + ["Gemm", "Softmax"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, {"input": x})[0]
+    labels = np.argmax(probabilities, axis=1)
+    np.testing.assert_array_equal(labels, generic(network, x, labels=True))
+    assert np.count_nonzero(labels == t) == BOOK_CORRECT
+    on64 = xpnet.Network(
+        tuple(
+            xpnet.Layer(
+                layer.weight.astype(np.float64), layer.bias.astype(np.float64), layer.activation
+            )
+            for layer in network.layers
+        )
+    )
+    reference = generic(on64, x.astype(np.float64), labels=False)
+    assert np.max(np.abs(probabilities - reference)) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "activations",
+    [
+        ["sigmoid", "sigmoid", "softmax"],
+        ["relu", "identity"],
+        ["relu", "sigmoid", "step", "softmax"],
+        ["tanh", "sigmoid"],
+        ["identity", "relu", "step"],
+    ],
+)
+def test_every_activation_exports_as_xpnet_computes_it(activations, dtype, tmp_path):
+    if any(a not in ACTIVATIONS for a in activations):
+        pytest.skip(f"xpnet has no activation {activations} here")
+    network = random_network(activations, dtype)
+    x = np.random.default_rng(1).normal(size=(40, network.sizes[0])).astype(dtype)
+    path = xpnet.export_onnx(network, tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x})[0]
+    assert out.dtype == np.dtype(dtype)
+    expected = generic(network, x, labels=False)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_export_from_any_backend_writes_the_same_graph(backend, tmp_path):
+    network = random_network(["relu", "sigmoid", "softmax"], "float32")
+    there = xpnet.to_backend(network, backend.name, device_name(backend.device))
+    here = xpnet.export_onnx(network, tmp_path / "numpy.onnx").read_bytes()
+    assert xpnet.export_onnx(there, tmp_path / "there.onnx").read_bytes() == here
+    textbook = network.to_mapping()  # the textbook's dict is a network too
+    assert xpnet.export_onnx(textbook, tmp_path / "dict.onnx").read_bytes() != b""
+
+
+def test_export_replaces_a_file_whole_and_leaves_nothing_when_it_cannot_write(tmp_path):
+    network = random_network(["sigmoid", "softmax"])
+    target = tmp_path / "net.onnx"
+    target.write_bytes(b"an older file")
+    xpnet.export_onnx(network, target)
+    onnx.checker.check_model(str(target))
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"not a folder")
+    with pytest.raises(OSError):
+        xpnet.export_onnx(network, blocker / "net.onnx")
+    assert blocker.read_bytes() == b"not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "net.onnx"]
+
+
+def test_labels_graph_skips_an_order_preserving_output_and_keeps_others():
+    softmax = onnx_model(random_network(["sigmoid", "softmax"]), labels=True)
+    assert [n.op_type for n in softmax.graph.node] == ["Gemm", "Sigmoid", "Gemm", "ArgMax"]
+    step = onnx_model(random_network(["sigmoid", "step"]), labels=True, input_dtype=np.uint8)
+    ops = [n.op_type for n in step.graph.node]
+    assert ops == ["Cast", "Gemm", "Sigmoid", "Gemm", "Greater", "Cast", "ArgMax"]
+
+
+def test_importing_xpnet_loads_neither_onnx_nor_onnxruntime():
+    code = "import sys, xpnet; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    code += "('onnx', 'onnxruntime')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# The engine ----------------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_the_test_split_gets_the_books_answers_through_onnxruntime(
+    book_weights, test_split, builds
+):
+    network = xpnet.load_weights(book_weights)
+    pixels, t = test_split
+    x = pixels.astype(np.float32) / 255.0
+    labels = xpnet.predict_labels(network, x)
+    assert builds == [(True, np.dtype(np.float32), 0)]
+    np.testing.assert_array_equal(labels, generic(network, x, labels=True))
+    params = {k: np.asarray(v) for k, v in network.to_mapping().items()}
+    np.testing.assert_array_equal(labels, book_labels(params, x))
+    assert xpnet.count_correct(network, x, t) == BOOK_CORRECT
+    raw = network.scale_input(1 / 255)
+    np.testing.assert_array_equal(xpnet.predict_labels(raw, pixels), labels)
+    assert xpnet.count_correct(raw, pixels, t) == BOOK_CORRECT
+    on64 = xpnet.Network(
+        tuple(
+            xpnet.Layer(
+                layer.weight.astype(np.float64), layer.bias.astype(np.float64), layer.activation
+            )
+            for layer in network.layers
+        )
+    )
+    reference = generic(on64, x.astype(np.float64), labels=False)
+    probabilities = xpnet.predict(network, x)
+    assert probabilities.dtype == np.float32
+    assert np.max(np.abs(probabilities - reference)) < 1e-5
+    in64 = xpnet.predict(on64, x.astype(np.float64))
+    assert in64.dtype == np.float64 and np.max(np.abs(in64 - reference)) < 1e-12
+    assert xpnet.count_correct(on64, pixels.astype(np.float64) / 255.0, t) == BOOK_CORRECT
+    assert {(labels, fed) for labels, fed, _ in builds} == {
+        (True, np.dtype(np.float32)),
+        (False, np.dtype(np.float32)),
+        (False, np.dtype(np.float64)),
+        (True, np.dtype(np.float64)),
+    }
+
+
+def test_a_network_builds_its_session_once_and_changed_weights_get_a_new_one(builds):
+    network = random_network(["sigmoid", "sigmoid", "softmax"], "float32")
+    x = np.random.default_rng(2).normal(size=(50, network.sizes[0])).astype(np.float32)
+    first = xpnet.predict(network, x)
+    for _ in range(3):
+        np.testing.assert_array_equal(xpnet.predict(network, x), first)
+        np.testing.assert_array_equal(xpnet.predict(network.to_mapping(), x), first)
+    assert len(builds) == 1  # the textbook dict, a new Network each call, finds it too
+    weight = network.layers[0].weight
+    weight[0, :] = -weight[0, :]  # changed in place: the cached session no longer fits
+    again = xpnet.predict(network, x)
+    assert len(builds) == 2 and not np.array_equal(again, first)
+    np.testing.assert_allclose(again, generic(network, x, labels=False), rtol=1e-5, atol=1e-6)
+    weight[0, :] = -weight[0, :]
+    np.testing.assert_array_equal(xpnet.predict(network, x), first)
+    assert len(builds) == 2  # the first session, still cached
+
+
+def test_negative_zero_weights_are_not_taken_for_positive_ones(builds):
+    network = random_network(["sigmoid", "identity"], "float32")
+    x = np.random.default_rng(2).normal(size=(5, network.sizes[0])).astype(np.float32)
+    network.layers[1].bias[:] = 1.0
+    xpnet.predict(network, x)
+    network.layers[1].bias[:] = 0.0
+    xpnet.predict(network, x)
+    network.layers[1].bias[:] = -0.0  # equal as numbers, other bits
+    xpnet.predict(network, x)
+    assert len(builds) == 3
+
+
+def test_other_inputs_and_shapes_take_the_generic_path_or_convert_as_it_does(builds):
+    network = random_network(["sigmoid", "softmax"], "float32")
+    rng = np.random.default_rng(3)
+    ints = rng.integers(-3, 4, (20, network.sizes[0]))
+    np.testing.assert_allclose(
+        xpnet.predict(network, ints),
+        generic(network, ints, labels=False),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    columns = np.asfortranarray(rng.normal(size=(20, network.sizes[0])).astype(np.float32))
+    np.testing.assert_array_equal(
+        xpnet.predict_labels(network, columns), generic(network, columns, labels=True)
+    )
+    assert xpnet.predict_labels(network, columns[:0]).shape == (0,)
+    one = xpnet.predict(network, columns[0])  # one sample: the generic path
+    assert one.shape == (network.sizes[-1],)
+    half = xpnet.Network(
+        tuple(
+            xpnet.Layer(
+                layer.weight.astype(np.float16), layer.bias.astype(np.float16), layer.activation
+            )
+            for layer in network.layers
+        )
+    )
+    assert not engine.applies(half, columns.astype(np.float16))
+    assert len(builds) == 2  # probabilities (ints converted first) and labels, float32
+
+
+def test_rows_beyond_a_block_are_run_block_by_block(builds, monkeypatch):
+    monkeypatch.setattr(engine, "BLOCK_ROWS", 7)
+    network = random_network(["relu", "softmax"], "float64")
+    x = np.random.default_rng(4).normal(size=(30, network.sizes[0]))
+    np.testing.assert_allclose(
+        xpnet.predict(network, x), generic(network, x, labels=False), rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_array_equal(
+        xpnet.predict_labels(network, x), generic(network, x, labels=True)
+    )
+
+
+def test_threads_calling_at_once_share_a_session_and_get_the_main_threads_answers(builds):
+    network = random_network(["sigmoid", "sigmoid", "softmax"], "float32")
+    x = np.random.default_rng(5).normal(size=(300, network.sizes[0])).astype(np.float32)
+    expected = xpnet.predict_labels(network, x)
+    results: list[np.ndarray] = []
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        results.append(xpnet.predict_labels(network, x))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+    threads = {engine.THREADS, 1}  # the other threads run on their own
+    assert sorted(b[2] for b in builds) == sorted(threads)
+
+
+BITS = """
+import hashlib, numpy as np, xpnet
+network = xpnet.init_network((784, 50, 100, 10), seed=7)
+x = np.random.default_rng(8).random((3000, 784), dtype=np.float32)
+print(hashlib.sha256(xpnet.predict(network, x).tobytes()).hexdigest())
+"""
+
+
+def test_every_process_gives_the_same_bits():
+    runs = [
+        subprocess.run([sys.executable, "-c", BITS], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    network = xpnet.init_network((784, 50, 100, 10), seed=7)
+    x = np.random.default_rng(8).random((3000, 784), dtype=np.float32)
+    here = hashlib.sha256(xpnet.predict(network, x).tobytes()).hexdigest()
+    assert runs[0].stdout.strip() == runs[1].stdout.strip() == here
+
+
+FORKED = """
+import multiprocessing, numpy as np, xpnet
+from xpnet import _onnxruntime_engine as engine
+
+def child(queue, network, x):
+    queue.put((len(engine._entries), xpnet.predict_labels(network, x).tolist()))
+
+if __name__ == "__main__":
+    network = xpnet.init_network((30, 12, 5), seed=1)
+    x = np.random.default_rng(6).normal(size=(40, 30)).astype(np.float32)
+    expected = xpnet.predict_labels(network, x).tolist()
+    assert len(engine._entries) == 1
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue, network, x))
+    process.start()
+    inherited, labels = queue.get(timeout=120)
+    process.join(timeout=60)
+    print(process.exitcode, inherited, labels == expected)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_builds_its_own_session(tmp_path):
+    # In a fresh process of its own: other libraries' threads (JAX's) make forking unsafe.
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["0", "0", "True"]  # exit 0, no inherited session, same labels
+
+
+def test_a_pickled_network_carries_no_session(builds):
+    network = random_network(["sigmoid", "softmax"], "float32")
+    before = pickle.dumps(network)
+    x = np.random.default_rng(6).normal(size=(40, network.sizes[0])).astype(np.float32)
+    xpnet.predict_labels(network, x)
+    after = pickle.dumps(network)
+    assert after == before and b"onnxruntime" not in after and len(builds) == 1
+
+
+WITHOUT = """
+import sys
+sys.modules["onnxruntime"] = None  # as if not installed
+import numpy as np, xpnet
+print(xpnet.numpy_engine())
+network = xpnet.init_network((30, 12, 5), seed=1)
+x = np.random.default_rng(2).normal(size=(25, 30)).astype(np.float32)
+np.save(sys.argv[1], xpnet.predict(network, x))
+"""
+
+
+def test_without_onnxruntime_numpy_runs_the_generic_path(tmp_path):
+    out = tmp_path / "out.npy"
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT, str(out)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == (
+        "('generic', \"onnxruntime not installed (pip install 'xpnet[fast]')\")"
+    )
+    network = xpnet.init_network((30, 12, 5), seed=1)
+    x = np.random.default_rng(2).normal(size=(25, 30)).astype(np.float32)
+    np.testing.assert_array_equal(np.load(out), generic(network, x, labels=False))
+    name, detail = xpnet.numpy_engine()
+    assert name == "onnxruntime" and detail.startswith(f"onnxruntime {ort.__version__}")
+
+
+def test_dask_worker_processes_build_their_own_sessions(request, builds):
+    if "dask" not in selected_backends(request.config):
+        pytest.skip("dask is not among the backends selected for this run")
+    da = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    network = random_network(["sigmoid", "sigmoid", "softmax"], "float32")
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(400, network.sizes[0])).astype(np.float32)
+    expected = xpnet.predict_labels(network, x)
+    on_dask = xpnet.to_backend(network, "dask")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        labels = xpnet.predict_labels(on_dask, da.from_array(x, chunks=(100, -1)))
+        np.testing.assert_array_equal(to_host(labels.compute()), expected)
+
+        def sessions_here() -> tuple[int, int]:
+            from xpnet import _onnxruntime_engine
+
+            return os.getpid(), len(_onnxruntime_engine._entries)
+
+        seen = client.run(sessions_here)
+    assert all(pid != os.getpid() for pid, _ in seen.values())
+    assert sum(count for _, count in seen.values()) >= 1
+
+
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_raw_pixels_convert_in_numpy_or_in_the_graph_with_the_same_answers(
+    in_graph, builds, monkeypatch
+):
+    monkeypatch.setattr(engine, "CAST_IN_GRAPH", in_graph)
+    network = random_network(["sigmoid", "sigmoid", "softmax"], "float32").scale_input(1 / 255)
+    pixels = np.random.default_rng(7).integers(0, 256, (60, network.sizes[0]), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        xpnet.predict_labels(network, pixels), generic(network, pixels, labels=True)
+    )
+    fed = np.dtype(np.uint8 if in_graph else np.float32)
+    assert builds == [(True, fed, engine.THREADS)]

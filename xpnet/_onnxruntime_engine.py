@@ -1,0 +1,155 @@
+"""The forward pass for NumPy arrays in ONNX Runtime, where the ``fast`` extra installs it.
+
+The graph is :func:`xpnet.onnx_export.onnx_model`'s, so labels come from an in-graph
+``ArgMax`` and probabilities from ``Softmax``. Sessions are built once per network and
+kept in this process only (a network pickled to a dask worker carries none; a forked child
+drops its parent's, whose threads it lacks). A cached session is reused only while the
+network's arrays hold the same bits as when it was built, so arrays changed in place get a
+new one. ``import xpnet`` imports neither onnx nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+
+from xpnet.onnx_export import _OPERATORS
+
+THREADS = 0
+"""ONNX Runtime's intra-op threads on the main thread (0: one per physical core). Calls
+from other threads (dask's chunk tasks, a caller's pool) run on their own thread."""
+
+SPINNING = "1"
+"""Whether ONNX Runtime's idle threads spin-wait for the next call ("1") or sleep ("0")."""
+
+CAST_IN_GRAPH = False
+"""Raw ``uint8`` input converted by an in-graph ``Cast`` (else by NumPy before the run)."""
+
+BLOCK_ROWS = 65_536
+"""Rows per run: bounds the hidden layers' working memory on inputs of any length."""
+
+_CACHED = 8
+"""Networks whose sessions are kept, most recently used first."""
+
+_lock = threading.Lock()
+_entries: list[tuple[list[np.ndarray], tuple[str, ...], dict[tuple, Any]]] = []
+
+
+def why_not() -> str | None:
+    """Why NumPy input cannot run in ONNX Runtime here; ``None`` where it can."""
+    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install 'xpnet[fast]')"
+    return None
+
+
+def applies(network: Any, x: Any) -> bool:
+    """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights."""
+    return (
+        compat.is_numpy_namespace(compat.array_namespace(x))
+        and x.ndim == 2
+        and np.dtype(network.dtype) in (np.float32, np.float64)
+        and all(a in _OPERATORS or a == "step" for a in network.activations)
+        and _available()
+    )
+
+
+def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
+    """``predict`` (with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
+    dtype = np.dtype(network.dtype)
+    convert = x.dtype != dtype and not (CAST_IN_GRAPH and x.dtype == np.uint8)
+    fed = dtype if convert else x.dtype
+    threads = THREADS if threading.current_thread() is threading.main_thread() else 1
+    session = _session(network, labels, fed, threads)
+    parts = []
+    for start in range(0, max(1, x.shape[0]), BLOCK_ROWS):
+        rows = x[start : start + BLOCK_ROWS]
+        rows = rows.astype(dtype) if convert else np.ascontiguousarray(rows)
+        parts.append(session.run(None, {"input": rows})[0])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _session(network: Any, labels: bool, fed: np.dtype, threads: int) -> Any:
+    """The network's session for this output, input dtype and thread count, built once."""
+    arrays = [a for layer in network.layers for a in (layer.weight, layer.bias)]
+    with _lock:
+        found = [e for e in _entries if e[1] == network.activations and _same(arrays, e[0])]
+        entry = found[0] if found else ([a.copy() for a in arrays], network.activations, {})
+        _entries[:] = [entry, *(e for e in _entries if e is not entry)][:_CACHED]
+        sessions = entry[2]
+        key = (labels, fed, threads)
+        if key not in sessions:
+            sessions[key] = _build(network, labels, fed, threads)
+        return sessions[key]
+
+
+def _same(arrays: list[np.ndarray], kept: list[np.ndarray]) -> bool:
+    """Whether ``arrays`` hold the very bits of ``kept`` (NaN payloads and zeros' signs too)."""
+    return len(arrays) == len(kept) and all(
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and np.array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
+        for a, b in zip(arrays, kept)
+    )
+
+
+def _build(network: Any, labels: bool, fed: np.dtype, threads: int) -> Any:
+    import onnxruntime
+
+    from xpnet.onnx_export import onnx_model
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
+    model = onnx_model(network, labels=labels, input_dtype=fed).SerializeToString()
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _available() -> bool:
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _AVAILABLE = why_not() is None
+    return _AVAILABLE
+
+
+_AVAILABLE: bool | None = None
+
+
+def _forget_parents_sessions() -> None:
+    """In a forked child: start an empty cache. The parent's sessions are kept unused, not
+    freed, since freeing one joins its threads, which the child lacks (a hang). Such a
+    child must still leave by ``os._exit``, as ``multiprocessing``'s do: ONNX Runtime
+    hangs in a forked child's normal interpreter exit."""
+    global _lock, _entries
+    _inherited.append(_entries)
+    _lock, _entries = threading.Lock(), []  # another thread may have held the lock
+
+
+_inherited: list[Any] = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_sessions)
+
+
+def numpy_engine() -> tuple[str, str]:
+    """Which engine runs the forward pass on NumPy input here, and why.
+
+    Returns
+    -------
+    tuple of str
+        ``("onnxruntime", version)`` where the ``fast`` extra is installed, else
+        ``("generic", reason)``: xpnet's own array-API code, and why ONNX Runtime is not used.
+    """
+    reason = why_not()
+    if reason is not None:
+        return "generic", reason
+    from importlib.metadata import version
+
+    return "onnxruntime", f"onnxruntime {version('onnxruntime')}, onnx {version('onnx')}"
