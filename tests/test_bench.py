@@ -189,7 +189,7 @@ def test_back_to_back_rounds_time_all_but_the_first_call_of_each_streak():
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [
-        ("--rounds", "0", "expected a positive integer, got 0"),
+        ("--rounds", "0", "expected a positive integer, got '0'"),
         ("--pause", "-1", "expected a number of seconds >= 0, got -1"),
         ("--pause", "nan", "expected a number of seconds >= 0, got nan"),
     ],

@@ -8,6 +8,7 @@ import pytest
 from importing import check_agreement, device_of, digits, quiet_fit
 
 import xpnet
+from xpnet._array_api import describe, device_name
 from xpnet.errors import NetworkError, WeightsError
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (xpnet[onnx])")
@@ -248,3 +249,29 @@ def test_external_data_outside_the_model_folder_is_refused(mlp, tmp_path):
     onnx.save(model, folder / "escape.onnx")
     with pytest.raises(WeightsError, match="not a file beside the model"):
         xpnet.load_weights(folder / "escape.onnx")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "activations",
+    [("sigmoid", "sigmoid", "softmax"), ("relu", "tanh", "identity"), ("tanh", "relu", "sigmoid")],
+)
+def test_a_network_exported_by_xpnet_round_trips_exactly(backend, tmp_path, dtype, activations):
+    pytest.importorskip("onnx", reason="export_onnx needs onnx (pip install 'xpnet[onnx]')")
+    network = xpnet.init_network(
+        (64, 12, 9, 10), activations=activations, seed=3, dtype=dtype, backend="numpy"
+    )
+    network = xpnet.Network(  # non-zero biases, so a lost or misplaced bias shows
+        tuple(
+            xpnet.Layer(layer.weight, layer.bias + 0.25 * (number + 1), layer.activation)
+            for number, layer in enumerate(network.layers)
+        )
+    )
+    place = {"backend": backend.name, "device": device_name(backend.device)}
+    path = xpnet.export_onnx(xpnet.to_backend(network, **place), tmp_path / "n.onnx")
+    back = xpnet.load_weights(path, **place)
+    assert back.activations == activations and str(back.dtype).endswith(dtype)
+    assert describe(back.layers[0].weight) == describe(backend.asarray(np.zeros(1)))
+    for mine, theirs in zip(network.layers, back.layers, strict=True):
+        np.testing.assert_array_equal(xpnet.to_host(theirs.weight), mine.weight)
+        np.testing.assert_array_equal(xpnet.to_host(theirs.bias), mine.bias)
