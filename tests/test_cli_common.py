@@ -413,10 +413,20 @@ def test_train_and_backends_use_the_same_names(made_up_mnist, tmp_path, capsys):
     assert train["out"] == str(out) and train["files"] == [str(out)]
     assert main(["backends", "--json"]) == 0
     listing = strict_json(capsys.readouterr().out)
-    assert set(listing) == {"backends"}
+    assert set(listing) == {"backends", "numpy_engine"}
     for entry in listing["backends"]:
         assert set(entry) == {"backend", "available", "reason"}
         assert isinstance(entry["available"], bool) and isinstance(entry["reason"], str)
+    assert listing["numpy_engine"] == dict(zip(("engine", "detail"), xpnet.numpy_engine()))
+
+
+def test_backends_names_the_numpy_engine_and_why(capsys, monkeypatch):
+    import xpnet.cli.backends as backends_command
+
+    reason = "onnxruntime not installed (pip install 'xpnet[fast]')"
+    monkeypatch.setattr(backends_command, "numpy_engine", lambda: ("generic", reason))
+    assert main(["backends"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"numpy engine: generic ({reason})"
 
 
 def test_no_images_give_null_not_nan(made_up_mnist, weights, capsys, monkeypatch):
