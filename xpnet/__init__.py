@@ -6,7 +6,7 @@ CPU or a GPU. ``import xpnet`` loads no optional backend.
 
 from xpnet._onnxruntime_engine import numpy_engine
 from xpnet._safe_pickle import load_textbook_pickle
-from xpnet.activations import identity_function, relu, sigmoid, softmax, step_function
+from xpnet.activations import identity_function, relu, sigmoid, softmax, step_function, tanh
 from xpnet.backends import (
     BACKENDS,
     Backend,
@@ -90,6 +90,7 @@ __all__ = [
     "sigmoid",
     "softmax",
     "step_function",
+    "tanh",
     "to_backend",
     "to_host",
     "train",
