@@ -88,6 +88,14 @@ def jax(session: nox.Session) -> None:
     run_suite(session, "jax")
 
 
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """The benchmarks' own tests (``benchmarks/``, outside the package), with every peer they
+    time installed: ONNX Runtime, PyTorch, JAX and dask."""
+    session.install("-e", ".[test,fast,dask,jax]", TORCH)
+    session.run("pytest", "benchmarks", *session.posargs)
+
+
 def cuda_devices() -> list[str]:
     """The NVIDIA GPUs that ``nvidia-smi -L`` lists (none where it is missing)."""
     if shutil.which("nvidia-smi") is None:

@@ -136,7 +136,6 @@ def test_the_package_version_is_the_one_place_it_is_written():
         (["plot-activations", "--dpi", "x"], "argument --dpi: expected an integer, got 'x'"),
         (["backends", "--bogus"], "unrecognized arguments: --bogus"),
         (["convert", "s.zarr", "--chunk-rows", "0"], "argument --chunk-rows: expected a positive"),
-        (["bench", "--rounds", "x"], "argument --rounds: expected an integer, got 'x'"),
         (["infer", "--local-cluster", "2"], "--local-cluster needs --backend dask"),
         (["infer", "--local-cluster", "2", "--chunk-rows", "5"], "--local-cluster and "),
     ],
@@ -224,6 +223,15 @@ def test_top_level_help_lists_every_command_with_a_line():
     text = build_parser().format_help()
     for name in command_parsers():
         assert re.search(rf"^\s+{re.escape(name)}\s+\S|^\s+{re.escape(name)}\n\s+\S", text, re.M)
+
+
+def test_the_installed_command_has_no_benchmark(capsys):
+    """The benchmarks run from a checkout (``scripts/benchmark.py``), not as ``xpnet bench``."""
+    assert "bench" not in command_parsers()
+    with pytest.raises(SystemExit) as info:
+        main(["bench"])
+    assert info.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 # Pictures: any format matplotlib writes; sizes bounded before drawing ------------------------

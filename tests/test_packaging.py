@@ -87,7 +87,7 @@ def test_the_wheel_has_py_typed_the_license_and_the_bundled_weights(built):
         license_text = archive.read(f"{info}/licenses/LICENSE").decode()
     assert {"xpnet/py.typed", "xpnet/__main__.py", "xpnet/pretrained/mnist_5k.npz"} <= names
     assert license_text == (REPO / "LICENSE").read_text()
-    assert not any(name.startswith("tests/") for name in names)
+    assert not any(name.startswith(("tests/", "benchmarks/", "xpnet/bench")) for name in names)
     assert metadata["Version"] == version
     assert metadata["License-Expression"] == "MIT"
     assert metadata.get_all("License-File") == ["LICENSE"]
@@ -108,8 +108,21 @@ def test_the_sdist_carries_everything_its_tests_need(built):
     wanted = {"LICENSE", "README.md", "pyproject.toml", "noxfile.py", "docs/cli.md"}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "tests").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "scripts").glob("*.py")}
+    wanted |= {str(path.relative_to(REPO)) for path in (REPO / "benchmarks").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "xpnet").rglob("*.py")}
     wanted |= {"xpnet/py.typed", "xpnet/pretrained/mnist_5k.npz"}
     assert {"tests/conftest.py", "tests/realdata.py", "tests/reference.py"} <= wanted
     assert wanted - names == set()
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_the_package_holds_no_benchmark_and_reads_no_system_files():
+    """Benchmarks live in the checkout's ``benchmarks/``; nothing a user imports reads
+    ``/proc`` or ``/sys`` or exports a benchmark."""
+    import xpnet.scaleout
+
+    sources = {p: p.read_text(encoding="utf-8") for p in (REPO / "xpnet").rglob("*.py")}
+    assert sources and not [p for p, text in sources.items() if "/proc" in text or "/sys/" in text]
+    assert not (REPO / "xpnet" / "bench").exists()
+    assert not [name for name in xpnet.scaleout.__all__ if "throughput" in name.lower()]
+    assert not hasattr(xpnet.scaleout, "measure_dask_throughput")

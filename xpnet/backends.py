@@ -70,7 +70,7 @@ class Backend:
         if self.name == "dask":
             import dask.array
 
-            # One chunk per ~100 MiB of rows keeps dask graphs small and workers busy.
+            # Chunks of about CHUNK_BYTES of rows keep dask graphs small and workers busy.
             return dask.array.from_array(host, chunks=_row_chunks(host))
         with on_backend(self.name, self.device):
             return self.xp.asarray(host, dtype=target, device=self.device)
@@ -83,11 +83,15 @@ class Backend:
         return f"{self.name} on {device_name(self.device)}"
 
 
+CHUNK_BYTES = 100 << 20
+"""The bytes of rows in each chunk of a dask array made from host data."""
+
+
 def _row_chunks(host: np.ndarray) -> tuple[int, ...]:
     if host.ndim == 0:
         return ()
     row_bytes = max(1, host.itemsize * int(np.prod(host.shape[1:])))
-    rows = max(1, min(len(host), (100 << 20) // row_bytes))
+    rows = max(1, min(len(host), CHUNK_BYTES // row_bytes))
     return (rows, *host.shape[1:])
 
 

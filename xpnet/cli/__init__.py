@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from xpnet import __version__
-from xpnet.cli import backends, bench, convert, infer, plots, train
+from xpnet.cli import backends, convert, infer, plots, train
 from xpnet.cli.options import (
     Parser,
     UsageError,
@@ -26,7 +26,7 @@ from xpnet.cli.options import (
 )
 from xpnet.errors import XpnetError
 
-COMMANDS = (infer, train, backends, plots, bench, convert)
+COMMANDS = (infer, train, backends, plots, convert)
 
 EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, MemoryError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""

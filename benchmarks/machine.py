@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xpnet._onnxruntime_engine import numpy_engine
+from xpnet import numpy_engine
 
 
 @dataclass(frozen=True)

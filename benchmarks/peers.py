@@ -54,22 +54,19 @@ class Workload:
         truncated, with a warning, by JAX without x64."""
         return backend.asarray(self.labels, dtype="int32")
 
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.network.to_mapping().items()}
-
 
 def book_variants(work: Workload) -> list[Variant]:
     """The textbook's own code: one image at a time, and batches of 100 (for the textbook's
     three layers, sigmoid, sigmoid, softmax; none for another network)."""
     if work.network.activations != ("sigmoid", "sigmoid", "softmax"):
         return []
-    p, x, t = work.params, work.images, work.labels
+    (w1, b1, _), (w2, b2, _), (w3, b3, _) = _layers(work)
+    x, t = work.images, work.labels
 
     def book_predict(a: np.ndarray) -> np.ndarray:
-        a = 1 / (1 + np.exp(-(a @ p["W1"] + p["b1"])))
-        a = 1 / (1 + np.exp(-(a @ p["W2"] + p["b2"])))
-        y = a @ p["W3"] + p["b3"]
+        a = 1 / (1 + np.exp(-(a @ w1 + b1)))
+        a = 1 / (1 + np.exp(-(a @ w2 + b2)))
+        y = a @ w3 + b3
         e = np.exp(y - np.max(y, axis=-1, keepdims=True))
         return e / np.sum(e, axis=-1, keepdims=True)
 

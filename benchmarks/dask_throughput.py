@@ -4,6 +4,8 @@ NumPy classifies the images in memory as one full batch (its fast path); dask cl
 the same array cut into row chunks, on its threaded scheduler, through the same
 ``count_correct``; optionally dask also reads them from a Zarr store on disk. Runs are
 interleaved and the median of each kind is kept, so a busy machine slows all kinds alike.
+
+Run by ``scripts/dask_benchmark.py`` and by ``scripts/benchmark.py --dask-images N``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xpnet.bench.timing import time_interleaved
-from xpnet.bench.variants import Variant
+from benchmarks.peers import Variant
+from benchmarks.timing import time_interleaved
 from xpnet.inference import count_correct
 from xpnet.network import Network, to_backend
 from xpnet.scaleout.store import DEFAULT_CHUNK_ROWS, write_store

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnet.bench.machine import Machine
-from xpnet.bench.variants import PEERS, Variant
+from benchmarks.machine import Machine
+from benchmarks.peers import PEERS, Variant
 
 TARGETS = (
     ("xpnet numpy on cpu", "onnxruntime", 1.05),

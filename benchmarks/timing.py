@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from xpnet.bench.variants import Variant
+from benchmarks.peers import Variant
 from xpnet.errors import XpnetError
 
 

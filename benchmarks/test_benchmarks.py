@@ -1,4 +1,5 @@
-"""The benchmark's parts: floors, timing loop, table, streaming, and the command itself."""
+"""The benchmarks' parts: floors, timing loop, table, peers, streaming, the dask throughput
+and the commands themselves (``scripts/benchmark.py``, ``scripts/dask_benchmark.py``)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import sys
 
 import numpy as np
 import pytest
-from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
+from realdata import BOOK_CORRECT, MNIST_DIR, REPO, needs_mnist
 
 import xpnet
-from xpnet.backends import to_host
-from xpnet.bench import report, variants
-from xpnet.bench.machine import Machine, flops_per_image
-from xpnet.bench.stream import stream_count, write_tiled
-from xpnet.bench.timing import time_interleaved
-from xpnet.bench.variants import Variant, Workload, xpnet_variants
-from xpnet.cli import main
+from benchmarks import peers, report
+from benchmarks.cli import REPOSITORY, child_environment, dask_main, main
+from benchmarks.machine import Machine, flops_per_image
+from benchmarks.peers import Variant, Workload, xpnet_variants
+from benchmarks.stream import stream_count, write_tiled
+from benchmarks.timing import time_interleaved
+from xpnet.backends import BACKENDS, to_host
 
 
 def test_floor_is_the_larger_of_compute_and_memory_time():
@@ -80,10 +81,12 @@ def test_the_streaming_process_times_its_first_call_apart(tmp_path):
     xpnet.save_weights(network, weights)
     images, label_file = write_tiled(pixels, labels, 2, seed=1, folder=tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "xpnet.bench.stream", str(images), str(label_file), str(weights)],
+        [sys.executable, "-m", "benchmarks.stream", str(images), str(label_file), str(weights)],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,  # the checkout reaches the child through its PYTHONPATH alone
+        env=child_environment(),
     )
     result = json.loads(done.stdout)
     on_pixels = network.scale_input(1 / 255)
@@ -99,7 +102,6 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     chart = tmp_path / "bench.png"
     status = main(
         [
-            "bench",
             "--weights",
             str(book_weights),
             "--data-dir",
@@ -170,13 +172,25 @@ def test_peers_are_built_from_the_loaded_network_whatever_its_layers():
     labels = np.random.default_rng(6).integers(0, 10, 64)
     work = Workload(network, images, pixels, labels)
     expected = xpnet.count_correct(network, images, labels)
-    peers = [variants.torch_variant(work), variants.jax_variant(work)]
-    peers.append(variants.onnxruntime_variant(work))
-    ran = [peer.run() for peer in peers if peer is not None]
+    built = [peers.torch_variant(work), peers.jax_variant(work), peers.onnxruntime_variant(work)]
+    ran = [peer.run() for peer in built if peer is not None]
     if not ran:
         pytest.skip("none of torch, jax, onnxruntime is installed")
     assert ran == [expected] * len(ran)
-    assert variants.book_variants(work) == []  # the book's code is for its own network only
+    assert peers.book_variants(work) == []  # the book's code is for its own network only
+
+
+def test_the_books_loops_use_the_loaded_weights_not_names():
+    """The book's own code runs on the loaded network's layers: a network of the book's
+    shape with other weights is classified as xpnet classifies it."""
+    network = xpnet.init_network((784, 30, 10, 10), seed=8)
+    pixels = np.random.default_rng(9).integers(0, 256, (200, 784), dtype=np.uint8)
+    labels = np.asarray(xpnet.predict_labels(network, pixels.astype(np.float32) / 255.0))
+    labels[::3] = (labels[::3] + 1) % 10  # a third wrong, so the count is not everything
+    work = Workload(network, pixels.astype(np.float32) / 255.0, pixels, labels)
+    expected = xpnet.count_correct(network, work.images, labels)
+    assert 0 < expected < len(labels)
+    assert [v.run() for v in peers.book_variants(work)] == [expected, expected]
 
 
 def test_back_to_back_rounds_time_all_but_the_first_call_of_each_streak():
@@ -189,29 +203,100 @@ def test_back_to_back_rounds_time_all_but_the_first_call_of_each_streak():
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [
-        ("--rounds", "0", "expected a positive integer, got '0'"),
-        ("--pause", "-1", "expected a number of seconds >= 0, got -1"),
-        ("--pause", "nan", "expected a number of seconds >= 0, got nan"),
+        ("--rounds", "0", "argument --rounds: expected a positive integer, got '0'"),
+        ("--rounds", "x", "argument --rounds: expected an integer, got 'x'"),
+        ("--pause", "-1", "argument --pause: expected a number >= 0, got '-1'"),
+        ("--pause", "nan", "argument --pause: expected a finite number, got 'nan'"),
+        ("--stream", "-5", "argument --stream: expected an integer >= 0, got '-5'"),
+        ("--gpu-rows", "0", "argument --gpu-rows: expected a positive integer, got '0'"),
+        ("--backends", "nope", "argument --backends: unknown backend 'nope'; choose from numpy"),
     ],
 )
-def test_bad_rounds_and_pauses_are_refused_before_anything_runs(option, value, says, capsys):
+def test_usage_errors_are_one_line_with_status_2_before_anything_runs(option, value, says, capsys):
     with pytest.raises(SystemExit) as exited:
-        main(["bench", "--weights", "/nonexistent/weights.npz", option, value])
+        main(["--weights", "/nonexistent/weights.npz", option, value])
     assert exited.value.code == 2
-    assert says in capsys.readouterr().err
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert captured.out == "" and line.startswith("benchmark.py: error: ")
+    assert says in line and line.endswith("(see 'benchmark.py --help')")
 
 
-def test_an_unknown_backend_is_one_line_before_anything_runs(capsys):
-    status = main(["bench", "--weights", "/nonexistent/weights.npz", "--backends", "nope"])
-    assert status == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("xpnet: error: unknown backend 'nope' in")
+def test_a_failure_is_one_line_with_status_1(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "weights.npz"
+    status = main(["--weights", str(missing), "--backends", "numpy", "--json"])
+    captured = capsys.readouterr()
+    assert status == 1 and captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("benchmark.py: error: ") and "nowhere" in line
+
+
+def test_dask_benchmark_usage_errors_are_one_line_with_status_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        dask_main(["--images", "0"])
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("dask_benchmark.py: error: argument --images: expected a positive")
 
 
 @pytest.mark.filterwarnings("error")  # JAX without x64 warns as it truncates int64
-def test_workload_labels_reach_every_backend_as_int32_without_warnings(backend, xp):
+def test_workload_labels_reach_every_installed_backend_as_int32_without_warnings():
     work = small_workload()
     assert work.labels.dtype == np.int64
-    on_device = work.labels_on(backend)
-    assert on_device.dtype == xp.int32
-    np.testing.assert_array_equal(to_host(on_device), work.labels)
+    backends, not_run = peers.resolve_backends(dict.fromkeys(BACKENDS))
+    assert {b.name for b in backends} | set(not_run) == set(BACKENDS)
+    assert "numpy" in {b.name for b in backends}
+    for backend in backends:
+        on_device = work.labels_on(backend)
+        assert on_device.dtype == backend.xp.int32, backend
+        np.testing.assert_array_equal(to_host(on_device), work.labels)
+
+
+def test_the_benchmarks_sit_in_the_checkout_not_in_the_package():
+    """The entry points find ``benchmarks`` in the checkout they sit in; the package has no
+    benchmark API."""
+    import xpnet.scaleout
+
+    assert REPOSITORY == REPO
+    assert not hasattr(xpnet.scaleout, "measure_dask_throughput")
+    assert not (REPO / "xpnet" / "bench").exists()
+
+
+def test_dask_throughput_counts_the_tiled_images_on_every_path(tmp_path):
+    pytest.importorskip("dask", reason="the dask throughput needs dask")
+    pytest.importorskip("zarr", reason="reading from a store needs zarr")
+    from benchmarks.dask_throughput import measure_dask_throughput
+    from xpnet.scaleout import tiled_order
+
+    network = xpnet.init_network((784, 20, 10), seed=11)
+    pixels = np.random.default_rng(12).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = np.random.default_rng(13).integers(0, 10, 50)
+    measured = measure_dask_throughput(
+        network, pixels, labels, count=230, chunk_rows=64, repeats=1, seed=3, from_store=True
+    )
+    order = tiled_order(50, 230, seed=3)
+    on_pixels = network.scale_input(1 / 255)
+    expected = xpnet.count_correct(on_pixels, pixels.reshape(50, -1)[order], labels[order])
+    assert (measured.images, measured.chunk_rows, measured.correct) == (230, 64, expected)
+    assert measured.ratio == measured.numpy_seconds / measured.dask_seconds > 0
+    assert measured.store_ratio is not None and measured.store_ratio > 0
+    assert "230 in chunks of 64 rows" in measured.summary()
+
+
+@pytest.mark.parametrize("script", ["benchmark.py", "dask_benchmark.py"])
+def test_the_scripts_run_from_anywhere_and_show_their_options(script, tmp_path):
+    """``python scripts/X.py --help`` from another folder: the script finds ``benchmarks``
+    through its own path, not the caller's folder."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith(f"usage: {script} ")
+    wanted = ["--weights", "--data-dir", "--json"]
+    wanted += ["--rounds", "--pause", "--stream", "--dask-images", "--gpu-rows", "--plot"]
+    if script == "dask_benchmark.py":
+        wanted = ["--weights", "--data-dir", "--images", "--chunk-rows", "--repeats", "--store"]
+    assert all(option in done.stdout for option in wanted)

@@ -1,9 +1,10 @@
 """Streaming inference over an IDX file far larger than its working set, measured alone.
 
-``python -m xpnet.bench.stream IMAGES LABELS WEIGHTS`` classifies every image in blocks
-read from disk and prints one JSON object: images, correct, the first call's seconds (one
-image, before the stream), the stream's seconds, images per second, and the process's
-resident memory before the stream and at its peak, which is why it runs in its own process.
+``python -m benchmarks.stream IMAGES LABELS WEIGHTS`` (from the checkout) classifies every
+image in blocks read from disk and prints one JSON object: images, correct, the first
+call's seconds (one image, before the stream), the stream's seconds, images per second, and
+the process's resident memory before the stream and at its peak, which is why it runs in
+its own process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import xpnet
 from xpnet.datasets import iter_idx
 
 BLOCK_ROWS = 65_536
-"""Images read from disk at once: 51 MiB of uint8 pixels."""
+"""Images read from disk at once: 51 MiB of uint8 MNIST pixels."""
 
 
 def write_tiled(
