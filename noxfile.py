@@ -1,4 +1,4 @@
-"""One nox session per backend, each installing only what it needs, plus lint, typecheck and build.
+"""One nox session per backend, each installing only what it needs, plus lint, typecheck, build and docs.
 
 ``nox`` runs every session; the cupy session skips itself where no CUDA device exists.
 Pass pytest arguments after ``--``: ``nox -s torch -- -k softmax``. The cupy session
@@ -208,3 +208,21 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,plot]", "mypy")
     session.run("mypy")
+
+
+DOCS_HTML = "docs/_build/html"
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, from ``docs/`` and the docstrings, and the docstrings' examples.
+
+    Sphinx builds the HTML (``docs/_build/html``) with myst-parser for the Markdown pages,
+    autodoc and numpydoc for the API; ``-W`` turns every warning into a failure. Then pytest
+    runs every ``>>>`` example in the package's docstrings as a doctest; each example builds
+    its arrays on NumPy and on array-api-strict, so both run in this one pass.
+    """
+    session.install("-e", ".[test,fast,onnx]", "sphinx", "myst-parser", "numpydoc")
+    # -E: every page is read again, so a warning in an unchanged page is not hidden by the cache.
+    session.run("sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", DOCS_HTML)
+    session.run("pytest", "--doctest-modules", "xpnet", *session.posargs)

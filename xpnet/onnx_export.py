@@ -122,6 +122,17 @@ def export_onnx(network: NetworkLike, path: str | os.PathLike[str]) -> Path:
     ``Relu``, ``Tanh``, ``Softmax``, ``Identity``, or ``Greater`` and ``Cast`` for
     ``step``; opset :data:`OPSET`. The model's metadata holds xpnet's version and the
     activations. Needs ``onnx`` (``pip install 'xpnet[fast]'``).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2], backend="array_api_strict")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     written = xpnet.export_onnx(network, pathlib.Path(folder) / "net.onnx")
+    ...     back = xpnet.load_weights(written)
+    >>> written.name, back.sizes, back.activations
+    ('net.onnx', (4, 3, 2), ('sigmoid', 'softmax'))
     """
     from xpnet._atomic import atomic_write
 

@@ -552,6 +552,38 @@ def open_store(path: PathLike) -> ImageStore:
     ``images`` and ``labels`` are arrays of the shapes, chunks and dtype the manifest
     records and that every chunk is present; raises a one-line DataError if not. The
     chunks' values are checked as they are read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store's folder, as :func:`write_store` made it.
+
+    Returns
+    -------
+    ImageStore
+        The opened store; :meth:`ImageStore.read` reads its images and labels.
+
+    Raises
+    ------
+    DataError
+        If there is no store at ``path`` or it does not match its manifest.
+
+    Examples
+    --------
+    Needs zarr (``pip install 'xpnet[dask]'``):
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from xpnet.scaleout import open_store, write_store
+    >>> images = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4)
+    >>> labels = np.array([0, 1, 2, 3, 4, 5])
+    >>> with tempfile.TemporaryDirectory() as folder:  # doctest: +SKIP
+    ...     path = pathlib.Path(folder) / "store"
+    ...     _ = write_store(path, images, labels, chunk_rows=4)
+    ...     store = open_store(path)
+    ...     x, t = store.read()
+    ...     print(len(store), store.chunk_rows, x.shape, t.tolist())
+    6 4 (6, 4) [0, 1, 2, 3, 4, 5]
     """
     zarr = _zarr()
     name = os.fspath(path)
