@@ -1,6 +1,7 @@
-"""One nox session per backend, each installing only what it needs, plus lint, typecheck, build and docs.
+"""One nox session per backend, each installing only what it needs, plus lint, typecheck and build.
 
-``nox`` runs every session; the cupy session skips itself where no CUDA device exists.
+``nox`` runs every session (``docs`` builds the documentation); the cupy session skips
+itself where no CUDA device exists.
 Pass pytest arguments after ``--``: ``nox -s torch -- -k softmax``. The cupy session
 reuses an installed CuPy (any CUDA version); where there is none it installs the ``cuda12``
 extra, or ``cuda13`` with ``nox -s cupy -- cuda13``. ``XPNET_WHEELS=DIR`` installs offline
