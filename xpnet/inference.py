@@ -295,7 +295,7 @@ def count_correct(
     backend or device: :class:`~xpnet.BackendMismatchError`; a label out of range, a
     float index or another shape: :class:`~xpnet.NetworkError`, never counted as wrong).
     ``batch_size`` rows are computed at once; ``None`` follows the batching rule (see
-    :func:`auto_batch_size`: the textbook's 100 on a CPU, the whole input or the largest
+    ``xpnet.inference.auto_batch_size``: the textbook's 100 on a CPU, the whole input or the largest
     batch that fits on a GPU). Counting happens on the device with ``count_nonzero``; the
     total crosses to the host once.
 

@@ -356,10 +356,10 @@ def init_network(
     Weights are Gaussian with Xavier scaling (``1/sqrt(fan_in)``), or He scaling
     (``sqrt(2/fan_in)``) for ReLU layers; biases start at zero. ``activations`` defaults to
     the textbook's (sigmoid hidden layers, softmax output). Before anything is allocated,
-    the bytes it takes (:func:`init_bytes`) are checked against ``max_bytes`` (by default
-    :data:`MAX_INIT_BYTES`) and, where the system says, the host's available memory;
-    too many raise :class:`NetworkError` in one line. The arrays are created under the
-    device rule (see :mod:`xpnet._device`).
+    the bytes it takes (``xpnet.network.init_bytes``) are checked against ``max_bytes`` (by
+    default ``xpnet.network.MAX_INIT_BYTES``) and, where the system says, the host's
+    available memory; too many raise :class:`NetworkError` in one line. The arrays are
+    created under the device rule (see ``xpnet._device``).
 
     Parameters
     ----------

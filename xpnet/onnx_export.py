@@ -120,7 +120,7 @@ def export_onnx(network: NetworkLike, path: str | os.PathLike[str]) -> Path:
     The graph takes ``input`` ``(rows, features)`` in the network's dtype and gives
     ``output``, the last layer's activation: ``Gemm`` per layer, then ``Sigmoid``,
     ``Relu``, ``Tanh``, ``Softmax``, ``Identity``, or ``Greater`` and ``Cast`` for
-    ``step``; opset :data:`OPSET`. The model's metadata holds xpnet's version and the
+    ``step``; opset ``xpnet.onnx_export.OPSET``. The model's metadata holds xpnet's version and the
     activations. Needs ``onnx`` (``pip install 'xpnet[fast]'``).
 
     Examples

@@ -128,7 +128,7 @@ def train(
     that many pixels along each axis, anew each epoch. ``on_epoch(stats, network)`` runs after
     each epoch (to print, plot or checkpoint); ``on_batch(stats)`` after each step.
     On ``KeyboardInterrupt`` the network so far comes back, with ``history.interrupted``.
-    Every step runs under the device rule (see :mod:`xpnet._device`).
+    Every step runs under the device rule (see ``xpnet._device``).
     """
     net = as_network(network)
     check_trainable(net)

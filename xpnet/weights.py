@@ -147,7 +147,7 @@ def load_weights(
     """Load a weights file onto ``backend`` and ``device``, running no code from it.
 
     Also reads models from other frameworks, recognised by content (see
-    :mod:`xpnet.importers`): ONNX, ``.keras``, skops, safetensors and a PyTorch state dict,
+    ``xpnet.importers``): ONNX, ``.keras``, skops, safetensors and a PyTorch state dict,
     which stores no activations: pass them as ``activations`` (``"relu,softmax"`` or a list).
 
     Reads xpnet's ``.npz`` (with its stored activations) or the textbook's dict of

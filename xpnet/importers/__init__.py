@@ -180,7 +180,7 @@ def from_onnx(
     Parameters
     ----------
     model : onnx.ModelProto
-        See :mod:`xpnet.importers.onnx` for the operators and opsets read.
+        See ``xpnet.importers.onnx`` for the operators and opsets read.
     backend, device, dtype : str
         As in :func:`from_sklearn`.
 

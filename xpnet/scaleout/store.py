@@ -97,7 +97,7 @@ class ImageStore:
         ``lazy`` gives dask arrays with the store's chunks, read on demand by whichever
         worker computes them; otherwise NumPy arrays, read whole. Every chunk is checked
         against the manifest as it is read: a missing, damaged or misplaced one raises a
-        one-line :class:`DataError` naming the store, the chunk and its rows.
+        one-line :class:`~xpnet.DataError` naming the store, the chunk and its rows.
         """
         verified = [
             _VerifiedArray(self.path, name, array, self.manifest["arrays"][name]["digests"])
@@ -212,7 +212,7 @@ def write_store(
 
     ``path``'s folder must exist. An existing ``path`` is refused unless ``overwrite``, and
     even then only an xpnet image store (recognised by its own metadata) is replaced: any
-    other folder or file is refused with a one-line :class:`DataError`.
+    other folder or file is refused with a one-line :class:`~xpnet.DataError`.
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim < 2 or labels.shape != images.shape[:1]:
