@@ -161,7 +161,20 @@ def backend_status(name: str) -> tuple[bool, str]:
 
 
 def available_backends() -> list[str]:
-    """The names of the backends that can run on this machine."""
+    """The names of the backends that can run on this machine.
+
+    Returns
+    -------
+    list of str
+        The names from :data:`BACKENDS` for which :func:`backend_status` is true.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> names = xpnet.available_backends()
+    >>> "numpy" in names, set(names) <= set(xpnet.BACKENDS)
+    (True, True)
+    """
     return [name for name in BACKENDS if backend_status(name)[0]]
 
 

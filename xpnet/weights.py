@@ -211,6 +211,34 @@ def read_weights_info(
     metadata (and no version), for the textbook's dict; ``"onnx"``, ``"keras"``, ``"skops"``,
     ``"torch"`` or ``"safetensors"`` for other frameworks' files (``activations`` as in
     :func:`load_weights`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    activations : str or sequence of str, optional
+        As in :func:`load_weights`.
+
+    Returns
+    -------
+    dict
+        The header's fields.
+
+    Raises
+    ------
+    WeightsError
+        If the file is unreadable, unsafe or malformed.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     xpnet.save_weights(xpnet.init_network([4, 3, 2]), path)
+    ...     info = xpnet.read_weights_info(path)
+    >>> info["format"], info["sizes"], info["dtype"]
+    ('xpnet-weights', [4, 3, 2], 'float32')
     """
     return _read(Path(path), activations)[1]
 
