@@ -115,6 +115,14 @@ def export_onnx(network: NetworkLike, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         ``path``.
 
+    Raises
+    ------
+    ImportError
+        If ``onnx`` is not installed.
+    OSError
+        If the file cannot be written, or ``path`` is something other than a regular file
+        (a folder, a device): nothing but a regular file is replaced.
+
     Notes
     -----
     The graph takes ``input`` ``(rows, features)`` in the network's dtype and gives
