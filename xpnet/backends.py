@@ -82,7 +82,8 @@ class Backend:
         if self.name == "dask":
             import dask.array
 
-            # One chunk per ~100 MiB of rows keeps dask graphs small and workers busy.
+            # Chunks of whole rows, up to 100 << 20 bytes each (see _row_chunks), keep dask graphs
+            # small and workers busy.
             return dask.array.from_array(host, chunks=_row_chunks(host))
         with on_backend(self.name, self.device):
             return self.xp.asarray(host, dtype=target, device=self.device)

@@ -38,7 +38,8 @@ _TITLES = {"softmax": "softmax (whole grid)"}
 """Titles that need a word of explanation; the others are the function's name."""
 
 _CELLS_PER_BATCH = 1 << 22
-"""Comparisons per batch in :func:`confusion_matrix`: bounds its temporary memory (4 MiB)."""
+"""Comparisons per batch in :func:`confusion_matrix`: bounds its temporary memory to that many
+booleans."""
 
 
 def require_matplotlib() -> None:
