@@ -1,6 +1,7 @@
 """One nox session per backend, each installing only what it needs, plus lint, typecheck and build.
 
-``nox`` runs every session; the cupy session skips itself where no CUDA device exists.
+``nox`` runs every session (``docs`` builds the documentation); the cupy session skips
+itself where no CUDA device exists.
 Pass pytest arguments after ``--``: ``nox -s torch -- -k softmax``. The cupy session
 reuses an installed CuPy (any CUDA version); where there is none it installs the ``cuda12``
 extra, or ``cuda13`` with ``nox -s cupy -- cuda13``. ``XPNET_WHEELS=DIR`` installs offline
@@ -216,3 +217,24 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,plot]", "mypy")
     session.run("mypy")
+
+
+DOCS_HTML = "docs/_build/html"
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, from ``docs/`` and the docstrings, and the docstrings' examples.
+
+    Sphinx builds the HTML (``docs/_build/html``) with myst-parser for the Markdown pages,
+    autodoc and numpydoc for the API; ``-n`` reports every reference to something the site
+    does not document and ``-W`` turns each warning into a failure. Then pytest runs every
+    ``>>>`` example in the package's docstrings as a doctest. Most examples loop over NumPy
+    and array-api-strict, so both backends run in this one pass; those that need data files
+    or a library this session lacks (scikit-learn, PyTorch, Keras, dask, zarr) are marked to
+    skip.
+    """
+    session.install("-e", ".[test,fast,onnx]", "sphinx", "myst-parser", "numpydoc")
+    # -E: every page is read again, so a warning in an unchanged page is not hidden by the cache.
+    session.run("sphinx-build", "-W", "-n", "--keep-going", "-E", "-b", "html", "docs", DOCS_HTML)
+    session.run("pytest", "--doctest-modules", "xpnet", *session.posargs)

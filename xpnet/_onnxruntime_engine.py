@@ -146,6 +146,13 @@ def numpy_engine() -> tuple[str, str]:
     tuple of str
         ``("onnxruntime", version)`` where the ``fast`` extra is installed, else
         ``("generic", reason)``: xpnet's own array-API code, and why ONNX Runtime is not used.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> engine, why = xpnet.numpy_engine()
+    >>> engine in ("onnxruntime", "generic")
+    True
     """
     reason = why_not()
     if reason is not None:

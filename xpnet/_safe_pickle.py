@@ -239,6 +239,45 @@ def load_textbook_pickle(
     2.x, Python 2 or 3). Anything else a pickle may hold (a global outside NumPy's array
     pickling, object or structured arrays, a top level other than a dict of str to arrays)
     and corrupt or truncated files raise ``error`` with a one-line message naming the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The pickle file.
+    error : type, optional
+        The :class:`~xpnet.XpnetError` subclass raised for a file that cannot be read.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The arrays, on the host.
+
+    Raises
+    ------
+    WeightsError
+        (or ``error``) If the file is unreadable, corrupt, or holds anything but a dict of
+        arrays.
+
+    Examples
+    --------
+    >>> import pathlib, pickle, tempfile
+    >>> import numpy as np
+    >>> import xpnet
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(folder.name) / "weights.pkl"
+    >>> _ = path.write_bytes(pickle.dumps({"W1": np.eye(2), "b1": np.zeros(2)}))
+    >>> params = xpnet.load_textbook_pickle(path)
+    >>> sorted(params), xpnet.Network.from_mapping(params).activations
+    (['W1', 'b1'], ('softmax',))
+
+    A pickle that would call a function is refused before anything runs:
+
+    >>> _ = path.write_bytes(pickle.dumps({"W1": print}))
+    >>> xpnet.load_textbook_pickle(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    xpnet.errors.WeightsError: ...: refused: ...; xpnet never runs code from a data file
+    >>> folder.cleanup()
     """
     name = os.fspath(path)
     try:

@@ -16,13 +16,53 @@ from xpnet._typing import Array, Namespace
 
 
 def identity_function(x: Array) -> Array:
-    """Return ``x`` unchanged (the output activation of a regression network)."""
+    """Return ``x`` unchanged (the output activation of a regression network).
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array; integer and bool input becomes the default floating dtype.
+
+    Returns
+    -------
+    array
+        ``x`` with the same values, in a floating dtype, on ``x``'s device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([-1.5, 0.0, 2.0])
+    ...     print(xpnet.to_host(xpnet.identity_function(x)).tolist())
+    [-1.5, 0.0, 2.0]
+    [-1.5, 0.0, 2.0]
+    """
     xp = namespace_of(x)
     return as_floating(x, xp, "identity_function")
 
 
 def step_function(x: Array) -> Array:
-    """1 where ``x > 0``, else 0, in ``x``'s floating dtype (NaN gives 0)."""
+    """1 where ``x > 0``, else 0, in ``x``'s floating dtype (NaN gives 0).
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array; integer and bool input becomes the default floating dtype.
+
+    Returns
+    -------
+    array
+        0.0 and 1.0 of ``x``'s shape, floating dtype and device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([-1.0, 0.0, 0.5])
+    ...     print(xpnet.to_host(xpnet.step_function(x)).tolist())
+    [0.0, 0.0, 1.0]
+    [0.0, 0.0, 1.0]
+    """
     xp = namespace_of(x)
     x = as_floating(x, xp, "step_function")
     return xp.astype(x > 0, x.dtype)
@@ -36,6 +76,25 @@ def sigmoid(x: Array) -> Array:
     of any size (±100, ±inf) gives results in [0, 1] with no overflow warning and tiny
     outputs keep their relative precision. Both agree to rounding, except that some
     libraries flush outputs below the smallest normal float to zero. NaN propagates.
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array; integer and bool input becomes the default floating dtype.
+
+    Returns
+    -------
+    array
+        Values in [0, 1] of ``x``'s shape, floating dtype and device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([-1000.0, 0.0, 2.0])
+    ...     print(xpnet.to_host(xpnet.sigmoid(x)).round(4).tolist())
+    [0.0, 0.5, 0.8808]
+    [0.0, 0.5, 0.8808]
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "sigmoid")
@@ -51,7 +110,27 @@ def logistic_formula(x: Array, xp: Namespace) -> Array:
 
 
 def relu(x: Array) -> Array:
-    """``max(x, 0)``; NaN propagates."""
+    """``max(x, 0)``; NaN propagates.
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array; integer and bool input becomes the default floating dtype.
+
+    Returns
+    -------
+    array
+        ``x`` with its negative entries replaced by 0, in ``x``'s floating dtype and device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([-1.0, 0.0, 2.0])
+    ...     print(xpnet.to_host(xpnet.relu(x)).tolist())
+    [0.0, 0.0, 2.0]
+    [0.0, 0.0, 2.0]
+    """
     xp = namespace_of(x)
     x = as_floating(x, xp, "relu")
     return xp.maximum(x, scalar_like(0.0, x, xp))
@@ -65,6 +144,33 @@ def softmax(x: Array, axis: int = -1) -> Array:
     a slice that is entirely -inf is uniform; a slice holding NaN is all NaN.
     Along an axis of length zero there are no slices: the result is an empty array of
     ``x``'s shape, as ``torch.softmax`` and ``jax.nn.softmax`` give.
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array with at least one axis; integer and bool input becomes the
+        default floating dtype.
+    axis : int, optional
+        The axis whose slices become probabilities; the last by default.
+
+    Returns
+    -------
+    array
+        Probabilities of ``x``'s shape, floating dtype and device.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is 0-d or ``axis`` is out of range.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([[1.0, 2.0, 3.0], [0.0, 0.0, 1000.0]])
+    ...     print(xpnet.to_host(xpnet.softmax(x)).round(4).tolist())
+    [[0.09, 0.2447, 0.6652], [0.0, 0.0, 1.0]]
+    [[0.09, 0.2447, 0.6652], [0.0, 0.0, 1.0]]
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "softmax")
@@ -100,6 +206,26 @@ def tanh(x: Array) -> Array:
 
     The standard's ``tanh`` saturates without overflow, so large magnitudes give ±1 with no
     warning; the tanh layers of scikit-learn, PyTorch, Keras and ONNX import as this.
+
+    Parameters
+    ----------
+    x : array
+        Any array-API array; integer and bool input becomes the default floating dtype.
+
+    Returns
+    -------
+    array
+        Values in [-1, 1] of ``x``'s shape, floating dtype and device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.activations import tanh
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([-1000.0, 0.0, 0.5])
+    ...     print(xpnet.to_host(tanh(x)).round(4).tolist())
+    [-1.0, 0.0, 0.4621]
+    [-1.0, 0.0, 0.4621]
     """
     xp = namespace_of(x)
     x = as_floating(x, xp, "tanh")

@@ -45,7 +45,19 @@ _INSTALL_HINT = {
 
 @dataclass(frozen=True)
 class Backend:
-    """A backend's namespace bound to one device."""
+    """A backend's namespace bound to one device.
+
+    Made by :func:`get_backend`; :attr:`xpnet.Network.backend` says where a network lives.
+
+    Parameters
+    ----------
+    name : str
+        The backend's name, one of :data:`BACKENDS`.
+    xp : module
+        Its array-API namespace (``array_api_compat.numpy``, ``array_api_strict``...).
+    device : object
+        The device, as the namespace's own ``device=`` arguments take it.
+    """
 
     name: str
     xp: Namespace
@@ -124,6 +136,26 @@ def backend_status(name: str) -> tuple[bool, str]:
 
     The reason is one line, also where the backend's package is installed but fails to
     import (two CuPy wheels at once, a CUDA library that does not match).
+
+    Parameters
+    ----------
+    name : str
+        A backend's name; an unknown name gives ``False`` and the names there are.
+
+    Returns
+    -------
+    tuple of (bool, str)
+        Whether the backend runs on its default device here, and if not, why.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> xpnet.backend_status("numpy")
+    (True, '')
+    >>> xpnet.backend_status("array_api_strict")
+    (True, '')
+    >>> print(xpnet.backend_status("tensorflow")[1])
+    unknown backend 'tensorflow'; choose one of numpy, cupy, torch, jax, dask, array_api_strict
     """
     try:
         get_backend(name)
@@ -133,7 +165,20 @@ def backend_status(name: str) -> tuple[bool, str]:
 
 
 def available_backends() -> list[str]:
-    """The names of the backends that can run on this machine."""
+    """The names of the backends that can run on this machine.
+
+    Returns
+    -------
+    list of str
+        The names from :data:`BACKENDS` for which :func:`backend_status` is true.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> names = xpnet.available_backends()
+    >>> "numpy" in names, set(names) <= set(xpnet.BACKENDS)
+    (True, True)
+    """
     return [name for name in BACKENDS if backend_status(name)[0]]
 
 
@@ -147,6 +192,36 @@ def get_backend(name: str, device: str | None = None) -> Backend:
     is refused the same way everywhere: ``no CUDA device N``.
     Raises :class:`BackendUnavailableError` saying why and what to do, in one line: also
     where the package is installed but its import fails.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKENDS`.
+    device : str, optional
+        A device name as above; ``None`` picks the backend's default device.
+
+    Returns
+    -------
+    Backend
+        The namespace and device; :meth:`Backend.asarray` puts host data there.
+
+    Raises
+    ------
+    BackendUnavailableError
+        If the backend is unknown or not installed, its import fails, or the device does
+        not exist.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> backend = xpnet.get_backend("array_api_strict", "device1")
+    >>> print(backend)
+    array_api_strict on device1
+    >>> x = backend.asarray([[1, 2], [3, 4]], dtype="float32")
+    >>> xpnet.to_host(backend.xp.sum(x, axis=0)).tolist()
+    [4.0, 6.0]
+    >>> print(xpnet.get_backend("numpy"))
+    numpy on cpu
     """
     if name not in _PACKAGE:
         raise BackendUnavailableError(
@@ -329,7 +404,33 @@ def backend_of(x: Array) -> Backend:
 
 
 def to_host(x: Array) -> np.ndarray:
-    """Copy array ``x`` from any backend to a NumPy array, explicitly (never implicitly)."""
+    """Copy array ``x`` from any backend to a NumPy array, explicitly (never implicitly).
+
+    Parameters
+    ----------
+    x : array
+        An array of any backend and device; a dask array is computed first.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values on the host.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is of an array library xpnet does not know.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     x = xpnet.get_backend(name).asarray([1.0, 2.0])
+    ...     host = xpnet.to_host(x)
+    ...     print(type(host).__name__, host.tolist())
+    ndarray [1.0, 2.0]
+    ndarray [1.0, 2.0]
+    """
     xp = compat.array_namespace(x)
     if compat.is_numpy_namespace(xp):
         return np.asarray(x)

@@ -193,6 +193,35 @@ def loss_and_gradients(
     ``t`` holds class indices ``(N,)`` or one-hot rows ``(N, classes)``. The loss is the
     mean cross-entropy plus ``weight_decay / 2 * sum(W**2)`` over the weights, a 0-d array
     on the network's device; the gradients mirror the layers. Runs under the device rule.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A trainable network.
+    x : array
+        A batch ``(N, features)`` on the network's backend and device.
+    t : array
+        Its class indices ``(N,)`` or one-hot rows ``(N, classes)``.
+    weight_decay : float, optional
+        The L2 penalty's factor.
+
+    Returns
+    -------
+    tuple of (array, tuple of LayerGradient)
+        The loss and one gradient (``weight``, ``bias``) per layer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 1.0]] * 2)
+    ...     t = backend.asarray([0, 1] * 2)
+    ...     network = xpnet.init_network([2, 4, 2], seed=0, backend=name, dtype="float64")
+    ...     loss, gradients = xpnet.loss_and_gradients(network, x, t)
+    ...     print(round(float(xpnet.to_host(loss)), 3), [g.weight.shape for g in gradients])
+    0.739 [(2, 4), (4, 2)]
+    0.739 [(2, 4), (4, 2)]
     """
     net = as_network(network)
     check_trainable(net)

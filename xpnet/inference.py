@@ -111,6 +111,33 @@ def iter_batches(*arrays: Array, batch_size: int) -> Iterator[tuple[Array, ...]]
 
     The last batch may be shorter; an empty input yields nothing. Slices are views or
     lazy slices of the originals (never copies to another device).
+
+    Parameters
+    ----------
+    *arrays : array
+        Arrays of one length along axis 0.
+    batch_size : int
+        Rows per batch, a positive integer.
+
+    Yields
+    ------
+    tuple of array
+        One slice of each array, in the order given.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not a positive integer or the arrays differ in length.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     x, t = backend.asarray([[0.0], [1.0], [2.0]]), backend.asarray([7, 8, 9])
+    ...     print([xpnet.to_host(tb).tolist() for _, tb in xpnet.iter_batches(x, t, batch_size=2)])
+    [[7, 8], [9]]
+    [[7, 8], [9]]
     """
     batch_size = check_batch_size(batch_size)
     lengths = {a.shape[0] for a in arrays}
@@ -132,6 +159,44 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     objects, masked arrays) is refused. ``batch_size`` bounds the rows computed at once;
     ``None`` runs ``x`` whole. NumPy input runs in ONNX Runtime where the ``fast`` extra
     installs it (see :func:`xpnet.numpy_engine`), with the same labels.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    x : array
+        One sample ``(features,)`` or a batch ``(N, features)`` on the network's backend
+        and device.
+    batch_size : int, optional
+        The most rows computed at once; ``None`` runs ``x`` whole.
+
+    Returns
+    -------
+    array
+        The output layer's activations, ``(N, outputs)`` (or ``(outputs,)``), on ``x``'s
+        device in the network's dtype.
+
+    Raises
+    ------
+    BackendMismatchError
+        If ``x`` is on another backend or device than the network.
+    NetworkError
+        If ``x`` has the wrong width or cannot be pixels.
+    ValueError
+        If ``batch_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     print(xpnet.to_host(xpnet.predict(network, x)).round(3).tolist())
+    [[0.881, 0.119], [0.018, 0.982]]
+    [[0.881, 0.119], [0.018, 0.982]]
     """
     net = as_network(network)
     net.validate_input(x)
@@ -144,6 +209,42 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     """The predicted class of each row of ``x`` (argmax of :func:`predict`), on x's device.
 
     A softmax or identity output layer is skipped: the argmax of its input is the same.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    x : array
+        One sample or a batch along axis 0, on the network's backend and device.
+    batch_size : int, optional
+        The most rows computed at once; ``None`` runs ``x`` whole.
+
+    Returns
+    -------
+    array
+        Integer class indices, one per row of ``x``, on ``x``'s device.
+
+    Raises
+    ------
+    BackendMismatchError
+        If ``x`` is on another backend or device than the network.
+    NetworkError
+        If ``x`` has the wrong width or cannot be pixels.
+    ValueError
+        If ``batch_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     print(xpnet.to_host(xpnet.predict_labels(network, x)).tolist())
+    [0, 1]
+    [0, 1]
     """
     net = as_network(network)
     net.validate_input(x)
@@ -194,9 +295,47 @@ def count_correct(
     backend or device: :class:`~xpnet.BackendMismatchError`; a label out of range, a
     float index or another shape: :class:`~xpnet.NetworkError`, never counted as wrong).
     ``batch_size`` rows are computed at once; ``None`` follows the batching rule (see
-    :func:`auto_batch_size`: the textbook's 100 on a CPU, the whole input or the largest
+    ``xpnet.inference.auto_batch_size``: the textbook's 100 on a CPU, the whole input or the largest
     batch that fits on a GPU). Counting happens on the device with ``count_nonzero``; the
     total crosses to the host once.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    x : array
+        A batch ``(N, features)`` on the network's backend and device.
+    t : array
+        Class indices ``(N,)`` or one-hot rows ``(N, classes)``, on ``x``'s device.
+    batch_size : int, optional
+        The most rows computed at once; ``None`` follows the batching rule.
+
+    Returns
+    -------
+    int
+        The number of rows whose predicted class is their label.
+
+    Raises
+    ------
+    BackendMismatchError
+        If ``x`` or ``t`` is on another backend or device than the network.
+    NetworkError
+        If ``x`` or ``t`` has the wrong shape or dtype, or a label is out of range.
+    ValueError
+        If ``batch_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     print(xpnet.count_correct(network, x, backend.asarray([0, 0])))
+    1
+    1
     """
     net = as_network(network)
     net.validate_input(x)
@@ -220,6 +359,44 @@ def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None
     """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input).
 
     Labels and ``batch_size`` as in :func:`count_correct` (``None``: the batching rule).
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    x : array
+        A batch ``(N, features)`` on the network's backend and device.
+    t : array
+        Class indices ``(N,)`` or one-hot rows ``(N, classes)``, on ``x``'s device.
+    batch_size : int, optional
+        The most rows computed at once; ``None`` follows the batching rule.
+
+    Returns
+    -------
+    float
+        ``count_correct(...) / N``, a Python float; NaN where ``x`` has no rows.
+
+    Raises
+    ------
+    BackendMismatchError
+        If ``x`` or ``t`` is on another backend or device than the network.
+    NetworkError
+        If ``x`` or ``t`` has the wrong shape or dtype, or a label is out of range.
+    ValueError
+        If ``batch_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     print(xpnet.accuracy(network, x, backend.asarray([[1.0, 0.0], [1.0, 0.0]])))
+    0.5
+    0.5
     """
     total = x.shape[0]
     correct = count_correct(network, x, t, batch_size=batch_size)
@@ -234,7 +411,40 @@ def predict_labels_streaming(
     With ``blocks`` from :func:`xpnet.datasets.iter_idx` (each flattened to one row per
     image, ``block.reshape(len(block), -1)``, and moved to the device with
     ``backend.asarray`` where needed), millions of images on disk are classified with
-    memory bounded by one block and its working set, at in-memory speed.
+    memory bounded by one block and its working set.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    blocks : iterable of array
+        Batches ``(rows, features)`` on the network's backend and device, in order.
+    batch_size : int, optional
+        The most rows computed at once within a block; ``None`` runs each block whole.
+
+    Returns
+    -------
+    array
+        The class index of every row of every block, joined along axis 0.
+
+    Raises
+    ------
+    ValueError
+        If ``blocks`` is empty or ``batch_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     blocks = (x, x[:1, ...])
+    ...     print(xpnet.to_host(xpnet.predict_labels_streaming(network, blocks)).tolist())
+    [0, 1, 0]
+    [0, 1, 0]
     """
     net = as_network(network)
     batch_size = optional_batch_size(batch_size)

@@ -28,7 +28,18 @@ from xpnet.errors import BackendMismatchError, NetworkError
 
 @dataclass(frozen=True)
 class Layer:
-    """One dense layer: ``activation(x @ weight + bias)``."""
+    """One dense layer: ``activation(x @ weight + bias)``.
+
+    Parameters
+    ----------
+    weight : array
+        The weights, ``(inputs, outputs)``.
+    bias : array
+        The biases, ``(outputs,)``, of the weights' backend, device and dtype.
+    activation : str
+        The activation's name: ``"sigmoid"``, ``"softmax"``, ``"relu"``, ``"tanh"``,
+        ``"step"`` or ``"identity"``.
+    """
 
     weight: Array
     bias: Array
@@ -37,7 +48,42 @@ class Layer:
 
 @dataclass(frozen=True)
 class Network:
-    """A feed-forward network of dense layers, checked for consistent shapes and placement."""
+    """A feed-forward network of dense layers, checked for consistent shapes and placement.
+
+    Every function that takes a network also takes the textbook's dict ``W1, b1, ...``;
+    :meth:`from_mapping` and :meth:`to_mapping` convert between the two. A network is
+    immutable: :meth:`scale_input` and :func:`~xpnet.to_backend` return new ones.
+
+    Parameters
+    ----------
+    layers : tuple of Layer
+        At least one layer; each takes as many inputs as the one before gives.
+
+    Raises
+    ------
+    BackendMismatchError
+        If the arrays are not all on one backend and device.
+    NetworkError
+        If there is no layer, the arrays differ in dtype or are not floating, a layer's
+        shapes do not fit, or an activation is unknown.
+
+    See Also
+    --------
+    init_network : A network with seeded random weights.
+    load_weights : A network from a file.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     layer = xpnet.Layer(backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                         backend.asarray([0.0, 0.5]), "softmax")
+    ...     network = xpnet.Network((layer,))
+    ...     print(network.backend, network.sizes, network.activations, sorted(network.to_mapping()))
+    numpy on cpu (2, 2) ('softmax',) ['W1', 'b1']
+    array_api_strict on CPU_DEVICE (2, 2) ('softmax',) ['W1', 'b1']
+    """
 
     layers: tuple[Layer, ...]
 
@@ -67,6 +113,12 @@ class Network:
 
         ``activations`` defaults to the textbook's choice: sigmoid on every hidden layer,
         softmax on the output.
+
+        Raises
+        ------
+        NetworkError
+            If the keys are not ``W1, b1, ..., Wn, bn`` or the activations do not match the
+            layers in number.
         """
         numbers = sorted(int(m[1]) for key in params if (m := re.fullmatch(r"W(\d+)", key)))
         if numbers != list(range(1, len(numbers) + 1)) or not numbers:
@@ -304,10 +356,51 @@ def init_network(
     Weights are Gaussian with Xavier scaling (``1/sqrt(fan_in)``), or He scaling
     (``sqrt(2/fan_in)``) for ReLU layers; biases start at zero. ``activations`` defaults to
     the textbook's (sigmoid hidden layers, softmax output). Before anything is allocated,
-    the bytes it takes (:func:`init_bytes`) are checked against ``max_bytes`` (by default
-    :data:`MAX_INIT_BYTES`) and, where the system says, the host's available memory;
-    too many raise :class:`NetworkError` in one line. The arrays are created under the
-    device rule (see :mod:`xpnet._device`).
+    the bytes it takes (``xpnet.network.init_bytes``) are checked against ``max_bytes`` (by
+    default ``xpnet.network.MAX_INIT_BYTES``) and, where the system says, the host's
+    available memory; too many raise :class:`NetworkError` in one line. The arrays are
+    created under the device rule (see ``xpnet._device``).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Units per layer, input first: ``[784, 50, 100, 10]`` for the textbook's network.
+    activations : sequence of str, optional
+        One activation name per layer; the textbook's by default.
+    seed : int, optional
+        The seed of NumPy's generator that draws the weights.
+    dtype : str, optional
+        The floating dtype's name, ``"float32"`` by default.
+    backend, device : str, optional
+        Where the arrays are created (see :func:`~xpnet.get_backend`).
+    max_bytes : int, optional
+        The most bytes the network may take to create.
+
+    Returns
+    -------
+    Network
+        The new network on ``backend`` and ``device``.
+
+    Raises
+    ------
+    NetworkError
+        If ``sizes``, ``activations`` or ``dtype`` is malformed, or the network would take
+        more than ``max_bytes`` or the memory available.
+    BackendUnavailableError
+        If ``backend`` or ``device`` cannot run here.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> weights = []
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     network = xpnet.init_network([784, 50, 100, 10], seed=0, backend=name)
+    ...     print(network.backend, network.sizes, network.activations)
+    ...     weights.append(xpnet.to_host(network.layers[0].weight))
+    numpy on cpu (784, 50, 100, 10) ('sigmoid', 'sigmoid', 'softmax')
+    array_api_strict on CPU_DEVICE (784, 50, 100, 10) ('sigmoid', 'sigmoid', 'softmax')
+    >>> bool((weights[0] == weights[1]).all()), weights[0].dtype.name
+    (True, 'float32')
     """
     if len(sizes) < 2 or any(
         isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes
@@ -356,7 +449,38 @@ def _available_host_memory() -> int | None:
 
 
 def to_backend(network: NetworkLike, backend: str, device: str | None = None) -> Network:
-    """Copy a network (or the textbook's dict) onto ``backend`` and ``device``, dtype kept."""
+    """Copy a network (or the textbook's dict) onto ``backend`` and ``device``, dtype kept.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`Network` on any backend, or the textbook's dict ``W1, b1, ...``.
+    backend : str
+        The target backend's name (see :data:`~xpnet.BACKENDS`).
+    device : str, optional
+        The target device; the backend's default where ``None``.
+
+    Returns
+    -------
+    Network
+        A copy with the same weights, dtype and activations on the target.
+
+    Raises
+    ------
+    BackendUnavailableError
+        If ``backend`` or ``device`` cannot run here, or lacks the network's dtype.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2])
+    >>> moved = xpnet.to_backend(network, "array_api_strict", "device1")
+    >>> print(moved.backend, moved.sizes)
+    array_api_strict on device1 (4, 3, 2)
+    >>> back = xpnet.to_backend(moved, "numpy")
+    >>> bool((xpnet.to_host(back.layers[0].weight) == network.layers[0].weight).all())
+    True
+    """
     source = as_network(network)
     target = get_backend(backend, device)
     with on_backend(target.name, target.device):

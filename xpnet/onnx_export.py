@@ -115,13 +115,32 @@ def export_onnx(network: NetworkLike, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         ``path``.
 
+    Raises
+    ------
+    ImportError
+        If ``onnx`` is not installed.
+    OSError
+        If the file cannot be written, or ``path`` is something other than a regular file
+        (a folder, a device): nothing but a regular file is replaced.
+
     Notes
     -----
     The graph takes ``input`` ``(rows, features)`` in the network's dtype and gives
     ``output``, the last layer's activation: ``Gemm`` per layer, then ``Sigmoid``,
     ``Relu``, ``Tanh``, ``Softmax``, ``Identity``, or ``Greater`` and ``Cast`` for
-    ``step``; opset :data:`OPSET`. The model's metadata holds xpnet's version and the
+    ``step``; opset ``xpnet.onnx_export.OPSET``. The model's metadata holds xpnet's version and the
     activations. Needs ``onnx`` (``pip install 'xpnet[fast]'``).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2], backend="array_api_strict")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     written = xpnet.export_onnx(network, pathlib.Path(folder) / "net.onnx")
+    ...     back = xpnet.load_weights(written)
+    >>> written.name, back.sizes, back.activations
+    ('net.onnx', (4, 3, 2), ('sigmoid', 'softmax'))
     """
     from xpnet._atomic import atomic_write
 

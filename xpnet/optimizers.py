@@ -133,7 +133,32 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "ada
 
 
 def make_optimizer(optimizer: str | Optimizer, lr: float | None = None) -> Optimizer:
-    """An optimizer from its name (``lr=None``: its default rate) or the object itself."""
+    """An optimizer from its name (``lr=None``: its default rate) or the object itself.
+
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+        ``"sgd"``, ``"momentum"`` or ``"adam"``, or an optimizer object (returned as it is).
+    lr : float, optional
+        The learning rate of a named optimizer.
+
+    Returns
+    -------
+    Optimizer
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown, or ``lr`` is given beside an optimizer object.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> xpnet.make_optimizer("adam")
+    Adam(lr=0.001)
+    >>> xpnet.make_optimizer("sgd", lr=0.5)
+    SGD(lr=0.5)
+    """
     if isinstance(optimizer, Optimizer):
         if lr is not None:
             raise ValueError("pass lr to the optimizer object, not beside it")

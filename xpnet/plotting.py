@@ -70,6 +70,31 @@ def plot_activations(
     book, which fixes y to [-0.1, 1.1] for step and sigmoid). The curves are computed on
     ``backend`` (NumPy by default) in float32. Softmax maps the whole grid, as one vector,
     to probabilities that sum to 1.
+
+    Parameters
+    ----------
+    functions : sequence of str or mapping of str to callable, optional
+        The activations to draw; all of them by default.
+    x_range : tuple of float, optional
+        The smallest and largest x.
+    num : int, optional
+        The number of points.
+    backend : Backend, optional
+        Where the curves are computed (:func:`~xpnet.get_backend`); NumPy by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, not shown; ``figure.savefig(path)`` writes it.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.plotting import plot_activations
+    >>> backend = xpnet.get_backend("array_api_strict")
+    >>> figure = plot_activations(["step", "sigmoid", "relu"], backend=backend)
+    >>> [ax.get_title() for ax in figure.axes]
+    ['step', 'sigmoid', 'relu']
     """
     if functions is None:
         functions = [*BOOK_ORDER, *(name for name in ACTIVATIONS if name not in BOOK_ORDER)]
@@ -107,6 +132,34 @@ def plot_image_grid(
     ``images`` are ``(N, 784)``, ``(N, 1, 28, 28)`` or ``(N, 28, 28)``; ``labels`` are class
     indices or one-hot rows. With ``predicted``, titles read ``"label → prediction"`` and
     mistakes are red. Only the shown images are copied to the host.
+
+    Parameters
+    ----------
+    images : array
+        Images, one per row along axis 0, of any backend.
+    labels : array
+        Their class indices or one-hot rows.
+    rows, cols : int, optional
+        The grid's shape.
+    predicted : array, optional
+        Predicted class indices, shown beside the labels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, not shown; ``figure.savefig(path)`` writes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> from xpnet.plotting import plot_image_grid
+    >>> backend = xpnet.get_backend("array_api_strict")
+    >>> images = backend.asarray(np.zeros((4, 784)), dtype="float32")
+    >>> labels, predicted = backend.asarray([3, 1, 4, 1]), backend.asarray([3, 1, 4, 7])
+    >>> figure = plot_image_grid(images, labels, rows=2, cols=2, predicted=predicted)
+    >>> [ax.get_title() for ax in figure.axes]
+    ['3 → 3', '1 → 1', '4 → 4', '1 → 7']
     """
     count = min(rows * cols, images.shape[0])
     with on_device_of(labels):
@@ -130,6 +183,30 @@ def misclassified_indices(labels: Array, probabilities: Array) -> Array:
     (a class index or a one-hot row). Worst means the lowest probability given to the true
     class; ties keep index order (a stable sort), so the order is deterministic for given
     probabilities. Runs under the device rule.
+
+    Parameters
+    ----------
+    labels : array
+        Class indices ``(N,)`` or one-hot rows ``(N, classes)``.
+    probabilities : array
+        The network's outputs ``(N, classes)``, on the labels' backend and device.
+
+    Returns
+    -------
+    array
+        Integer row indices, on the input's device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.plotting import misclassified_indices
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     labels = backend.asarray([0, 1, 1, 0])
+    ...     probabilities = backend.asarray([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])
+    ...     print(xpnet.to_host(misclassified_indices(labels, probabilities)).tolist())
+    [3, 1]
+    [3, 1]
     """
     with on_device_of(probabilities):
         return _misclassified_indices(labels, probabilities)
@@ -159,6 +236,36 @@ def plot_misclassified(
     """Up to ``max_images`` misclassified images, worst first (see :func:`misclassified_indices`).
 
     Each title gives the predicted class with its probability, then the true class.
+
+    Parameters
+    ----------
+    images : array
+        Images, one per row along axis 0.
+    labels : array
+        Their class indices or one-hot rows.
+    probabilities : array
+        The network's outputs ``(N, classes)``.
+    max_images : int, optional
+        The most images shown.
+    cols : int, optional
+        Images per row of the grid.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, not shown; ``figure.savefig(path)`` writes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> from xpnet.plotting import plot_misclassified
+    >>> backend = xpnet.get_backend("array_api_strict")
+    >>> images = backend.asarray(np.zeros((3, 784)), dtype="float32")
+    >>> probabilities = backend.asarray([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    >>> figure = plot_misclassified(images, backend.asarray([0, 1, 1]), probabilities)
+    >>> figure.get_suptitle()
+    '1 of 3 misclassified; 1 worst shown (lowest probability for the true class)'
     """
     worst = misclassified_indices(labels, probabilities)
     total = worst.shape[0]
@@ -192,6 +299,37 @@ def confusion_matrix(labels: Array, predicted: Array, num_classes: int = 10) -> 
     batches, and the matches counted with ``count_nonzero``: no bincount, no host copy.
     Raises ``ValueError`` if a class lies outside ``0 .. num_classes - 1``. Runs under the
     device rule.
+
+    Parameters
+    ----------
+    labels : array
+        True class indices ``(N,)`` or one-hot rows ``(N, num_classes)``.
+    predicted : array
+        Predicted class indices ``(N,)``, on the labels' backend and device.
+    num_classes : int, optional
+        The number of classes.
+
+    Returns
+    -------
+    array
+        Integer counts ``(num_classes, num_classes)``: row ``i``, column ``j`` counts the
+        rows of class ``i`` predicted as ``j``.
+
+    Raises
+    ------
+    ValueError
+        If a class lies outside ``0 .. num_classes - 1``.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.plotting import confusion_matrix
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     labels, predicted = backend.asarray([0, 1, 2, 2]), backend.asarray([0, 2, 2, 1])
+    ...     print(xpnet.to_host(confusion_matrix(labels, predicted, num_classes=3)).tolist())
+    [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
     """
     with on_device_of(predicted):
         return _confusion_matrix(labels, predicted, num_classes)
@@ -215,7 +353,36 @@ def _confusion_matrix(labels: Array, predicted: Array, num_classes: int) -> Arra
 
 
 def plot_confusion_matrix(labels: Array, predicted: Array, *, num_classes: int = 10) -> Figure:
-    """The confusion matrix as annotated counts, with each true class's accuracy on the right."""
+    """The confusion matrix as annotated counts, with each true class's accuracy on the right.
+
+    Parameters
+    ----------
+    labels : array
+        True class indices ``(N,)`` or one-hot rows ``(N, num_classes)``.
+    predicted : array
+        Predicted class indices ``(N,)``, on the labels' backend and device.
+    num_classes : int, optional
+        The number of classes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, not shown; ``figure.savefig(path)`` writes it.
+
+    Raises
+    ------
+    ValueError
+        If a class lies outside ``0 .. num_classes - 1``.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.plotting import plot_confusion_matrix
+    >>> backend = xpnet.get_backend("array_api_strict")
+    >>> labels, predicted = backend.asarray([0, 1, 2, 2]), backend.asarray([0, 2, 2, 1])
+    >>> plot_confusion_matrix(labels, predicted, num_classes=3).axes[0].get_title()
+    'accuracy 50.00% (2 of 4)'
+    """
     counts = to_host(confusion_matrix(labels, predicted, num_classes))
     per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
     correct, total = int(np.trace(counts)), int(counts.sum())
@@ -253,6 +420,34 @@ def plot_first_layer_weights(
     Red weights excite the unit, blue ones inhibit it. All tiles share one symmetric scale,
     clipped at the 99th percentile of ``|weight|`` so that a few large weights do not wash
     out the rest; 32 colour steps keep the scale easy to read and the PNG small.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` on any backend, or the textbook's dict ``W1, b1, ...``.
+    image_shape : tuple of int, optional
+        The shape of one input image.
+    cols : int, optional
+        Tiles per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, not shown; ``figure.savefig(path)`` writes it.
+
+    Raises
+    ------
+    ValueError
+        If the first layer's inputs are not one image of ``image_shape``.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.plotting import plot_first_layer_weights
+    >>> network = xpnet.init_network([784, 50, 10], backend="array_api_strict")
+    >>> figure = plot_first_layer_weights(network)
+    >>> type(figure).__name__
+    'Figure'
     """
     weight = to_host(as_network(network).layers[0].weight)
     if weight.shape[0] != math.prod(image_shape):

@@ -70,6 +70,39 @@ def save_weights(
     activations and dtype. The file appears whole or not at all: it is written beside
     ``path`` (whose folder is created) and renamed over it, so a failed save leaves an
     existing file intact.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` on any backend, or the textbook's dict ``W1, b1, ...``.
+    path : str or os.PathLike
+        The file to write.
+    metadata : mapping, optional
+        JSON-serializable provenance stored in the header.
+    format : {"npz", "safetensors"}, optional
+        The file format; xpnet's ``.npz`` by default.
+
+    Raises
+    ------
+    WeightsError
+        If ``metadata`` is not JSON-serializable, ``format`` is unknown, or the file
+        cannot be written.
+
+    See Also
+    --------
+    load_weights : Reads the file back.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2], seed=1)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     xpnet.save_weights(network, path, metadata={"seed": 1})
+    ...     info = xpnet.read_weights_info(path)
+    >>> info["sizes"], info["activations"], info["metadata"]
+    ([4, 3, 2], ['sigmoid', 'softmax'], {'seed': 1})
     """
     host = to_backend(as_network(network), "numpy")
     header = {
@@ -114,7 +147,7 @@ def load_weights(
     """Load a weights file onto ``backend`` and ``device``, running no code from it.
 
     Also reads models from other frameworks, recognised by content (see
-    :mod:`xpnet.importers`): ONNX, ``.keras``, skops, safetensors and a PyTorch state dict,
+    ``xpnet.importers``): ONNX, ``.keras``, skops, safetensors and a PyTorch state dict,
     which stores no activations: pass them as ``activations`` (``"relu,softmax"`` or a list).
 
     Reads xpnet's ``.npz`` (with its stored activations) or the textbook's dict of
@@ -122,6 +155,44 @@ def load_weights(
     (``sample_weight.pkl``) or a plain ``numpy.savez`` of it, told apart by content.
     ``dtype`` (``"float64"``...) casts the weights; ``None`` keeps the stored dtype.
     Raises :class:`WeightsError` naming the file if it is unreadable, unsafe or malformed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    backend, device : str, optional
+        Where the network's arrays go (see :func:`~xpnet.get_backend`).
+    dtype : str, optional
+        The floating dtype to cast to; ``None`` keeps the stored one.
+    activations : str or sequence of str, optional
+        Activation names for a file that stores none (a PyTorch state dict).
+
+    Returns
+    -------
+    Network
+        The network on ``backend`` and ``device``.
+
+    Raises
+    ------
+    WeightsError
+        If the file is unreadable, unsafe or malformed.
+    BackendUnavailableError
+        If ``backend`` or ``device`` cannot run here.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2], seed=1)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     xpnet.save_weights(network, path)
+    ...     for name in ("numpy", "array_api_strict"):
+    ...         loaded = xpnet.load_weights(path, backend=name, dtype="float64")
+    ...         same = (xpnet.to_host(loaded.layers[1].weight) == network.layers[1].weight).all()
+    ...         print(loaded.backend, loaded.sizes, loaded.activations, bool(same))
+    numpy on cpu (4, 3, 2) ('sigmoid', 'softmax') True
+    array_api_strict on CPU_DEVICE (4, 3, 2) ('sigmoid', 'softmax') True
     """
     network = _read(Path(path), activations)[0]
     if dtype is not None:
@@ -140,6 +211,34 @@ def read_weights_info(
     metadata (and no version), for the textbook's dict; ``"onnx"``, ``"keras"``, ``"skops"``,
     ``"torch"`` or ``"safetensors"`` for other frameworks' files (``activations`` as in
     :func:`load_weights`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    activations : str or sequence of str, optional
+        As in :func:`load_weights`.
+
+    Returns
+    -------
+    dict
+        The header's fields.
+
+    Raises
+    ------
+    WeightsError
+        If the file is unreadable, unsafe or malformed.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     xpnet.save_weights(xpnet.init_network([4, 3, 2]), path)
+    ...     info = xpnet.read_weights_info(path)
+    >>> info["format"], info["sizes"], info["dtype"]
+    ('xpnet-weights', [4, 3, 2], 'float32')
     """
     return _read(Path(path), activations)[1]
 

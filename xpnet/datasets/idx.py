@@ -219,7 +219,7 @@ def iter_idx(path: str | os.PathLike[str], rows: int) -> Iterator[np.ndarray]:
 
     Memory stays bounded by one block, however large the file: this is how xpnet streams
     millions of images from disk. The checks are those of :func:`read_idx`, the header's
-    before the first block; a file cut short raises :class:`DataError` at the block where
+    before the first block; a file cut short raises :class:`~xpnet.DataError` at the block where
     its data run out, bytes after the data at the end.
     """
     if rows < 1:

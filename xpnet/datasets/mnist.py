@@ -79,6 +79,48 @@ def load_mnist(
     ``data_dir``, ``$XPNET_DATA_DIR``, the system folders, then the cache folder, and
     downloaded into the cache when missing and ``download`` allows. Raises a one-line
     :class:`~xpnet.errors.DataError` for missing or damaged files.
+
+    Parameters
+    ----------
+    normalize : bool, optional
+        Scale the pixels to [0, 1] in ``dtype``; else keep uint8 0..255.
+    flatten : bool, optional
+        One row of 784 pixels per image; else ``(N, 1, 28, 28)``.
+    one_hot_label : bool, optional
+        One-hot label rows ``(N, 10)`` in ``dtype``; else int64 class indices.
+    split : {"train", "test"}, optional
+        Load only this split; both where ``None``.
+    dataset : str, optional
+        ``"mnist"``, ``"fashion-mnist"`` or ``"mnist-5k"``.
+    data_dir : str or os.PathLike, optional
+        A folder (or data root) to look in first.
+    download : bool, optional
+        Download missing files into the cache.
+    backend, device : str, optional
+        Where the arrays go (see :func:`~xpnet.get_backend`).
+    dtype : str, optional
+        The floating dtype of normalized images and one-hot labels.
+
+    Returns
+    -------
+    tuple
+        ``((x_train, t_train), (x_test, t_test))``, or ``(x, t)`` for one ``split``.
+
+    Raises
+    ------
+    DataError
+        If a file is missing (and not downloaded) or damaged.
+    ValueError
+        If ``dtype`` is not floating or ``dataset`` or ``split`` is unknown.
+
+    Examples
+    --------
+    Needs the MNIST files (found locally or downloaded with ``xpnet[data]``):
+
+    >>> from xpnet.datasets import load_mnist
+    >>> x, t = load_mnist(split="test", backend="array_api_strict")  # doctest: +SKIP
+    >>> x.shape, x.dtype, t.shape  # doctest: +SKIP
+    ((10000, 784), array_api_strict.float32, (10000,))
     """
     spec = get_dataset(dataset)
     names = ("train", "test") if split is None else (split,)
@@ -133,7 +175,20 @@ def load_fashion_mnist(
     device: str | None = None,
     dtype: str = "float32",
 ) -> tuple[Split, Split] | Split:
-    """:func:`load_mnist` for Fashion-MNIST (same files and format; Debian's copy is found)."""
+    """:func:`load_mnist` for Fashion-MNIST (same files and format; Debian's copy is found).
+
+    The parameters, return value and errors are :func:`load_mnist`'s, with
+    ``dataset="fashion-mnist"``.
+
+    Examples
+    --------
+    Needs the Fashion-MNIST files (found locally or downloaded with ``xpnet[data]``):
+
+    >>> from xpnet.datasets import load_fashion_mnist
+    >>> (x_train, t_train), (x_test, t_test) = load_fashion_mnist()  # doctest: +SKIP
+    >>> x_train.shape, x_test.shape  # doctest: +SKIP
+    ((60000, 784), (10000, 784))
+    """
     return load_mnist(
         normalize,
         flatten,

@@ -54,6 +54,20 @@ def from_sklearn(
     ------
     NetworkError
         For another estimator, an unfitted one or an activation xpnet lacks.
+
+    Examples
+    --------
+    Needs scikit-learn (``pip install 'xpnet[sklearn]'``):
+
+    >>> import numpy as np
+    >>> from sklearn.neural_network import MLPClassifier  # doctest: +SKIP
+    >>> import xpnet
+    >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 10)
+    >>> t = np.array([0, 1, 1, 0] * 10)
+    >>> model = MLPClassifier((8,), max_iter=50, random_state=0).fit(x, t)  # doctest: +SKIP
+    >>> network = xpnet.from_sklearn(model, backend="array_api_strict")  # doctest: +SKIP
+    >>> network.sizes, network.activations  # doctest: +SKIP
+    ((2, 8, 2), ('relu', 'softmax'))
     """
     from xpnet.importers.sklearn import read_mlp
 
@@ -90,6 +104,19 @@ def from_torch(
     ------
     NetworkError
         Naming the first module (or state-dict entry) xpnet cannot represent.
+
+    Examples
+    --------
+    Needs PyTorch (``pip install 'xpnet[torch]'``):
+
+    >>> import torch  # doctest: +SKIP
+    >>> import xpnet
+    >>> module = torch.nn.Sequential(  # doctest: +SKIP
+    ...     torch.nn.Linear(784, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10)
+    ... )
+    >>> network = xpnet.from_torch(module, backend="numpy")  # doctest: +SKIP
+    >>> network.sizes, network.activations  # doctest: +SKIP
+    ((784, 50, 10), ('relu', 'identity'))
     """
     from xpnet.importers import torch as reader
 
@@ -125,6 +152,20 @@ def from_keras(
     ------
     NetworkError
         Naming the first layer xpnet cannot represent.
+
+    Examples
+    --------
+    Needs Keras 3 and one of its backends (``pip install 'xpnet[keras,jax]'``):
+
+    >>> import keras  # doctest: +SKIP
+    >>> import xpnet
+    >>> model = keras.Sequential(  # doctest: +SKIP
+    ...     [keras.Input((784,)), keras.layers.Dense(50, activation="sigmoid"),
+    ...      keras.layers.Dense(10, activation="softmax")]
+    ... )
+    >>> network = xpnet.from_keras(model, backend="numpy")  # doctest: +SKIP
+    >>> network.sizes, network.activations  # doctest: +SKIP
+    ((784, 50, 10), ('sigmoid', 'softmax'))
     """
     from xpnet.importers.keras import read_model
 
@@ -139,7 +180,7 @@ def from_onnx(
     Parameters
     ----------
     model : onnx.ModelProto
-        See :mod:`xpnet.importers.onnx` for the operators and opsets read.
+        See ``xpnet.importers.onnx`` for the operators and opsets read.
     backend, device, dtype : str
         As in :func:`from_sklearn`.
 
@@ -151,6 +192,22 @@ def from_onnx(
     ------
     NetworkError
         Naming the first node xpnet cannot represent.
+
+    Examples
+    --------
+    A model that :func:`xpnet.export_onnx` wrote, read back with ``onnx``:
+
+    >>> import pathlib, tempfile
+    >>> import onnx
+    >>> import xpnet
+    >>> network = xpnet.init_network([4, 3, 2], activations=["relu", "softmax"])
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     model = onnx.load(xpnet.export_onnx(network, pathlib.Path(folder) / "net.onnx"))
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     imported = xpnet.from_onnx(model, backend=name)
+    ...     print(imported.backend, imported.sizes, imported.activations)
+    numpy on cpu (4, 3, 2) ('relu', 'softmax')
+    array_api_strict on CPU_DEVICE (4, 3, 2) ('relu', 'softmax')
     """
     from xpnet.importers.onnx import read_model
 

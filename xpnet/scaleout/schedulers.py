@@ -27,6 +27,36 @@ def use_scheduler(
     ``dask.distributed`` scheduler (``tcp://host:8786``). ``local_workers`` instead starts a
     ``LocalCluster`` of that many worker processes on 127.0.0.1, closed on leaving. ``None``
     for both keeps dask's default (threads, or the distributed client already made).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        A local scheduler's name or a distributed scheduler's address.
+    local_workers : int, optional
+        The number of worker processes of a local cluster started for the block.
+
+    Yields
+    ------
+    str
+        What computes the collections, in words.
+
+    Raises
+    ------
+    ValueError
+        If both ``scheduler`` and ``local_workers`` are given.
+
+    Examples
+    --------
+    Needs dask (``pip install 'xpnet[dask]'``):
+
+    >>> import xpnet
+    >>> from xpnet.scaleout import use_scheduler
+    >>> network = xpnet.init_network([4, 3, 2], backend="dask")  # doctest: +SKIP
+    >>> x = xpnet.get_backend("dask").asarray([[0.0, 1.0, 2.0, 3.0]] * 5)  # doctest: +SKIP
+    >>> with use_scheduler("synchronous") as where:  # doctest: +SKIP
+    ...     labels = xpnet.predict_labels(network, x).compute()
+    >>> where, labels.shape  # doctest: +SKIP
+    ('dask synchronous', (5,))
     """
     if scheduler is not None and local_workers is not None:
         raise ValueError("give a scheduler or a number of local workers, not both")

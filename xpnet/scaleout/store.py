@@ -97,7 +97,7 @@ class ImageStore:
         ``lazy`` gives dask arrays with the store's chunks, read on demand by whichever
         worker computes them; otherwise NumPy arrays, read whole. Every chunk is checked
         against the manifest as it is read: a missing, damaged or misplaced one raises a
-        one-line :class:`DataError` naming the store, the chunk and its rows.
+        one-line :class:`~xpnet.DataError` naming the store, the chunk and its rows.
         """
         verified = [
             _VerifiedArray(self.path, name, array, self.manifest["arrays"][name]["digests"])
@@ -212,7 +212,7 @@ def write_store(
 
     ``path``'s folder must exist. An existing ``path`` is refused unless ``overwrite``, and
     even then only an xpnet image store (recognised by its own metadata) is replaced: any
-    other folder or file is refused with a one-line :class:`DataError`.
+    other folder or file is refused with a one-line :class:`~xpnet.DataError`.
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim < 2 or labels.shape != images.shape[:1]:
@@ -552,6 +552,38 @@ def open_store(path: PathLike) -> ImageStore:
     ``images`` and ``labels`` are arrays of the shapes, chunks and dtype the manifest
     records and that every chunk is present; raises a one-line DataError if not. The
     chunks' values are checked as they are read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store's folder, as :func:`write_store` made it.
+
+    Returns
+    -------
+    ImageStore
+        The opened store; :meth:`ImageStore.read` reads its images and labels.
+
+    Raises
+    ------
+    DataError
+        If there is no store at ``path`` or it does not match its manifest.
+
+    Examples
+    --------
+    Needs zarr (``pip install 'xpnet[dask]'``):
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from xpnet.scaleout import open_store, write_store
+    >>> images = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4)
+    >>> labels = np.array([0, 1, 2, 3, 4, 5])
+    >>> with tempfile.TemporaryDirectory() as folder:  # doctest: +SKIP
+    ...     path = pathlib.Path(folder) / "store"
+    ...     _ = write_store(path, images, labels, chunk_rows=4)
+    ...     store = open_store(path)
+    ...     x, t = store.read()
+    ...     print(len(store), store.chunk_rows, x.shape, t.tolist())
+    6 4 (6, 4) [0, 1, 2, 3, 4, 5]
     """
     zarr = _zarr()
     name = os.fspath(path)
