@@ -682,7 +682,9 @@ def test_fashion_mnist_pointed_at_the_mnist_folder_says_so_in_one_short_line(
     with pytest.raises(DataError) as info:
         load_fashion_mnist(download=False)
     message = str(info.value)
-    assert "\n" not in message and len(message) < 400, message
+    # Short apart from the folders it names, whose length depends on where tests run.
+    words = message.replace(str(cache), "CACHE").replace(str(MNIST_DIR), "DATA")
+    assert "\n" not in message and len(words) < 300, message
     assert f"{MNIST_DIR} holds mnist's files" in message
     assert "canonical" not in message and "md5" not in message
     looked = f"{MNIST_DIR}, {MNIST_DIR / 'fashion-mnist'}, {cache / 'fashion-mnist'}"
