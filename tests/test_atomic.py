@@ -254,3 +254,24 @@ def test_loading_from_a_fifo_a_device_or_a_folder_is_refused_without_blocking(tm
     else:
         path = Path("/dev/zero")  # reading it would never end
     assert "not a regular file" in one_line(load_weights, path)
+
+
+def test_without_replace_a_file_that_appeared_meanwhile_is_kept(tmp_path):
+    target = tmp_path / "picture.png"
+    with pytest.raises(FileExistsError), atomic_write(target, replace=False) as stream:
+        stream.write(b"new")
+        target.write_bytes(b"someone else's")  # appears while the write is under way
+    assert target.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["picture.png"]
+
+
+def test_without_replace_a_new_file_appears_whole_with_the_umask_mode(tmp_path):
+    target = tmp_path / "picture.png"
+    old = os.umask(0o027)
+    try:
+        with atomic_write(target, replace=False) as stream:
+            stream.write(b"new")
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["picture.png"]

@@ -54,14 +54,16 @@ def write_target(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
+def atomic_write(path: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block ends cleanly.
 
     The data goes to a hidden temporary file in the folder of the file ``path`` names
     (symlinks followed; the folder is created if missing), is flushed to disk, then renamed
     over it, so the rename stays on one file system and concurrent writers each leave a
-    whole file (the last one wins). An exception, Ctrl-C included, at any step leaves the
-    old file untouched and removes the temporary file.
+    whole file (the last one wins). With ``replace=False`` it appears by a hard link
+    instead, which raises ``FileExistsError`` rather than replace a file that is there by
+    then. An exception, Ctrl-C included, at any step leaves the old file untouched and
+    removes the temporary file.
     """
     target = write_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,10 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
             stream.flush()
             os.fsync(stream.fileno())
         write_target(target)  # still a regular file or nothing, just before the rename
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _publish_new(tmp, target)
         tmp = None
     except BaseException:
         if tmp is not None:
@@ -81,6 +86,20 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
                 os.unlink(tmp)
         raise
     _fsync_folder(target.parent)
+
+
+def _publish_new(tmp: str, target: Path) -> None:
+    """Move ``tmp``'s file to the name ``target``, unless that name exists by then."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "it exists by now", os.fspath(target)) from None
+        os.replace(tmp, target)
+    else:
+        os.unlink(tmp)
 
 
 def _create_temp(target: Path) -> tuple[int, str]:

@@ -18,11 +18,11 @@ import os
 import re
 import select
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
+from xpnet._atomic import atomic_write
 from xpnet.backends import BACKENDS
 from xpnet.errors import XpnetError
 
@@ -201,53 +201,16 @@ def check_output(path: Path, *, force: bool, option: str = "--out") -> None:
 def write_output(path: Path, write: Callable[[BinaryIO], None], *, force: bool) -> None:
     """Write a file through ``write`` so that ``path`` is either as it was or whole and new.
 
-    The bytes go to a temporary file beside the target (through a symlink: beside the file it
-    points to), then appear at once: without ``force`` by a hard link, which fails rather
-    than replace a file that appeared meanwhile; with ``force`` by a rename over the old file,
-    whose permissions the new one keeps. A new file gets the umask's permissions.
+    :func:`xpnet._atomic.atomic_write` does the writing (through a symlink, keeping the old
+    file's permissions, the umask's for a new one); without ``force`` the new file appears
+    only if no file has appeared at ``path`` meanwhile.
     """
     check_output(path, force=force)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as stream:
+        with atomic_write(path, replace=force) as stream:
             write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o666 & ~current_umask())
-        if force:
-            os.replace(tmp, target)
-        else:
-            _publish_new(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _publish_new(tmp: str, target: Path) -> None:
-    """Give ``tmp`` the name ``target`` unless that name exists by now."""
-    try:
-        os.link(tmp, target)
     except FileExistsError:
-        raise XpnetError(
-            f"--out {display_path(target)} exists; pass --force to replace it"
-        ) from None
-    except OSError:  # a file system without hard links: check, then rename
-        if target.exists() or target.is_symlink():
-            raise XpnetError(
-                f"--out {display_path(target)} exists; pass --force to replace it"
-            ) from None
-        os.replace(tmp, target)
-
-
-def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        raise XpnetError(f"--out {display_path(path)} exists; pass --force to replace it") from None
 
 
 # Text and JSON that are safe to print -------------------------------------------------------
