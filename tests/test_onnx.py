@@ -242,6 +242,28 @@ def test_negative_zero_weights_are_not_taken_for_positive_ones(builds):
     assert len(builds) == 3
 
 
+def test_a_weight_is_told_apart_by_its_values_whatever_its_memory_order(builds):
+    rng = np.random.default_rng(4)
+    square = rng.normal(size=(6, 6)).astype(np.float32)
+    bias = np.zeros(6, np.float32)
+    by_columns = xpnet.Network((xpnet.Layer(np.asfortranarray(square), bias, "identity"),))
+    # The transpose, laid out by rows: the very bytes of by_columns' weight, other values.
+    by_rows = xpnet.Network((xpnet.Layer(np.ascontiguousarray(square.T), bias, "identity"),))
+    assert by_rows.layers[0].weight.tobytes("C") == by_columns.layers[0].weight.tobytes("F")
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    for network in (by_columns, by_rows, by_columns):
+        np.testing.assert_allclose(
+            xpnet.predict(network, x), generic(network, x, labels=False), rtol=1e-5, atol=1e-6
+        )
+    assert len(builds) == 2
+    weight = by_columns.layers[0].weight
+    weight[0, 1] = -weight[0, 1]  # in place, in a Fortran-ordered array
+    np.testing.assert_allclose(
+        xpnet.predict(by_columns, x), generic(by_columns, x, labels=False), rtol=1e-5, atol=1e-6
+    )
+    assert len(builds) == 3
+
+
 def test_other_inputs_and_shapes_take_the_generic_path_or_convert_as_it_does(builds):
     network = random_network(["sigmoid", "softmax"], "float32")
     rng = np.random.default_rng(3)

@@ -15,9 +15,9 @@ import os
 import threading
 from typing import Any
 
-import array_api_compat as compat
 import numpy as np
 
+from xpnet.network import Network
 from xpnet.onnx_export import _OPERATORS
 
 THREADS = 0
@@ -36,8 +36,12 @@ BLOCK_ROWS = 65_536
 _CACHED = 8
 """Networks whose sessions are kept, most recently used first."""
 
+_Kept = list[tuple[tuple[int, ...], np.dtype, str, bytes]]
+"""The bits of a network's arrays when its sessions were built: each array's shape, dtype,
+memory order and bytes in that order."""
+
 _lock = threading.Lock()
-_entries: list[tuple[list[np.ndarray], tuple[str, ...], dict[tuple, Any]]] = []
+_entries: list[tuple[_Kept, tuple[str, ...], dict[tuple, Any]]] = []
 
 
 def why_not() -> str | None:
@@ -48,10 +52,10 @@ def why_not() -> str | None:
     return None
 
 
-def applies(network: Any, x: Any) -> bool:
+def applies(network: Network, x: object) -> bool:
     """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights."""
     return (
-        compat.is_numpy_namespace(compat.array_namespace(x))
+        isinstance(x, np.ndarray)
         and x.ndim == 2
         and np.dtype(network.dtype) in (np.float32, np.float64)
         and all(a in _OPERATORS or a == "step" for a in network.activations)
@@ -59,7 +63,7 @@ def applies(network: Any, x: Any) -> bool:
     )
 
 
-def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
+def forward(network: Network, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
     dtype = np.dtype(network.dtype)
     convert = x.dtype != dtype and not (CAST_IN_GRAPH and x.dtype == np.uint8)
@@ -74,12 +78,12 @@ def forward(network: Any, x: np.ndarray, *, labels: bool) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _session(network: Any, labels: bool, fed: np.dtype, threads: int) -> Any:
+def _session(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any:
     """The network's session for this output, input dtype and thread count, built once."""
-    arrays = [a for layer in network.layers for a in (layer.weight, layer.bias)]
+    kept = _bits([a for layer in network.layers for a in (layer.weight, layer.bias)])
     with _lock:
-        found = [e for e in _entries if e[1] == network.activations and _same(arrays, e[0])]
-        entry = found[0] if found else ([a.copy() for a in arrays], network.activations, {})
+        found = [e for e in _entries if e[1] == network.activations and e[0] == kept]
+        entry = found[0] if found else (kept, network.activations, {})
         _entries[:] = [entry, *(e for e in _entries if e is not entry)][:_CACHED]
         sessions = entry[2]
         key = (labels, fed, threads)
@@ -88,17 +92,21 @@ def _session(network: Any, labels: bool, fed: np.dtype, threads: int) -> Any:
         return sessions[key]
 
 
-def _same(arrays: list[np.ndarray], kept: list[np.ndarray]) -> bool:
-    """Whether ``arrays`` hold the very bits of ``kept`` (NaN payloads and zeros' signs too)."""
-    return len(arrays) == len(kept) and all(
-        a.shape == b.shape
-        and a.dtype == b.dtype
-        and np.array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
-        for a, b in zip(arrays, kept)
-    )
+def _bits(arrays: list[np.ndarray]) -> _Kept:
+    """What tells ``arrays`` apart bit for bit (NaN payloads and zeros' signs too): two
+    lists give equal results exactly where they hold the same values in the same shapes
+    and dtypes."""
+    return [_array_bits(a) for a in arrays]
 
 
-def _build(network: Any, labels: bool, fed: np.dtype, threads: int) -> Any:
+def _array_bits(a: np.ndarray) -> tuple[tuple[int, ...], np.dtype, str, bytes]:
+    """Shape, dtype, memory order and bytes of ``a``, the bytes read in that order (a
+    Fortran-ordered weight is copied as it lies, not transposed)."""
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    return a.shape, a.dtype, order, a.tobytes(order)
+
+
+def _build(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any:
     import onnxruntime
 
     from xpnet.onnx_export import onnx_model

@@ -253,19 +253,29 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
         return _run(net, x, batch_size, labels=True)
 
 
-def _run(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
-    if _engine.applies(net, x):
+AUTO = "auto"
+"""A ``batch_size`` for :func:`_run`: the batching rule (:func:`batch_size_for`) applied to
+the array the generic path runs on (for dask, each chunk: NumPy or CuPy)."""
+
+
+def _run(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) -> Array:
+    """The forward pass of ``net`` over ``x`` by the engine that runs it; each engine blocks
+    the rows itself. ``batch_size``: rows at once on the generic path (``None``: all,
+    :data:`AUTO`: the batching rule)."""
+    if _engine.applies(net, x):  # NumPy rows: ONNX Runtime, in blocks of its own
         return _engine.forward(net, x, labels=labels)
     if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
         chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
-    if batch_size is None or x.ndim < 2:
+    if batch_size == AUTO:
+        batch_size = batch_size_for(net, x)
+    if batch_size is None or x.ndim < 2 or batch_size >= x.shape[0]:
         return _forward(net, x, labels=labels)
     parts = [_forward(net, xb, labels=labels) for (xb,) in iter_batches(x, batch_size=batch_size)]
     return net.xp.concat(parts, axis=0) if parts else _forward(net, x, labels=labels)
 
 
-def _run_on_device(net: Network, x: Array, batch_size: int | None, *, labels: bool) -> Array:
+def _run_on_device(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) -> Array:
     """:func:`_run` under the device rule (each dask chunk task enters its chunk's device)."""
     with on_device_of(x):
         return _run(net, x, batch_size, labels=labels)
@@ -343,16 +353,9 @@ def count_correct(
     xp = net.xp
     with on_device_of(x):
         net.validate_labels(t, x)
-        if batch_size is None:
-            batch_size = batch_size_for(net, x)
-        # ONNX Runtime blocks the rows itself; dask batches inside each chunk, lazily.
-        whole = _engine.applies(net, x) or _dask.applies(x)
-        correct = 0
-        for xb, tb in iter_batches(x, t, batch_size=max(1, x.shape[0]) if whole else batch_size):
-            labels = xp.argmax(tb, axis=-1) if tb.ndim == 2 else tb
-            predicted = _run(net, xb, batch_size if whole else None, labels=True)
-            correct = correct + xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype))
-        return int(correct)
+        labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
+        predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
+        return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype)))
 
 
 def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:
