@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,7 +36,7 @@ BLOCK_ROWS = 65_536
 _CACHED = 8
 """Networks whose sessions are kept, most recently used first."""
 
-_Kept = list[tuple[tuple[int, ...], np.dtype, str, bytes]]
+_Kept = list[tuple[tuple[int, ...], np.dtype, Literal["C", "F"], bytes]]
 """The bits of a network's arrays when its sessions were built: each array's shape, dtype,
 memory order and bytes in that order."""
 
@@ -57,7 +57,7 @@ def applies(network: Network, x: object) -> bool:
     return (
         isinstance(x, np.ndarray)
         and x.ndim == 2
-        and np.dtype(network.dtype) in (np.float32, np.float64)
+        and network.layers[0].weight.dtype in (np.float32, np.float64)
         and all(a in _OPERATORS or a == "step" for a in network.activations)
         and _available()
     )
@@ -65,7 +65,7 @@ def applies(network: Network, x: object) -> bool:
 
 def forward(network: Network, x: np.ndarray, *, labels: bool) -> np.ndarray:
     """``predict`` (with ``labels``, ``predict_labels``) of ``network`` on NumPy ``x``."""
-    dtype = np.dtype(network.dtype)
+    dtype = network.layers[0].weight.dtype
     convert = x.dtype != dtype and not (CAST_IN_GRAPH and x.dtype == np.uint8)
     fed = dtype if convert else x.dtype
     threads = THREADS if threading.current_thread() is threading.main_thread() else 1
@@ -99,10 +99,10 @@ def _bits(arrays: list[np.ndarray]) -> _Kept:
     return [_array_bits(a) for a in arrays]
 
 
-def _array_bits(a: np.ndarray) -> tuple[tuple[int, ...], np.dtype, str, bytes]:
+def _array_bits(a: np.ndarray) -> tuple[tuple[int, ...], np.dtype, Literal["C", "F"], bytes]:
     """Shape, dtype, memory order and bytes of ``a``, the bytes read in that order (a
     Fortran-ordered weight is copied as it lies, not transposed)."""
-    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
     return a.shape, a.dtype, order, a.tobytes(order)
 
 

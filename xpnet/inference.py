@@ -267,7 +267,7 @@ def _run(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) 
     if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
         chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
-    if batch_size == AUTO:
+    if isinstance(batch_size, str):  # AUTO
         batch_size = batch_size_for(net, x)
     if batch_size is None or x.ndim < 2 or batch_size >= x.shape[0]:
         return _forward(net, x, labels=labels)
