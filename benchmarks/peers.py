@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 import xpnet
-from xpnet import inference
 from xpnet._array_api import device_name
 from xpnet._typing import Array
 from xpnet.backends import Backend, get_backend
 from xpnet.errors import BackendUnavailableError
+from xpnet.forward_pass import forward
 from xpnet.network import Network
 
 PEERS = ("book batch-100", "onnxruntime", "torch native", "jax.jit")
@@ -142,7 +142,7 @@ def _generic(backend: Backend, work: Workload) -> Variant:
     network = work.network_on(backend)
 
     def run() -> int:
-        labels = inference._forward(network, work.images, labels=True)
+        labels = forward(network, work.images, labels=True)
         return int(np.count_nonzero(labels == work.labels))
 
     return Variant(f"xpnet {backend}, generic", run, "without onnxruntime")

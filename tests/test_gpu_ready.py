@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import xpnet
+import xpnet.batching as batching
 import xpnet.inference as inference
 from xpnet._device import parse_device
 from xpnet._native import native_sigmoid
@@ -230,10 +231,10 @@ ROW = 5056  # the textbook network in float32: (784 + 3 * (50 + 100 + 10)) * 4 b
 
 def test_working_set_of_the_textbook_network():
     network = xpnet.init_network((784, 50, 100, 10))
-    assert inference.working_set_per_row(network) == ROW
-    assert inference.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
+    assert batching.working_set_per_row(network) == ROW
+    assert batching.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
     assert (
-        inference.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
+        batching.working_set_per_row(xpnet.init_network((784, 50, 100, 10), dtype="float64"))
         == 2 * ROW
     )
 
@@ -252,18 +253,18 @@ def test_working_set_of_the_textbook_network():
     ],
 )
 def test_batching_rule(rows, gpu, free, expected):
-    assert inference.auto_batch_size(rows, ROW, gpu=gpu, free_bytes=free) == expected
+    assert batching.auto_batch_size(rows, ROW, gpu=gpu, free_bytes=free) == expected
 
 
 def spy_on_batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
-    forward = inference._forward
+    forward = inference.forward
 
     def recording(net, x, *, labels):
         sizes.append(int(x.shape[0]))
         return forward(net, x, labels=labels)
 
-    monkeypatch.setattr(inference, "_forward", recording)
+    monkeypatch.setattr(inference, "forward", recording)
     return sizes
 
 
@@ -278,19 +279,19 @@ def small_problem(backend: Backend, rows: int = 250):
 def test_count_correct_follows_the_rule_on_a_stand_in_gpu(monkeypatch):
     strict = xpnet.get_backend("array_api_strict")
     network, x, t = small_problem(strict)
-    row = inference.working_set_per_row(network)
+    row = batching.working_set_per_row(network)
     reference = xpnet.count_correct(network, x, t, batch_size=250)
     sizes = spy_on_batches(monkeypatch)
     assert xpnet.count_correct(network, x, t) == reference  # a CPU backend: 100 at a time
     assert sizes == [100, 100, 50]
     asked: list[Backend] = []
-    monkeypatch.setattr(inference, "is_gpu", lambda backend: True)
+    monkeypatch.setattr(batching, "is_gpu", lambda backend: True)
 
     def free_memory(backend):
         asked.append(backend)
         return free[0]
 
-    monkeypatch.setattr(inference, "free_device_memory", free_memory)
+    monkeypatch.setattr(batching, "free_device_memory", free_memory)
     free = [1 << 40]
     sizes.clear()
     assert xpnet.count_correct(network, x, t) == reference  # room for all: one batch
@@ -358,8 +359,8 @@ def test_xpnet_infer_follows_the_rule(monkeypatch, capsys):
         return real(network, x, t, batch_size=batch_size)
 
     monkeypatch.setattr(infer_cli, "count_correct", counting)
-    monkeypatch.setattr(inference, "is_gpu", lambda backend: True)
-    monkeypatch.setattr(inference, "free_device_memory", lambda backend: 2 * 700 * ROW)
+    monkeypatch.setattr(batching, "is_gpu", lambda backend: True)
+    monkeypatch.setattr(batching, "free_device_memory", lambda backend: 2 * 700 * ROW)
     argv = ["infer", "--backend", "array_api_strict", "--data-dir", str(MNIST_DIR)]
     assert main([*argv, "--limit", "2000", "--no-download", "--json"]) == 0
     assert seen[-1] == 700  # the rule's batch on a stand-in GPU (one call warms up first)

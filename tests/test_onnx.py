@@ -16,10 +16,10 @@ from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
 from xpnet import _onnxruntime_engine as engine
-from xpnet import inference
 from xpnet._array_api import device_name
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import to_host
+from xpnet.forward_pass import forward as generic_forward
 from xpnet.onnx_export import IR_VERSION, OPSET, onnx_model
 
 onnx = pytest.importorskip("onnx", reason="the exporter needs onnx (extra fast)")
@@ -47,7 +47,7 @@ def random_network(activations, dtype="float64", sizes=(30, 16, 12, 7, 5), seed=
 
 
 def generic(network, x, *, labels):
-    return inference._forward(network, x, labels=labels)
+    return generic_forward(network, x, labels=labels)
 
 
 def book_labels(params: dict, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""The forward pass written once for every array namespace: the centre every engine stands
+in for.
+
+:func:`forward` is the whole computation in array-API calls; :mod:`xpnet.inference` runs it
+where no engine applies, and engines (ONNX Runtime for NumPy rows, dask chunk by chunk) must
+give the same labels.
+"""
+
+from __future__ import annotations
+
+from xpnet._typing import Array
+from xpnet.activations import ACTIVATIONS
+from xpnet.network import Network
+from xpnet.onnx_export import ORDER_PRESERVING
+
+
+def forward(net: Network, x: Array, *, labels: bool) -> Array:
+    """The output layer's values of ``net`` on ``x`` in one pass (with ``labels``, the
+    class of each row: a softmax or identity output is skipped, its argmax being the
+    same).
+
+    ``x`` must already be checked (:meth:`~xpnet.Network.validate_input`); it is cast to the
+    network's dtype here. Every step is an array-API call on ``net``'s namespace, so this
+    runs unchanged on NumPy, CuPy, PyTorch, JAX, dask and array-api-strict, under
+    ``jax.jit`` too.
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    x : array
+        One sample ``(features,)`` or rows ``(N, features)`` on the network's device.
+    labels : bool
+        Return class indices rather than the output layer's values.
+
+    Returns
+    -------
+    array
+        ``(N, outputs)`` values in the network's dtype, or ``(N,)`` class indices.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.forward_pass import forward
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [0.0, 2.0]])
+    ...     print(xpnet.to_host(forward(network, x, labels=True)).tolist())
+    [0, 1]
+    [0, 1]
+    """
+    xp = net.xp
+    *hidden, last = net.layers
+    x = net.cast_input(x)
+    for layer in hidden:
+        x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
+    z = x @ last.weight + last.bias
+    if labels and last.activation in ORDER_PRESERVING:
+        return xp.argmax(z, axis=-1)
+    out = ACTIVATIONS[last.activation](z)
+    return xp.argmax(out, axis=-1) if labels else out
