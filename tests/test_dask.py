@@ -14,7 +14,7 @@ from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _dask
+from xpnet import _dask_training
 from xpnet.cli import main
 from xpnet.scaleout.schedulers import compute
 from xpnet.scaleout.store import open_store, write_store
@@ -252,22 +252,20 @@ def train_twice(network: xpnet.Network, data: list, augment_shift: int) -> tuple
 def test_training_on_dask_equals_numpy_holding_one_group_of_rows_at_a_time(
     monkeypatch, augment_shift
 ):
-    from xpnet import training
-
     x, t = digits(130, seed=4)
     data = [x.astype(np.float32) / 255.0, t, x[:50].astype(np.float32) / 255.0, t[:50]]
     network = xpnet.init_network((784, 12, 10), seed=2)
     on_numpy, numpy_log, numpy_optimizer = train_twice(network, data, augment_shift)
 
     computed: list[list[tuple[int, ...]]] = []
-    compute_for_real = _dask.computed
+    compute_for_real = _dask_training.computed
 
     def recording(arrays: list) -> list:
         computed.append([tuple(a.shape) for a in arrays])
         return compute_for_real(arrays)
 
-    monkeypatch.setattr(_dask, "computed", recording)
-    monkeypatch.setattr(training, "GROUP_ROWS", 20)
+    monkeypatch.setattr(_dask_training, "computed", recording)
+    monkeypatch.setattr(_dask_training, "GROUP_ROWS", 20)
     lazy_data = [da.from_array(a, chunks=15) for a in data]
     on_dask, dask_log, dask_optimizer = train_twice(
         xpnet.to_backend(network, "dask"), lazy_data, augment_shift
@@ -314,16 +312,16 @@ def test_training_on_dask_hands_back_dask_arrays_to_callbacks():
 
 
 def test_training_on_dask_wraps_a_batch_loss_only_when_it_is_read(monkeypatch):
-    # A progress bar never reads the loss, and wrapping it for dask costs 6-8% of an epoch
-    # at batch size 100: it is wrapped on the first read, once.
+    # A progress bar never reads the loss, and wrapping every step's loss for dask would
+    # cost time on each step: it is wrapped on the first read, once.
     wrapped_sizes = []
 
     def as_dask(arrays):
         wrapped_sizes.append(len(arrays))
         return real_as_dask(arrays)
 
-    real_as_dask = _dask.as_dask
-    monkeypatch.setattr(_dask, "as_dask", as_dask)
+    real_as_dask = _dask_training.as_dask
+    monkeypatch.setattr(_dask_training, "as_dask", as_dask)
     x, t = digits(40, seed=6)
     network = xpnet.to_backend(xpnet.init_network((784, 8, 10), seed=0), "dask")
     seen = []

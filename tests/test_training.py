@@ -6,6 +6,9 @@ cross-backend tests compare each backend with NumPy and check where results and 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import reference
@@ -424,3 +427,23 @@ def test_training_with_shifts(backend):
     assert not np.array_equal(weights_on_host(plain)[0], weights_on_host(shifted)[0])
     with pytest.raises(ValueError, match="wider than the shift"):
         train(network, xs, ts, epochs=1, augment_shift=4)
+
+
+def test_training_in_memory_loads_neither_dask_nor_its_training_module():
+    # The loop reaches the dask module only when a dask array arrives: training and
+    # evaluating NumPy arrays, callbacks and validation included, never import it.
+    code = (
+        "import sys, numpy as np, xpnet\n"
+        "x, t = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5], np.array([0, 1, 2, 3] * 5)\n"
+        "net = xpnet.init_network((4, 3, 4), seed=0)\n"
+        "seen = []\n"
+        "trained, history = xpnet.train(net, x, t, epochs=2, batch_size=6, optimizer='adam',\n"
+        "    x_val=x, t_val=t, on_batch=lambda s: seen.append(float(s.loss)),\n"
+        "    on_epoch=lambda s, n: seen.append(n))\n"
+        "xpnet.evaluate(trained, x, t)\n"
+        "assert len(history.epochs) == 2 and len(seen) == 2 * 4 + 2\n"
+        "print(sorted(m for m in sys.modules if m == 'dask' or m.startswith(('dask.', "
+        "'xpnet._dask'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['xpnet._dask']"  # inference's forward-pass engine only

@@ -7,6 +7,7 @@ the number of chunks and not with the batches inside a chunk. The network's arra
 graph once, as one key each that every chunk task depends on: a distributed scheduler ships
 them to each worker once, never per task.
 Nothing runs until the caller computes the result. ``import xpnet`` imports no dask.
+Training on dask runs its steps in memory instead: see :mod:`xpnet._dask_training`.
 """
 
 from __future__ import annotations
@@ -69,38 +70,13 @@ def _chunk(
     rows: Array | list, activations: Sequence[str], chunk_forward: ChunkForward, *params: Array
 ) -> Array:
     """One task: the network rebuilt from its in-memory arrays, run over one chunk of rows."""
-    weights, biases = map(_only, params[::2]), map(_only, params[1::2])
+    weights, biases = map(_single_block, params[::2]), map(_single_block, params[1::2])
     network = Network(tuple(Layer(w, b, a) for w, b, a in zip(weights, biases, activations)))
-    return chunk_forward(network, _only(rows))
+    return chunk_forward(network, _single_block(rows))
 
 
-def _only(blocks: Array | list) -> Array:
+def _single_block(blocks: Array | list) -> Array:
     """The one block that dask passes, nested in a list per axis that the output drops."""
     while isinstance(blocks, list):
         (blocks,) = blocks
     return blocks
-
-
-def computed(arrays: Sequence[Any]) -> list[Any]:
-    """``arrays`` with each dask array among them computed, in one pass, into its chunks' own
-    type (NumPy, CuPy); everything else passes through unchanged.
-
-    Training steps on these: a step is a few hundred small operations, each a task or
-    more on dask, so small-batch training there is lost in scheduling; in memory it is not.
-    """
-    lazy = [i for i, a in enumerate(arrays) if compat.is_dask_array(a)]
-    result = list(arrays)
-    if lazy:
-        import dask
-
-        for i, done in zip(lazy, dask.compute(*(arrays[i] for i in lazy))):
-            result[i] = done
-    return result
-
-
-def as_dask(arrays: Sequence[Any]) -> list[Any]:
-    """In-memory arrays as one-chunk dask arrays: results handed back on the caller's
-    backend. Random names, since hashing the data for a name would cost a pass over it."""
-    import dask.array as da
-
-    return [da.from_array(a, chunks=tuple(a.shape), name=False) for a in arrays]

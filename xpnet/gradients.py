@@ -226,12 +226,12 @@ def loss_and_gradients(
     net = as_network(network)
     check_trainable(net)
     with on_device_of(x):
-        x = checked_batch(net, x, t)
+        x = checked_training_input(net, x, t)
         result = backprop(net, x, as_targets(t, net.sizes[-1], net.dtype), weight_decay)
     return result.loss, result.gradients
 
 
-def checked_batch(network: Network, x: Array, t: Array) -> Array:
+def checked_training_input(network: Network, x: Array, t: Array) -> Array:
     """``x`` as a checked ``(N, features)`` batch in the network's dtype, with N labels in ``t``."""
     x = network.check_input(x)
     if x.ndim != 2 or x.shape[0] == 0:

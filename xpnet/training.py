@@ -9,13 +9,12 @@ Python floats, once per epoch.
 The epoch's copy costs the data's size again in device memory (plus, when shifting, a
 padded copy and an index array).
 
-On dask the data stays lazy, but the steps do not: the network and the optimizer's state
-are computed into memory (the chunks' own type: NumPy, CuPy) once, and each epoch's
-shuffled rows are computed a group at a time (whole batches, at least a chunk of rows or
-``GROUP_ROWS``), so memory holds one group, never the whole set. A step is a few hundred
-small operations; as dask tasks their scheduling would cost a hundred times the math.
-The batches are the same as on any other backend, and so are the results; what is handed
-back (the network, the optimizer's state, the per-batch loss) is on dask again.
+The loop is written once for every backend. Dask is the one backend whose arrays the steps
+do not run on: there the data stays lazy, the steps run in memory and the results go back
+to dask. The loop meets dask at two points only, each asking :mod:`xpnet._dask_training`:
+:func:`_transfers` (how arrays reach the steps and go back to the caller) and
+:func:`_groups` (the rows, computed into memory a group of batches at a time). The batches
+are the same as on any other backend, and so are the results.
 
 Interrupting :func:`train` (Ctrl-C, or ``KeyboardInterrupt`` raised by a callback) ends it
 early without losing work: it returns the network as of the last completed step, with
@@ -36,7 +35,6 @@ from typing import NamedTuple
 import array_api_compat as compat
 import numpy as np
 
-from xpnet import _dask
 from xpnet._array_api import namespace_of
 from xpnet._device import on_device_of
 from xpnet._typing import Array
@@ -45,7 +43,7 @@ from xpnet.gradients import (
     as_targets,
     backprop,
     check_trainable,
-    checked_batch,
+    checked_training_input,
     cross_entropy,
     forward_logits,
 )
@@ -66,8 +64,9 @@ class EpochStats:
     val_accuracy: float | None = None
 
 
-Move = Callable[[list[Array]], list[Array]]
-"""Arrays to the same arrays elsewhere: dask's computed into memory, or back to dask."""
+ArrayTransfer = Callable[[list[Array]], list[Array]]
+"""Arrays to the same values elsewhere: from the caller's backend to where the steps run,
+or back (``list`` where the two are the same)."""
 
 
 @dataclass(frozen=True)
@@ -83,12 +82,12 @@ class BatchStats:
     batch: int
     batches: int
     _step_loss: Array = field(repr=False)  # as the step made it: in memory, on dask
-    _hand_back: Move = field(default=list, repr=False, compare=False)
+    _to_caller: ArrayTransfer = field(default=list, repr=False, compare=False)
 
     @cached_property
     def loss(self) -> Array:
         """The step's mean loss, on the caller's backend."""
-        (loss,) = self._hand_back([self._step_loss])
+        (loss,) = self._to_caller([self._step_loss])
         return loss
 
 
@@ -232,7 +231,7 @@ def _train(
     on_batch: Callable[[BatchStats], None] | None,
 ) -> tuple[Network, History]:
     """:func:`train`'s loop, on the device of ``x`` (arguments checked by the caller)."""
-    x = checked_batch(net, x, t)
+    x = checked_training_input(net, x, t)
     targets = as_targets(t, net.sizes[-1], net.dtype)
     xp = net.xp
     labels = xp.argmax(targets, axis=-1)
@@ -241,13 +240,14 @@ def _train(
         raise ValueError("pass both x_val and t_val, or neither")
     validation = None
     if x_val is not None and t_val is not None:
-        validation = checked_batch(net, x_val, t_val), as_targets(t_val, net.sizes[-1], net.dtype)
+        validation = (
+            checked_training_input(net, x_val, t_val),
+            as_targets(t_val, net.sizes[-1], net.dtype),
+        )
     chosen = make_optimizer(optimizer, lr)
-    lazy = compat.is_dask_array(x)
-    hand_back = _dask.as_dask if lazy else list  # list: eager results stay as they are
-    if lazy:
-        net = _move_network(net, _dask.computed)
-        _move_state(chosen, _dask.computed)
+    to_steps, to_caller = _transfers(x)
+    net = _transfer_network(net, to_steps)
+    _transfer_state(chosen, to_steps)
     rng = np.random.default_rng(seed)
     rows = x.shape[0]
     per_epoch = math.ceil(rows / batch_size)
@@ -269,7 +269,7 @@ def _train(
                 loss_sum = loss_sum + step.loss * float(step.rows)
                 correct = correct + step.correct
                 if on_batch is not None:
-                    on_batch(BatchStats(epoch, batch, per_epoch, step.loss, hand_back))
+                    on_batch(BatchStats(epoch, batch, per_epoch, step.loss, to_caller))
             stats = EpochStats(
                 epoch,
                 loss=float(to_host(loss_sum)) / rows,
@@ -281,11 +281,11 @@ def _train(
                 stats = replace(stats, val_loss=val_loss, val_accuracy=val_accuracy)
             history.epochs.append(stats)
             if on_epoch is not None:
-                on_epoch(stats, _move_network(net, hand_back))
+                on_epoch(stats, _transfer_network(net, to_caller))
     except KeyboardInterrupt:
         history.interrupted = True
-    _move_state(chosen, hand_back)
-    return _move_network(net, hand_back), history
+    _transfer_state(chosen, to_caller)
+    return _transfer_network(net, to_caller), history
 
 
 def evaluate(
@@ -329,14 +329,14 @@ def evaluate(
     batch_size = check_batch_size(batch_size)
     net.validate_input(x)
     with on_device_of(x):
-        x = checked_batch(net, x, t)
-        if compat.is_dask_array(x):
-            net = _move_network(net, _dask.computed)
+        x = checked_training_input(net, x, t)
+        to_steps, _ = _transfers(x)
+        net = _transfer_network(net, to_steps)
         return _evaluate(net, x, as_targets(t, net.sizes[-1], net.dtype), batch_size)
 
 
 def _evaluate(network: Network, x: Array, targets: Array, batch_size: int) -> tuple[float, float]:
-    """Loss and accuracy of ``network`` (in memory where ``x`` is on dask: see the module)."""
+    """Loss and accuracy of ``network``, already where the steps run (see :func:`_transfers`)."""
     xp = network.xp
     loss_sum: Array = 0.0
     correct: Array = 0
@@ -384,10 +384,6 @@ def _shift_images(x: Array, shifts: Array, max_shift: int, image_shape: tuple[in
     return xp.reshape(xp.take(padded, xp.reshape(index, (-1,)), axis=0), x.shape)
 
 
-GROUP_ROWS = 8192
-"""The fewest rows computed into memory at once when training on dask."""
-
-
 def _epoch_batches(
     source: tuple[Array, ...],
     order: np.ndarray,
@@ -398,8 +394,7 @@ def _epoch_batches(
 ) -> Iterator[tuple[Array, ...]]:
     """An epoch's batches: the ``source`` rows in ``order``, the images moved by ``shifts``.
 
-    ``backend`` is where the steps run (the network's). Eager data is gathered there in one
-    ``take``; dask data is computed into memory a group of whole batches at a time.
+    ``backend`` is where the steps run (the network's); the rows come from :func:`_groups`.
     """
     for part, arrays in _groups(source, order, backend, batch_size):
         if shifts is not None:
@@ -418,23 +413,29 @@ def _batches(
 def _groups(
     source: tuple[Array, ...], order: np.ndarray | None, backend: Backend, batch_size: int
 ) -> Iterator[tuple[slice, tuple[Array, ...]]]:
-    """``(positions in order, rows)`` of ``source`` on ``backend``: one group of them all for
-    eager arrays (gathered by ``order`` if given); for dask, groups of whole batches of at
-    least a chunk or :data:`GROUP_ROWS` rows, each computed into memory when reached."""
-    rows = source[0].shape[0]
-    if not compat.is_dask_array(source[0]):
-        if order is None:
-            yield slice(0, rows), source
-        else:
-            index = backend.asarray(order)
-            yield slice(0, rows), tuple(backend.xp.take(a, index, axis=0) for a in source)
+    """``(positions in order, rows)`` of ``source`` on ``backend``, gathered by ``order`` if
+    given: all rows in one group, or for dask several groups, each computed when reached."""
+    if compat.is_dask_array(source[0]):  # one group of batches in memory at a time, not all
+        from xpnet import _dask_training
+
+        yield from _dask_training.groups(source, order, batch_size)
         return
-    largest_chunk = max(source[0].chunks[0])
-    group = batch_size * math.ceil(max(largest_chunk, GROUP_ROWS) / batch_size)
-    for start in range(0, rows, group):
-        part = slice(start, min(start + group, rows))
-        gathered = [a[part] if order is None else a[order[part]] for a in source]
-        yield part, tuple(_dask.computed(gathered))
+    rows = source[0].shape[0]
+    if order is None:
+        yield slice(0, rows), source
+    else:
+        index = backend.asarray(order)
+        yield slice(0, rows), tuple(backend.xp.take(a, index, axis=0) for a in source)
+
+
+def _transfers(x: Array) -> tuple[ArrayTransfer, ArrayTransfer]:
+    """How arrays reach where the steps on ``x`` run, and how the results go back to the
+    caller: nowhere (``list``) for in-memory arrays."""
+    if compat.is_dask_array(x):  # scheduling a step as dask tasks costs more than its math
+        from xpnet import _dask_training
+
+        return _dask_training.computed, _dask_training.as_dask
+    return list, list
 
 
 def _params(network: Network) -> list[Array]:
@@ -452,15 +453,15 @@ def _with_params(network: Network, params: Sequence[Array]) -> Network:
     )
 
 
-def _move_network(network: Network, move: Move) -> Network:
-    """``network`` with all its arrays moved by ``move``."""
-    return _with_params(network, move(_params(network)))
+def _transfer_network(network: Network, transfer: ArrayTransfer) -> Network:
+    """``network`` with all its arrays passed through ``transfer``."""
+    return _with_params(network, transfer(_params(network)))
 
 
-def _move_state(optimizer: Optimizer, move: Move) -> None:
-    """Replace the optimizer's state arrays by ``move`` of them."""
+def _transfer_state(optimizer: Optimizer, transfer: ArrayTransfer) -> None:
+    """Replace the optimizer's state arrays by ``transfer`` of them."""
     slots = list(optimizer.state.items())
-    moved = iter(move([a for _, arrays in slots for a in arrays]))
+    moved = iter(transfer([a for _, arrays in slots for a in arrays]))
     optimizer.state = {slot: tuple(next(moved) for _ in arrays) for slot, arrays in slots}
 
 
