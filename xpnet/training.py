@@ -39,6 +39,7 @@ from xpnet._array_api import namespace_of
 from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.backends import Backend, to_host
+from xpnet.batching import DEFAULT_BATCH_SIZE, check_batch_size, iter_batches
 from xpnet.gradients import (
     as_targets,
     backprop,
@@ -47,7 +48,6 @@ from xpnet.gradients import (
     cross_entropy,
     forward_logits,
 )
-from xpnet.inference import DEFAULT_BATCH_SIZE, check_batch_size, iter_batches
 from xpnet.network import Layer, Network, NetworkLike, as_network
 from xpnet.optimizers import Optimizer, make_optimizer
 
