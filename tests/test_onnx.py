@@ -289,7 +289,7 @@ def test_other_inputs_and_shapes_take_the_generic_path_or_convert_as_it_does(bui
             for layer in network.layers
         )
     )
-    assert not engine.applies(half, columns.astype(np.float16))
+    assert not engine.accepts(half, columns.astype(np.float16))
     assert len(builds) == 2  # probabilities (ints converted first) and labels, float32
 
 

@@ -24,7 +24,7 @@ ChunkForward = Callable[[Network, Array], Array]
 """The in-memory forward pass of a network over one chunk (``predict`` or its labels)."""
 
 
-def applies(x: Array) -> bool:
+def accepts(x: Array) -> bool:
     """Whether ``x`` is a dask array of rows, which :func:`forward` runs chunk by chunk."""
     return compat.is_dask_array(x) and x.ndim == 2
 

@@ -52,7 +52,7 @@ def why_not() -> str | None:
     return None
 
 
-def applies(network: Network, x: object) -> bool:
+def accepts(network: Network, x: object) -> bool:
     """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights."""
     return (
         isinstance(x, np.ndarray)

@@ -19,7 +19,7 @@ def forward(net: Network, x: Array, *, labels: bool) -> Array:
     class of each row: a softmax or identity output is skipped, its argmax being the
     same).
 
-    ``x`` must already be checked (:meth:`~xpnet.Network.validate_input`); it is cast to the
+    ``x`` must already be checked (:meth:`~xpnet.Network.check_input`); it is cast to the
     network's dtype here. Every step is an array-API call on ``net``'s namespace, so this
     runs unchanged on NumPy, CuPy, PyTorch, JAX, dask and array-api-strict, under
     ``jax.jit`` too.

@@ -233,7 +233,8 @@ def loss_and_gradients(
 
 def checked_training_input(network: Network, x: Array, t: Array) -> Array:
     """``x`` as a checked ``(N, features)`` batch in the network's dtype, with N labels in ``t``."""
-    x = network.check_input(x)
+    network.check_input(x)
+    x = network.cast_input(x)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"training needs a non-empty batch (N, features), got {tuple(x.shape)}")
     if describe(t) != describe(x):

@@ -91,7 +91,7 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     [[0.881, 0.119], [0.018, 0.982]]
     """
     net = as_network(network)
-    net.validate_input(x)
+    net.check_input(x)
     batch_size = optional_batch_size(batch_size)
     with on_device_of(x):
         return _run(net, x, batch_size, labels=False)
@@ -139,7 +139,7 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     [0, 1]
     """
     net = as_network(network)
-    net.validate_input(x)
+    net.check_input(x)
     batch_size = optional_batch_size(batch_size)
     with on_device_of(x):
         return _run(net, x, batch_size, labels=True)
@@ -154,9 +154,9 @@ def _run(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) 
     """The forward pass of ``net`` over ``x`` by the engine that runs it; each engine blocks
     the rows itself. ``batch_size``: rows at once on the generic path (``None``: all,
     :data:`AUTO`: the batching rule)."""
-    if _engine.applies(net, x):  # NumPy rows: ONNX Runtime, in blocks of its own
+    if _engine.accepts(net, x):  # NumPy rows: ONNX Runtime, in blocks of its own
         return _engine.forward(net, x, labels=labels)
-    if _dask.applies(x):  # lazily: each chunk of rows by this function, in memory
+    if _dask.accepts(x):  # lazily: each chunk of rows by this function, in memory
         chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
         return _dask.forward(net, x, chunk_forward, labels=labels)
     if isinstance(batch_size, str):  # AUTO
@@ -226,11 +226,11 @@ def count_correct(
     1
     """
     net = as_network(network)
-    net.validate_input(x)
+    net.check_input(x)
     batch_size = optional_batch_size(batch_size)
     xp = net.xp
     with on_device_of(x):
-        net.validate_labels(t, x)
+        net.check_labels(t, x)
         labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
         predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
         return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype)))

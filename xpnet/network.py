@@ -187,16 +187,11 @@ class Network:
             scaled = Layer(first.weight * float(factor), first.bias, first.activation)
         return Network((scaled, *rest))
 
-    def check_input(self, x: Array) -> Array:
-        """``x`` in the network's dtype, after :meth:`validate_input`."""
-        self.validate_input(x)
-        return self.cast_input(x)
-
     def cast_input(self, x: Array) -> Array:
         """``x`` in the network's floating dtype (a no-op where it already is)."""
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
-    def validate_input(self, x: Array) -> None:
+    def check_input(self, x: Array) -> None:
         """Check that ``x`` shares the network's namespace and device, has its width, and
         holds real numbers (floating, integer or bool pixels).
 
@@ -219,8 +214,8 @@ class Network:
                 )
             )
 
-    def validate_labels(self, t: Array, x: Array) -> None:
-        """Check labels ``t`` for the rows of ``x`` as :meth:`validate_input` checks ``x``.
+    def check_labels(self, t: Array, x: Array) -> None:
+        """Check labels ``t`` for the rows of ``x`` as :meth:`check_input` checks ``x``.
 
         ``t`` must share the network's namespace and device (else
         :class:`BackendMismatchError`) and be integer class indices ``(N,)`` in

@@ -193,7 +193,7 @@ def train(
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
     epochs = int(epochs)
-    net.validate_input(x)
+    net.check_input(x)
     with on_device_of(x):
         return _train(
             net,
@@ -327,7 +327,7 @@ def evaluate(
     net = as_network(network)
     check_trainable(net)
     batch_size = check_batch_size(batch_size)
-    net.validate_input(x)
+    net.check_input(x)
     with on_device_of(x):
         x = checked_training_input(net, x, t)
         to_steps, _ = _transfers(x)
