@@ -356,7 +356,35 @@ def shift_images(
     ``shifts`` is an integer array ``(N, 2)`` on ``x``'s device, values in
     ``[-max_shift, max_shift]``. The batch is zero-padded by ``max_shift`` on every side
     and each output pixel is gathered from it with one ``take``, so the cost does not grow
-    with the number of images or shifts. Returns a new array of ``x``'s shape and dtype.
+    with the number of images or shifts.
+
+    Parameters
+    ----------
+    x : array
+        Flattened images, one per row: ``(N, height * width)``.
+    shifts : array
+        Integer ``(N, 2)``: rows down and columns right for each image, on ``x``'s device.
+    max_shift : int
+        The largest shift in either direction, the padding added on each side.
+    image_shape : tuple of int
+        ``(height, width)`` of one image.
+
+    Returns
+    -------
+    array
+        A new array of ``x``'s shape, dtype and device.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     x = backend.asarray([[1.0, 2.0, 3.0, 4.0]])  # one 2x2 image
+    ...     shifts = backend.asarray([[0, 1]])  # one column right
+    ...     moved = xpnet.shift_images(x, shifts, max_shift=1, image_shape=(2, 2))
+    ...     print(xpnet.to_host(moved).tolist())
+    [[0.0, 1.0, 0.0, 3.0]]
+    [[0.0, 1.0, 0.0, 3.0]]
     """
     with on_device_of(x):
         return _shift_images(x, shifts, max_shift, image_shape)
