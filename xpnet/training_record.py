@@ -15,7 +15,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """How a network was trained (data, command, settings, machine) and how well it did."""
+    """How a network was trained (data, command, settings, machine) and how well it did.
+
+    ``xpnet train`` stores it, as a JSON object, as the ``metadata`` of the weights file's
+    header; :func:`xpnet.read_weights_info` checks that its fields have these types.
+    """
 
     command: str
     """An ``xpnet train`` command line with every setting spelled out."""
