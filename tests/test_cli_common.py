@@ -24,8 +24,7 @@ import pytest
 from realdata import MNIST_DIR, REPO, TEST_FILES, needs_mnist
 
 import xpnet
-from xpnet.cli import build_parser, main
-from xpnet.cli import plots as plots_command
+from xpnet.cli import build_parser, main, pictures
 from xpnet.cli import train as train_command
 
 CHILD = Path(__file__).with_name("cli_child.py")
@@ -277,8 +276,8 @@ def activations_picture_inches() -> tuple[float, float]:
 def test_the_pixel_bound_is_checked_on_the_picture_size(tmp_path, capsys):
     # A dpi that keeps both sides under MAX_SIDE but the area over MAX_PIXELS: refused by area.
     width, height = activations_picture_inches()
-    dpi = int(plots_command.MAX_SIDE / max(width, height))
-    assert width * dpi * height * dpi > plots_command.MAX_PIXELS
+    dpi = int(pictures.MAX_SIDE / max(width, height))
+    assert width * dpi * height * dpi > pictures.MAX_PIXELS
     assert main(["plot-activations", "--out", str(tmp_path / "a.png"), "--dpi", str(dpi)]) == 1
     assert f"{width * dpi:,.0f}x{height * dpi:,.0f}-pixel" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
@@ -559,7 +558,7 @@ def test_odd_metadata_never_gives_a_traceback(made_up_mnist, tmp_path, capsys, m
 
 
 def test_printable_escapes_what_moves_a_terminal_and_keeps_the_rest():
-    from xpnet.cli.options import printable
+    from xpnet.cli.output import printable
 
     text = "plain é ü 中 \t\n\x1b[31m\x7f\x9b\u2028\u202e\udcff"
     assert printable(text) == "plain é ü 中 \\x09\\x0a\\x1b[31m\\x7f\\x9b\\u2028\\u202e\\xff"

@@ -265,8 +265,8 @@ def test_infer_fetches_the_book_weights_once(
     book_weights: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from xpnet.cli.infer import load_network
-    from xpnet.datasets import book
+    from xpnet.cli.network_loading import load_network
+    from xpnet.pretrained import book
 
     server.answers["gone"] = status(404)
     server.answers["book"] = serve(book_weights.read_bytes())
@@ -283,7 +283,7 @@ def test_infer_fetches_the_book_weights_once(
 def test_book_weights_offline_error_says_to_pass_a_path(
     server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xpnet.datasets import book, fetch_book_weights
+    from xpnet.pretrained import book, fetch_book_weights
 
     monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(book, "BOOK_WEIGHTS_MIRRORS", (server.url("gone"),))
@@ -295,7 +295,7 @@ def test_book_weights_offline_error_says_to_pass_a_path(
 def test_book_weights_without_a_cache_folder_say_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from xpnet.datasets import fetch_book_weights
+    from xpnet.pretrained import fetch_book_weights
 
     monkeypatch.delenv("XPNET_CACHE_DIR")
     monkeypatch.setitem(sys.modules, "platformdirs", None)  # the core install

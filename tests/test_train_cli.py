@@ -21,8 +21,8 @@ from realdata import MNIST_DIR, REPO, needs_debian_fashion, needs_mnist, needs_m
 import xpnet
 from xpnet.cli import build_parser, main
 from xpnet.cli import train as train_command
-from xpnet.cli.provenance import TrainingRecord
 from xpnet.datasets import get_dataset, load_mnist
+from xpnet.training_record import TrainingRecord
 
 RECORD_FIELDS = {field.name for field in fields(TrainingRecord)}
 

@@ -645,7 +645,7 @@ def test_infer_prints_one_line_for_metadata_that_is_not_an_object(tmp_path, caps
 
 
 def test_the_metadata_types_are_those_of_the_training_record():
-    from xpnet.cli.provenance import TrainingRecord
+    from xpnet.training_record import TrainingRecord
 
     assert set(xpnet.weights._METADATA_TYPES) == {
         f.name for f in dataclasses.fields(TrainingRecord)

@@ -527,7 +527,8 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "date": (str,),
     "history": (list,),
 }
-"""The JSON types of the provenance fields ``xpnet train`` writes (``TrainingRecord``'s)."""
+"""The JSON types of the provenance fields ``xpnet train`` writes
+(:class:`xpnet.training_record.TrainingRecord`'s)."""
 
 
 def _check_metadata(path: Path, metadata: object) -> None:

@@ -13,20 +13,21 @@ import warnings
 from collections.abc import Sequence
 
 from xpnet import __version__
-from xpnet.cli import backends, convert, infer, plots, train
-from xpnet.cli.options import (
-    Parser,
-    UsageError,
-    add_debug_option,
-    describe,
-    printable,
-    silence_stdout,
-    stdout_broken,
-    tell,
+from xpnet.cli import (
+    backends,
+    convert,
+    infer,
+    inspect_predictions,
+    plot_activations,
+    show_mnist,
+    train,
 )
+from xpnet.cli.options import Parser, UsageError, add_debug_option, describe
+from xpnet.cli.output import printable, silence_stdout, stdout_broken, tell
 from xpnet.errors import XpnetError
 
-COMMANDS = (infer, train, backends, plots, convert)
+COMMANDS = (infer, train, backends, plot_activations, show_mnist, inspect_predictions, convert)
+"""The command modules, in the order ``xpnet --help`` lists their commands."""
 
 EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, MemoryError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""

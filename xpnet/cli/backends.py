@@ -6,7 +6,7 @@ import argparse
 
 from xpnet._onnxruntime_engine import numpy_engine
 from xpnet.backends import BACKENDS, backend_status
-from xpnet.cli.options import print_json, printable
+from xpnet.cli.output import print_json, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

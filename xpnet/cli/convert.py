@@ -15,11 +15,10 @@ import argparse
 import sys
 import time
 
-from xpnet.cli.options import add_data_options
+from xpnet.cli.options import add_data_options, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from xpnet.cli.infer import positive_int
     from xpnet.scaleout.store import DEFAULT_CHUNK_ROWS
 
     parser = subparsers.add_parser(

@@ -11,26 +11,17 @@ import argparse
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from xpnet._array_api import device_name
 from xpnet.backends import get_backend
-from xpnet.cli import scaleout
-from xpnet.cli.options import (
-    add_backend_options,
-    add_data_options,
-    display_path,
-    json_safe,
-    positive_int,
-    print_json,
-    printable,
-)
+from xpnet.cli import dask_options
+from xpnet.cli.network_loading import load_network, weights_file
+from xpnet.cli.options import add_backend_options, add_data_options, positive_int
+from xpnet.cli.output import display_path, json_safe, print_json, printable
 from xpnet.cli.progress import progress_bar
-from xpnet.cli.provenance import summary
 from xpnet.inference import batch_size_for, count_correct, iter_batches
-from xpnet.network import Network
-from xpnet.pretrained import BUNDLED_WEIGHTS
+from xpnet.training_record import summary
 from xpnet.weights import read_weights_info
 
 PROGRESS_ROWS = 50_000
@@ -101,37 +92,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=positive_int, metavar="N", help="use only the first N test images"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    scaleout.add_options(parser, positive_int)
+    dask_options.add_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with scaleout.dask_scheduler(args):
+    with dask_options.dask_scheduler(args):
         report = infer(args)
     if args.json:
         print_json(asdict(report))
     else:
         print_report(report)
     return 0
-
-
-def load_network(
-    path: str | None, backend: str, device: str | None, activations: str | None = None
-) -> Network:
-    """The weights at ``path`` on the target backend (see :func:`weights_file`)."""
-    from xpnet.weights import load_weights
-
-    return load_weights(weights_file(path), backend=backend, device=device, activations=activations)
-
-
-def weights_file(path: str | None) -> Path:
-    """The file ``--weights`` names: ``"book"`` fetches the textbook's; ``None`` is the
-    bundled ``mnist_5k.npz`` (trained on the MNIST 5k subset; its header says how)."""
-    if path == "book":
-        from xpnet.datasets import fetch_book_weights
-
-        return fetch_book_weights()
-    return BUNDLED_WEIGHTS if path is None else Path(path)
 
 
 def infer(args: argparse.Namespace) -> InferenceReport:
@@ -149,7 +121,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         f"{'/'.join(network.activations)}, {network.dtype})"
     )
     if provenance is not None:
-        say(f"provenance: {summary(provenance)}")
+        say(f"provenance: {printable(summary(provenance))}")
 
     start = time.perf_counter()
     # Raw uint8 pixels: a quarter of the bytes to move; the 1/255 lives in the first weights.
@@ -163,7 +135,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
             download=not args.no_download,
         )
     else:  # with dask, lazy dask arrays: each chunk is read where it is computed
-        x_host, t_host, dataset, split = scaleout.read_input(args)
+        x_host, t_host, dataset, split = dask_options.read_input(args)
     network = network.scale_input(1 / 255)
     if args.limit is not None:
         x_host, t_host = x_host[: args.limit], t_host[: args.limit]
@@ -184,7 +156,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         first_call_seconds = warmed - transferred
 
     if target.name == "dask":
-        correct = scaleout.count_correct_on_dask(network, x, t, args)
+        correct = dask_options.count_correct_on_dask(network, x, t, args)
     else:
         correct = 0
         batch_size = args.batch_size or batch_size_for(network, x)

@@ -3,7 +3,7 @@
 The data moves to the chosen backend and device once and stays there. A progress bar per
 epoch ends with that epoch's loss and accuracy; the trained network is then scored on the
 whole test split and saved, atomically, with its provenance in the file's header (see
-:class:`~xpnet.cli.provenance.TrainingRecord`). Ctrl-C at any point after the first step
+:class:`~xpnet.training_record.TrainingRecord`). Ctrl-C at any point after the first step
 (scoring on the test split included) saves the network as of the last completed step and
 exits with status 130.
 
@@ -39,22 +39,18 @@ from xpnet.cli.options import (
     add_data_options,
     add_force_option,
     at_least_zero,
-    check_output,
-    display_path,
-    json_safe,
     number,
     positive_int,
-    print_json,
-    printable,
-    tell,
 )
+from xpnet.cli.output import display_path, json_safe, print_json, printable, tell
+from xpnet.cli.output_files import check_output
 from xpnet.cli.progress import EpochBars
-from xpnet.cli.provenance import TrainingRecord
 from xpnet.datasets import Dataset, get_dataset, load_mnist
 from xpnet.errors import XpnetError
 from xpnet.network import Network, init_network
 from xpnet.optimizers import OPTIMIZERS, make_optimizer
 from xpnet.training import EpochStats, evaluate, train
+from xpnet.training_record import TrainingRecord
 from xpnet.weights import save_weights
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist")

@@ -7,7 +7,6 @@
 for fast repeat loads and return arrays on any backend.
 """
 
-from xpnet.datasets.book import fetch_book_weights
 from xpnet.datasets.download import fetch
 from xpnet.datasets.idx import iter_idx, read_idx, write_idx
 from xpnet.datasets.locate import cache_dir, cache_root, search_dirs
@@ -30,7 +29,6 @@ __all__ = [
     "cache_dir",
     "cache_root",
     "fetch",
-    "fetch_book_weights",
     "get_dataset",
     "iter_idx",
     "load_fashion_mnist",

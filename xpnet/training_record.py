@@ -1,7 +1,8 @@
 """What a trained weights file says about its making: ``xpnet train`` writes it, ``infer`` shows it.
 
-:class:`TrainingRecord` is stored as the metadata of the weights file's header and printed
-by ``xpnet train --json``; :func:`summary` is the one line ``xpnet infer`` prints about it.
+:class:`TrainingRecord` is stored as the metadata of the weights file's header
+(:func:`xpnet.save_weights`, :func:`xpnet.read_weights_info`) and printed by
+``xpnet train --json``; :func:`summary` is the one line ``xpnet infer`` prints about it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from xpnet.cli.options import printable
-
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """How a network was trained (data, command, settings, machine) and how well it did."""
+    """How a network was trained (data, command, settings, machine) and how well it did.
+
+    ``xpnet train`` stores it, as a JSON object, as the ``metadata`` of the weights file's
+    header; :func:`xpnet.read_weights_info` checks that its fields have these types.
+    """
 
     command: str
     """An ``xpnet train`` command line with every setting spelled out."""
@@ -66,13 +69,22 @@ _RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
 
 
 def summary(metadata: object) -> str:
-    """One line on how the weights were made, from their header's metadata, safe to print.
+    """One line on how the weights were made, from their header's metadata.
 
-    Metadata that is not a :class:`TrainingRecord` (written by other means, or with fields
-    of the wrong types) prints as JSON; control characters are escaped either way.
+    Parameters
+    ----------
+    metadata : object
+        The ``metadata`` of a weights file's header (:func:`xpnet.read_weights_info`).
+
+    Returns
+    -------
+    str
+        What a :class:`TrainingRecord` says in words; other metadata (written by other
+        means, or with fields of the wrong types) as JSON. The text is as the file has it:
+        escape control characters before printing it on a terminal.
     """
     if not _is_record(metadata):
-        return printable(json.dumps(metadata, default=str))
+        return json.dumps(metadata, default=str)
     assert isinstance(metadata, Mapping)
     files = ", ".join(f"{name} md5 {md5}" for name, md5 in metadata["dataset_md5"].items())
     tested = (
@@ -80,7 +92,7 @@ def summary(metadata: object) -> str:
         if metadata["test_accuracy"] is None
         else f"test accuracy {metadata['test_accuracy']} on {metadata['test_images']} test images"
     )
-    return printable(
+    return (
         f"trained on {metadata['dataset']} ({metadata['train_images']} images; {files}), "
         f"{metadata['epochs_completed']} epochs, seed {metadata['seed']}; {tested}; "
         f"made by: {metadata['command']} (xpnet {metadata['xpnet_version']}, {metadata['date']})"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from xpnet._typing import Array
-from xpnet.cli.options import UsageError, word_list
+from xpnet.cli.options import UsageError, positive_int
+from xpnet.cli.output import word_list
 from xpnet.inference import predict_labels
 from xpnet.network import Network
 
@@ -21,7 +22,7 @@ DASK_ONLY = ("scheduler", "local_cluster", "chunk_rows")
 """Options that only mean something with ``--backend dask``."""
 
 
-def add_options(parser: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
+def add_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--input``, ``--scheduler``, ``--local-cluster`` and ``--chunk-rows``."""
     parser.add_argument(
         "--input",

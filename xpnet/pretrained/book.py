@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xpnet.datasets.download import fetch
-from xpnet.datasets.locate import cache_root
 from xpnet.errors import DataError
 
 BOOK_WEIGHTS_FILE = "sample_weight.pkl"
@@ -26,7 +24,28 @@ OFFLINE_HINT = "to use a copy you already have, pass its path: --weights PATH"
 
 
 def fetch_book_weights() -> Path:
-    """The path of the textbook's ``sample_weight.pkl``, downloaded once into the cache."""
+    """The path of the textbook's ``sample_weight.pkl``, downloaded once into the cache.
+
+    A copy in ``book/`` under xpnet's cache folder (``$XPNET_CACHE_DIR``, else the user's
+    cache) with the book's md5 is used as is; otherwise the file is downloaded from the
+    book's repository (needs ``pip install 'xpnet[data]'``), its size and md5 checked
+    before it is used, as the datasets' files are.
+
+    Returns
+    -------
+    pathlib.Path
+        The cached ``sample_weight.pkl``: load it with :func:`xpnet.load_weights`.
+
+    Raises
+    ------
+    xpnet.DataError
+        Where there is no cache folder, or no mirror serves the book's file; the message
+        ends with how to use a copy the user already has (``--weights PATH``).
+    """
+    # The datasets' downloader is imported here, not with xpnet: ``import xpnet`` stays light.
+    from xpnet.datasets.download import fetch
+    from xpnet.datasets.locate import cache_root
+
     try:
         folder = cache_root() / "book"
     except DataError as exc:
