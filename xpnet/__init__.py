@@ -15,6 +15,7 @@ from xpnet.backends import (
     get_backend,
     to_host,
 )
+from xpnet.batching import iter_batches
 from xpnet.errors import (
     BackendMismatchError,
     BackendUnavailableError,
@@ -28,7 +29,6 @@ from xpnet.importers import from_keras, from_onnx, from_sklearn, from_torch
 from xpnet.inference import (
     accuracy,
     count_correct,
-    iter_batches,
     predict,
     predict_labels,
     predict_labels_streaming,

@@ -18,27 +18,9 @@ from xpnet import _dask
 from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
-from xpnet.batching import (
-    DEFAULT_BATCH_SIZE,
-    batch_size_for,
-    check_batch_size,
-    iter_batches,
-    optional_batch_size,
-)
+from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
 from xpnet.forward_pass import forward
 from xpnet.network import Network, NetworkLike, as_network
-
-__all__ = [  # the batching helpers are xpnet.batching's, named here for the CLI and training
-    "DEFAULT_BATCH_SIZE",
-    "accuracy",
-    "batch_size_for",
-    "check_batch_size",
-    "count_correct",
-    "iter_batches",
-    "predict",
-    "predict_labels",
-    "predict_labels_streaming",
-]
 
 
 def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:

@@ -23,7 +23,7 @@ from xpnet.cli import (
     train,
 )
 from xpnet.cli.options import Parser, UsageError, add_debug_option, describe
-from xpnet.cli.output import printable, silence_stdout, stdout_broken, tell
+from xpnet.cli.output import INTERRUPTED, printable, silence_stdout, stdout_broken, tell
 from xpnet.errors import XpnetError
 
 COMMANDS = (infer, train, backends, plot_activations, show_mnist, inspect_predictions, convert)
@@ -34,9 +34,6 @@ EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, Me
 
 FAILURE = 1
 """The exit status of every failure but a usage error (2) and Ctrl-C (130)."""
-
-INTERRUPTED = 130
-"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def build_parser() -> Parser:

@@ -15,12 +15,13 @@ from typing import Any
 
 from xpnet._array_api import device_name
 from xpnet.backends import get_backend
+from xpnet.batching import batch_size_for, iter_batches
 from xpnet.cli import dask_options
 from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import add_backend_options, add_data_options, positive_int
 from xpnet.cli.output import display_path, json_safe, print_json, printable
 from xpnet.cli.progress import progress_bar
-from xpnet.inference import batch_size_for, count_correct, iter_batches
+from xpnet.inference import count_correct
 from xpnet.training_record import summary
 from xpnet.weights import read_weights_info
 

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 
 from xpnet._array_api import device_name
 from xpnet.backends import get_backend, to_host
+from xpnet.batching import DEFAULT_BATCH_SIZE
 from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import add_backend_options, add_dataset_options, positive_int
 from xpnet.cli.output import print_json
 from xpnet.cli.pictures import add_picture_command, check_picture_outputs, deliver
-from xpnet.inference import DEFAULT_BATCH_SIZE, predict
+from xpnet.inference import predict
 from xpnet.plotting import (
     confusion_matrix,
     misclassified_indices,

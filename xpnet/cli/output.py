@@ -13,6 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
 # Text and JSON that are safe to print -------------------------------------------------------
 
 _UNPRINTABLE = re.compile(

@@ -42,7 +42,7 @@ from xpnet.cli.options import (
     number,
     positive_int,
 )
-from xpnet.cli.output import display_path, json_safe, print_json, printable, tell
+from xpnet.cli.output import INTERRUPTED, display_path, json_safe, print_json, printable, tell
 from xpnet.cli.output_files import check_output
 from xpnet.cli.progress import EpochBars
 from xpnet.datasets import Dataset, get_dataset, load_mnist
@@ -64,8 +64,6 @@ LEARNING_RATES = {"adam": 0.003, "sgd": 0.1, "momentum": 0.01}
 """The default ``--lr`` of each optimizer: Adam's is the bundled weights' recipe, SGD's the
 textbook's, momentum's the optimizer's own."""
 
-INTERRUPTED = 130
-"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 PARAMETER_COPIES = 5
 """Arrays the size of the weights that training holds at once: the weights, their
