@@ -162,18 +162,20 @@ def build(session: nox.Session) -> None:
     """Build the sdist and the wheel as a package index gets them, and use them as a user would.
 
     ``python -m build`` makes the sdist, then the wheel from it (so the sdist must hold
-    everything the build needs); ``twine check --strict`` checks both (metadata, README
-    rendering). The wheel goes into this session's fresh venv with the ``test`` extra, and
-    from a folder outside the source tree (so ``import xpnet`` finds the installed package,
-    which the session checks): ``xpnet --version``, ``python -m xpnet --version``, and
-    ``xpnet infer`` on local files: ``--data-dir $XPNET_DATA_DIR`` and
-    ``--weights $XPNET_BOOK_WEIGHTS`` where set (CI sets both), the bundled weights and a
-    download of the test split where not. Last, the test suite unpacked from the sdist runs
-    against the installed wheel on the NumPy backend only: the per-backend sessions run the
-    same tests on every backend from the source tree, and on two cores the whole matrix
-    again here would double CI's time. ``nox -s build -- -k infer`` passes arguments to it.
+    everything the build needs); ``twine check --strict`` checks both (metadata; twine
+    renders no Markdown, so readme_renderer's Markdown renderer is installed here for the
+    tests, which render the installed wheel's description as PyPI does). The wheel goes into
+    this session's fresh venv with the ``test`` extra, and from a folder outside the source
+    tree (so ``import xpnet`` finds the installed package, which the session checks):
+    ``xpnet --version``, ``python -m xpnet --version``, and ``xpnet infer`` on local files:
+    ``--data-dir $XPNET_DATA_DIR`` and ``--weights $XPNET_BOOK_WEIGHTS`` where set (CI sets
+    both), the bundled weights and a download of the test split where not. Last, the test
+    suite unpacked from the sdist runs against the installed wheel on the NumPy backend only:
+    the per-backend sessions run the same tests on every backend from the source tree, and on
+    two cores the whole matrix again here would double CI's time. ``nox -s build -- -k infer``
+    passes arguments to it.
     """
-    session.install("build", "twine")
+    session.install("build", "twine", "readme_renderer[md]")
     work = Path(session.create_tmp()).resolve()
     dist = work / "dist"
     shutil.rmtree(dist, ignore_errors=True)

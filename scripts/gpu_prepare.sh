@@ -3,8 +3,9 @@
 # that has no network; both folders are ignored by git and travel as carried paths:
 #   .whl/       Python 3.12 wheels of what the host's image lacks (it has numpy, CuPy and
 #               pytest; no PyTorch CUDA build fits the carry), at the versions installed
-#               here, so the GPU runs the code CI tests; the build backend (setuptools) for
-#               the offline `nox -s cupy` (XPNET_WHEELS=.whl); SHA256SUMS of them all;
+#               here, so the GPU runs the code CI tests; the build backend (hatchling, its
+#               readme plugin, what they need, and editables for `pip install -e`) for the
+#               offline `nox -s cupy` (XPNET_WHEELS=.whl); SHA256SUMS of them all;
 #   .gpu-data/  the MNIST files and the book's weights, from DATA (default ../shared/data),
 #               with their SHA256SUMS.
 # scripts/gpu_check.sh verifies both sums before it uses a byte of either.
@@ -18,7 +19,7 @@ packages=(
     requests urllib3 idna charset-normalizer certifi
     hypothesis attrs sortedcontainers
     matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil tzdata
-    setuptools
+    hatchling hatch-fancy-pypi-readme editables pathspec pluggy tomlkit trove-classifiers
 )
 
 pins=$("$python" - "${packages[@]}" <<'EOF'
@@ -28,7 +29,10 @@ from importlib.metadata import PackageNotFoundError, version
 try:
     print(" ".join(f"{name}=={version(name)}" for name in sys.argv[1:]))
 except PackageNotFoundError as missing:
-    sys.exit(f"gpu_prepare: {missing.name} is not installed here: pip install -e '.[test]'")
+    sys.exit(
+        f"gpu_prepare: {missing.name} is not installed here: "
+        "pip install -e '.[test]' hatchling hatch-fancy-pypi-readme editables"
+    )
 EOF
 )
 rm -rf .whl

@@ -114,7 +114,7 @@ def test_the_package_version_is_the_one_place_it_is_written():
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
-    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "xpnet.__version__"}
+    assert config["tool"]["hatch"]["version"] == {"path": "xpnet/__init__.py"}
 
 
 # Usage errors: status 2 and exactly one line naming the command ---------------------------

@@ -1,19 +1,24 @@
-"""The sdist and the wheel hold what users and the sdist's own tests need.
+"""The sdist and the wheel hold what users and the sdist's own tests need, and describe xpnet
+in words a package index can show.
 
 The sdist and the wheel are built once, without build isolation (no network), from a copy of
-the source tree; the tests skip, saying why, where ``build`` or a setuptools new enough for
-the metadata (77: ``license`` as an SPDX expression, ``license-files``) is missing. The
-``build`` nox session builds them with isolation and installs the wheel.
+the source tree; the tests skip, saying why, where ``build`` or a build requirement of
+pyproject.toml (at a version it allows) is missing. The ``build`` nox session builds them with
+isolation and installs the wheel; the description is also checked in the metadata of an
+installed xpnet (the wheel there, an editable install in the other sessions).
 """
 
 from __future__ import annotations
 
 import email.parser
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tomllib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -25,21 +30,41 @@ import xpnet
 CONFIG = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
-def setuptools_major() -> int:
-    try:
-        import setuptools
-    except ImportError:
-        return 0
-    return int(setuptools.__version__.split(".")[0])
+def missing_build_requirements() -> list[str]:
+    """The build requirements of pyproject.toml not installed here at a version they allow."""
+    from packaging.requirements import Requirement
+
+    missing = []
+    for line in CONFIG["build-system"]["requires"]:
+        requirement = Requirement(line)
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(line)
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{line} (found {installed})")
+    return missing
 
 
 def test_the_build_requirement_can_build_the_metadata_used():
-    """``license = "MIT"`` (an SPDX expression) and ``license-files`` need setuptools 77."""
-    (requirement,) = CONFIG["build-system"]["requires"]
-    assert requirement.replace(" ", "") == "setuptools>=77"
-    assert CONFIG["build-system"]["build-backend"] == "setuptools.build_meta"
+    """``license = "MIT"`` (an SPDX expression) and ``license-files`` need hatchling 1.27;
+    the readme is made by hatch-fancy-pypi-readme."""
+    requires = [line.replace(" ", "") for line in CONFIG["build-system"]["requires"]]
+    assert requires == ["hatchling>=1.27", "hatch-fancy-pypi-readme>=25.1"]
+    assert CONFIG["build-system"]["build-backend"] == "hatchling.build"
     assert CONFIG["project"]["license"] == "MIT"
     assert CONFIG["project"]["license-files"] == ["LICENSE"]
+    assert "readme" in CONFIG["project"]["dynamic"] and "readme" not in CONFIG["project"]
+    hook = CONFIG["tool"]["hatch"]["metadata"]["hooks"]["fancy-pypi-readme"]
+    assert hook["fragments"] == [{"path": "README.md"}]
+    assert hook["content-type"] == "text/markdown"
+
+
+def test_no_project_url_is_given_as_xpnet_has_no_public_address():
+    """A URL to an address xpnet does not own would send users to someone else's project."""
+    assert "urls" not in CONFIG["project"]
+    assert "urls" not in CONFIG["project"].get("dynamic", [])
 
 
 def test_the_license_file_is_mit_and_names_the_copyright_holder():
@@ -52,8 +77,8 @@ def test_the_license_file_is_mit_and_names_the_copyright_holder():
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The sdist and the wheel built from a copy of this tree (the wheel from the sdist)."""
     pytest.importorskip("build", reason="building needs the package 'build'")
-    if setuptools_major() < 77:
-        pytest.skip("building without isolation needs setuptools 77 or newer here")
+    if missing := missing_build_requirements():
+        pytest.skip(f"building without isolation needs {', '.join(missing)} installed here")
     work = tmp_path_factory.mktemp("packaging")
     source = work / "source"
     shutil.copytree(
@@ -94,9 +119,7 @@ def test_the_wheel_has_py_typed_the_license_and_the_bundled_weights(built):
     assert metadata["Requires-Python"] == ">=3.11"
     assert metadata["Description-Content-Type"] == "text/markdown"
     assert "Typing :: Typed" in metadata.get_all("Classifier")
-    urls = dict(line.split(", ", 1) for line in metadata.get_all("Project-URL"))
-    assert set(urls) >= {"Homepage", "Source", "Issues"}
-    assert all(url.startswith("https://") for url in urls.values())
+    assert metadata.get_all("Project-URL") is None and metadata["Home-page"] is None
     assert "xpnet = xpnet.cli:main" in entry_points
 
 
@@ -106,6 +129,9 @@ def test_the_sdist_carries_everything_its_tests_need(built):
         root = f"xpnet-{xpnet.__version__}/"
         names = {name.removeprefix(root) for name in archive.getnames()}
     wanted = {"LICENSE", "README.md", "pyproject.toml", "noxfile.py", "docs/cli.md"}
+    # The documents and pictures the README points to, which its description names as text.
+    wanted |= set(relative_targets((REPO / "README.md").read_text(encoding="utf-8")))
+    assert {"docs/performance.md", "docs/images/confusion_matrix.png"} <= wanted
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "tests").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "scripts").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "benchmarks").glob("*.py")}
@@ -114,6 +140,119 @@ def test_the_sdist_carries_everything_its_tests_need(built):
     assert {"tests/conftest.py", "tests/realdata.py", "tests/reference.py"} <= wanted
     assert wanted - names == set()
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+# The description a package index shows -----------------------------------------------------
+
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1[`~]*[ \t]*$", re.MULTILINE | re.DOTALL)
+CODE_SPAN = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
+INLINE_TARGET = re.compile(r"(!?)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^\s)>]*)")
+REFERENCE_TARGET = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", re.MULTILINE)
+HTML_TARGET = re.compile(r"""\b(href|src)\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+ABSOLUTE = ("https://", "http://", "mailto:")
+# Paths that only mean something on the machine the package was built on: this project's
+# folders (/work/..., ../shared/...), any path above the source tree, local files.
+LOCAL_PATHS = ("/work/", "../", "file://")
+
+
+def prose(markdown: str) -> str:
+    """``markdown`` without its code blocks and code spans, where no link is a link."""
+    return CODE_SPAN.sub("", FENCE.sub("", markdown))
+
+
+def targets(markdown: str) -> list[tuple[bool, str]]:
+    """``(is an image, target)`` of every link and picture: inline, reference and HTML."""
+    text = prose(markdown)
+    found = [(bang == "!", target) for bang, target in INLINE_TARGET.findall(text)]
+    found += [(False, target) for target in REFERENCE_TARGET.findall(text)]
+    found += [(attr.lower() == "src", target) for attr, target in HTML_TARGET.findall(text)]
+    return found
+
+
+def relative_targets(markdown: str) -> list[str]:
+    """The targets that are paths in the source tree: neither absolute nor a ``#`` anchor."""
+    return [t for _, t in targets(markdown) if not t.startswith((*ABSOLUTE, "#"))]
+
+
+def headings(markdown: str) -> list[str]:
+    return [title for _, title in HEADING.findall(FENCE.sub("", markdown))]
+
+
+def slug(title: str) -> str:
+    """The anchor a package index (and GitHub) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def body(metadata_text: str) -> str:
+    """The long description in core metadata: the message body (or, before metadata 2.1,
+    the ``Description`` field)."""
+    message = email.parser.Parser().parsestr(metadata_text)
+    assert message["Description-Content-Type"] == "text/markdown"
+    return str(message.get_payload() or message["Description"] or "")
+
+
+@pytest.fixture(params=["wheel", "sdist", "installed"])
+def description(request: pytest.FixtureRequest) -> str:
+    """The long description in the built wheel's METADATA, the sdist's PKG-INFO, or the
+    metadata of the xpnet installed here (skipped where none is)."""
+    version = xpnet.__version__
+    if request.param == "installed":
+        try:
+            installed = importlib.metadata.distribution("xpnet")
+        except importlib.metadata.PackageNotFoundError:
+            pytest.skip("xpnet is not installed here (the built wheel and sdist are checked)")
+        if installed.version != version:
+            pytest.skip(f"the xpnet installed here is {installed.version}, not this {version}")
+        return body(installed.read_text("METADATA") or "")
+    sdist, wheel = request.getfixturevalue("built")
+    if request.param == "wheel":
+        with zipfile.ZipFile(wheel) as archive:
+            return body(archive.read(f"xpnet-{version}.dist-info/METADATA").decode())
+    with tarfile.open(sdist) as archive:
+        member = archive.extractfile(f"xpnet-{version}/PKG-INFO")
+        assert member is not None
+        return body(member.read().decode())
+
+
+def test_the_description_links_nowhere_a_package_index_lacks_and_keeps_the_readme(description):
+    """An index shows the description without the source tree: every link is absolute or an
+    anchor of one of its own headings, every picture absolute, and no path of the machine
+    that built it is left. Every section of README.md is there, in its order, and each
+    document or picture the README pointed to is still named by its path (the sdist
+    carries them)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    pointed_to = relative_targets(readme)
+    assert pointed_to, "README.md links into the source tree no more: renew this test"
+    found = targets(description)
+    anchors = {slug(title) for title in headings(description)}
+    assert [t for _, t in found if not t.startswith(ABSOLUTE) and t[1:] not in anchors] == []
+    assert [t for image, t in found if image and not t.startswith("https://")] == []
+    assert [path for path in LOCAL_PATHS if path in description] == []
+
+    sections = headings(readme)
+    assert len(sections) > 2
+    assert headings(description) == sections
+    text = prose(description)
+    assert [path for path in pointed_to if path not in text] == []
+    assert [path for path in pointed_to if not (REPO / path).is_file()] == []
+
+
+def test_the_description_renders_as_a_package_index_renders_it(description):
+    """readme_renderer (what PyPI renders descriptions with) renders it, and each link of the
+    result is absolute or an anchor it defines; skipped where it is not installed with its
+    Markdown renderer (``twine check`` renders no Markdown)."""
+    with warnings.catch_warnings():  # it warns on import where its renderer is missing
+        warnings.simplefilter("ignore")
+        markdown = pytest.importorskip("readme_renderer.markdown", reason="needs readme_renderer")
+    if not getattr(markdown, "variants", True):
+        pytest.skip("readme_renderer renders no Markdown here: install readme_renderer[md]")
+    html = markdown.render(description)
+    assert html, "readme_renderer could not render the description"
+    ids = set(re.findall(r'\bid="([^"]+)"', html))
+    links = re.findall(r'\b(?:href|src)="([^"]*)"', html)
+    assert links and [t for t in links if not t.startswith(ABSOLUTE) and t[1:] not in ids] == []
+    assert not re.search(r'<img\b[^>]*\bsrc="(?!https://)', html)
 
 
 def test_the_package_holds_no_benchmark_and_reads_no_system_files():
