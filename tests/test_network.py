@@ -134,6 +134,13 @@ def test_unknown_activation_and_wrong_width():
     )
 
 
+@pytest.mark.needs_session(
+    "numpy",
+    "torch",
+    "jax",
+    "dask",
+    reason="a library can be loaded only where it is installed: each of these sessions has others",
+)
 def test_import_loads_no_optional_backend():
     code = (
         "import sys, xpnet; "

@@ -11,7 +11,6 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
@@ -393,9 +392,8 @@ def test_without_onnxruntime_numpy_runs_the_generic_path(tmp_path):
     assert name == "onnxruntime" and detail.startswith(f"onnxruntime {ort.__version__}")
 
 
-def test_dask_worker_processes_build_their_own_sessions(request, builds):
-    if "dask" not in selected_backends(request.config):
-        pytest.skip("dask is not among the backends selected for this run")
+@pytest.mark.needs_session("dask", reason="dask, distributed and zarr are the dask session's")
+def test_dask_worker_processes_build_their_own_sessions(builds):
     da = pytest.importorskip("dask.array")
     distributed = pytest.importorskip("distributed")
     network = random_network(["sigmoid", "sigmoid", "softmax"], "float32")
