@@ -36,7 +36,6 @@ from pathlib import Path
 import pytest
 from realdata import require_book_weights
 
-from xpnet._array_api import device_name
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 
@@ -200,7 +199,7 @@ def device(backend: Backend) -> object:
 @pytest.fixture
 def device_option(backend: Backend) -> list[str]:
     """The command-line options that pick the device under test (none for NumPy and dask)."""
-    return [] if backend.name in ("numpy", "dask") else ["--device", device_name(backend.device)]
+    return [] if backend.name in ("numpy", "dask") else ["--device", backend.device_name]
 
 
 @pytest.fixture(autouse=True, scope="session")

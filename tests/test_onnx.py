@@ -16,7 +16,6 @@ from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 import xpnet
 from xpnet import _onnxruntime_engine as engine
 from xpnet import inference
-from xpnet._array_api import device_name
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import to_host
 from xpnet.onnx_export import IR_VERSION, OPSET, onnx_model
@@ -133,7 +132,7 @@ def test_every_activation_exports_as_xpnet_computes_it(activations, dtype, tmp_p
 
 def test_export_from_any_backend_writes_the_same_graph(backend, tmp_path):
     network = random_network(["relu", "sigmoid", "softmax"], "float32")
-    there = xpnet.to_backend(network, backend.name, device_name(backend.device))
+    there = xpnet.to_backend(network, backend.name, backend.device_name)
     here = xpnet.export_onnx(network, tmp_path / "numpy.onnx").read_bytes()
     assert xpnet.export_onnx(there, tmp_path / "there.onnx").read_bytes() == here
     textbook = network.to_mapping()  # the textbook's dict is a network too
