@@ -24,6 +24,12 @@ deselected, so each session's counts say what ran there. Markers, each with a ``
     the dask session), in place of the ``numpy`` session. On a backend-parametrized test it
     changes nothing: those run in every session, on its backend.
 
+Lazy backends, as array-api-extra tests its own functions: the public compute functions in
+``LAZY_FUNCTIONS`` are tagged with ``array_api_extra.testing.lazy_xp_function``, and in a
+test module that lists ``lazy_xp_modules = [xpnet]``, ``xpnet.predict`` and the others run,
+on JAX, through ``jax.jit`` and, on dask, where computing anything fails the test (they
+must build a graph and leave computing it to the caller).
+
 Where the condition is not a backend's name but what this machine has (a GPU, an installed
 library, data files), tests skip at run time and say why.
 """
@@ -31,11 +37,14 @@ library, data files), tests skip at run time and say why.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from array_api_extra.testing import lazy_xp_function, patch_lazy_xp_functions
 from realdata import require_book_weights
 
+import xpnet
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 
@@ -76,6 +85,19 @@ def selected_backends(config: pytest.Config) -> list[str]:
         raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {BACKENDS}")
     return chosen or list(BACKENDS)
 
+
+LAZY_FUNCTIONS = (
+    xpnet.identity_function,
+    xpnet.step_function,
+    xpnet.sigmoid,
+    xpnet.relu,
+    xpnet.tanh,
+    xpnet.softmax,
+    xpnet.predict,
+    xpnet.predict_labels,
+)
+for function in LAZY_FUNCTIONS:
+    lazy_xp_function(function)
 
 MARKERS = {
     "skip_backends": "skip_backends(*names, reason): skip a backend-parametrized test's cases "
@@ -175,13 +197,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> Backend:
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The backend under test, bound to its device; skipped with the reason if unavailable."""
     name, device = request.param
     try:
-        return get_backend(name, device)
+        chosen = get_backend(name, device)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
+    with patch_lazy_xp_functions(request, xp=chosen.xp):
+        yield chosen
 
 
 @pytest.fixture

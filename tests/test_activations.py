@@ -15,6 +15,8 @@ from hypothesis.extra import numpy as hnp
 import xpnet
 from xpnet.backends import to_host
 
+lazy_xp_modules = [xpnet]
+
 FUNCTIONS = {
     "identity": xpnet.identity_function,
     "step": xpnet.step_function,

@@ -10,6 +10,8 @@ import xpnet
 from xpnet.backends import to_host
 from xpnet.errors import BackendMismatchError, NetworkError
 
+lazy_xp_modules = [xpnet]
+
 
 def textbook_on(backend, dtype="float32") -> xpnet.Network:
     host = xpnet.init_network((784, 50, 100, 10), dtype=dtype)

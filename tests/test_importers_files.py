@@ -20,6 +20,8 @@ from xpnet.errors import WeightsError
 
 OPTIONAL = ("sklearn", "torch", "keras", "onnx", "safetensors", "skops", "onnxruntime", "jax")
 
+lazy_xp_modules = [xpnet]
+
 
 @pytest.mark.needs_session(
     "numpy",

@@ -10,6 +10,8 @@ from array_api_extra.testing import assert_close, assert_equal
 import xpnet
 from xpnet.backends import to_host
 
+lazy_xp_modules = [xpnet]
+
 SIZES = (20, 8, 6, 4)
 
 

@@ -14,6 +14,8 @@ from xpnet.backends import to_host
 
 TEXTBOOK = (784, 50, 100, 10)
 
+lazy_xp_modules = [xpnet]
+
 
 def test_init_network_is_seeded_and_the_same_on_every_backend(backend):
     network = xpnet.init_network(TEXTBOOK, seed=7, backend=backend.name, device=backend.device_name)
