@@ -5,17 +5,46 @@ Choose backends with ``pytest --backend torch --backend array_api_strict`` (repe
 tried and those that cannot run here are skipped with their reason. Each backend runs on
 its default device; array-api-strict also runs on its non-default ``device1``, which
 catches any code that creates arrays on the default device or copies through NumPy.
+
+A test that takes the ``backend`` fixture (or ``xp``, ``device``, ``device_option``, which
+take it) runs once per selected backend and device. Every other test is backend-independent
+and runs once per nox session at most: where ``numpy`` is among the selected backends (the
+``numpy`` sessions, and a plain ``pytest`` that selects them all); elsewhere it is
+deselected, so each session's counts say what ran there. Markers, each with a ``reason=``:
+
+``skip_backends(*names, reason=...)``
+    On a backend-parametrized test: its cases on these backends are skipped, printing the
+    reason (a backend that lacks what the test is about, as ``jax.jit`` is JAX's alone).
+``only_backends(*names, reason=...)``
+    On a backend-parametrized test: its cases on every other backend are skipped.
+``needs_session(*names, reason=...)``
+    On a backend-independent test (or a whole module): it runs where one of these backends
+    is selected, that is in their nox sessions, which install the library it needs (torch
+    for PyTorch's files, keras in the torch and jax sessions, dask, distributed and zarr in
+    the dask session), in place of the ``numpy`` session. On a backend-parametrized test it
+    changes nothing: those run in every session, on its backend.
+
+Lazy backends, as array-api-extra tests its own functions: the public compute functions in
+``LAZY_FUNCTIONS`` are tagged with ``array_api_extra.testing.lazy_xp_function``, and in a
+test module that lists ``lazy_xp_modules = [xpnet]``, ``xpnet.predict`` and the others run,
+on JAX, through ``jax.jit`` and, on dask, where computing anything fails the test (they
+must build a graph and leave computing it to the caller).
+
+Where the condition is not a backend's name but what this machine has (a GPU, an installed
+library, data files), tests skip at run time and say why.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from array_api_extra.testing import lazy_xp_function, patch_lazy_xp_functions
 from realdata import require_book_weights
 
-from xpnet._array_api import device_name
+import xpnet
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 
@@ -57,6 +86,103 @@ def selected_backends(config: pytest.Config) -> list[str]:
     return chosen or list(BACKENDS)
 
 
+LAZY_FUNCTIONS = (
+    xpnet.identity_function,
+    xpnet.step_function,
+    xpnet.sigmoid,
+    xpnet.relu,
+    xpnet.tanh,
+    xpnet.softmax,
+    xpnet.predict,
+    xpnet.predict_labels,
+)
+for function in LAZY_FUNCTIONS:
+    lazy_xp_function(function)
+
+MARKERS = {
+    "skip_backends": "skip_backends(*names, reason): skip a backend-parametrized test's cases "
+    "on these backends",
+    "only_backends": "only_backends(*names, reason): skip a backend-parametrized test's cases "
+    "on every other backend",
+    "needs_session": "needs_session(*names, reason): run a backend-independent test where one "
+    "of these backends is selected (their nox sessions have its library), not with numpy",
+}
+"""The markers this file applies at collection; each needs backend names and a ``reason``."""
+
+INDEPENDENT_HOME = "numpy"
+"""The backend whose selection runs the backend-independent tests (the ``numpy`` sessions)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for description in MARKERS.values():
+        config.addinivalue_line("markers", description)
+
+
+def marker_backends(mark: pytest.Mark, where: str) -> tuple[tuple[str, ...], str]:
+    """The backend names and the reason a marker of :data:`MARKERS` gives, checked."""
+    names, reason = tuple(mark.args), mark.kwargs.get("reason")
+    unknown = sorted(set(names) - set(BACKENDS))
+    if not names or unknown or not isinstance(reason, str) or not reason or len(mark.kwargs) > 1:
+        raise pytest.UsageError(
+            f"{where}: @pytest.mark.{mark.name} takes backend names from {BACKENDS} and a "
+            f"reason=...: got {mark.args!r}, {mark.kwargs!r}"
+        )
+    return names, reason
+
+
+def backend_of_item(item: pytest.Item) -> str | None:
+    """The backend a collected test case runs on, or ``None`` for a backend-independent test."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "backend" not in callspec.params:
+        return None
+    name: str = callspec.params["backend"][0]
+    return name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Apply the markers of :data:`MARKERS` and run each backend-independent test once."""
+    selected = set(selected_backends(config))
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        name = backend_of_item(item)
+        marks = {key: list(item.iter_markers(key)) for key in MARKERS}
+        if name is None:
+            for key in ("skip_backends", "only_backends"):
+                if marks[key]:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: @pytest.mark.{key} is for tests that take the "
+                        "backend fixture; a backend-independent test takes needs_session"
+                    )
+            sessions = [marker_backends(mark, item.nodeid)[0] for mark in marks["needs_session"]]
+            runs = all(selected & set(names) for names in sessions) and (
+                bool(sessions) or INDEPENDENT_HOME in selected
+            )
+            (kept if runs else deselected).append(item)
+            continue
+        for mark in marks["needs_session"]:
+            marker_backends(mark, item.nodeid)
+        for mark in marks["skip_backends"]:
+            names, reason = marker_backends(mark, item.nodeid)
+            if name in names:
+                item.add_marker(pytest.mark.skip(reason=f"skipped on {name}: {reason}"))
+        for mark in marks["only_backends"]:
+            names, reason = marker_backends(mark, item.nodeid)
+            if name not in names:
+                only = ", ".join(names)
+                item.add_marker(pytest.mark.skip(reason=f"only on {only}, not {name}: {reason}"))
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    selected = selected_backends(config)
+    here = "run here" if INDEPENDENT_HOME in selected else "left to the numpy session"
+    return f"xpnet backends: {', '.join(selected)}; backend-independent tests: {here}"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
@@ -71,13 +197,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> Backend:
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The backend under test, bound to its device; skipped with the reason if unavailable."""
     name, device = request.param
     try:
-        return get_backend(name, device)
+        chosen = get_backend(name, device)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
+    with patch_lazy_xp_functions(request, xp=chosen.xp):
+        yield chosen
 
 
 @pytest.fixture
@@ -95,7 +223,7 @@ def device(backend: Backend) -> object:
 @pytest.fixture
 def device_option(backend: Backend) -> list[str]:
     """The command-line options that pick the device under test (none for NumPy and dask)."""
-    return [] if backend.name in ("numpy", "dask") else ["--device", device_name(backend.device)]
+    return [] if backend.name in ("numpy", "dask") else ["--device", backend.device_name]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -32,9 +32,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 def device_of(backend: Backend) -> str | None:
     """The ``device=`` to pass for ``backend`` (``None`` for NumPy and dask)."""
-    from xpnet._array_api import device_name
-
-    return None if backend.name in ("numpy", "dask") else device_name(backend.device)
+    return None if backend.name in ("numpy", "dask") else backend.device_name
 
 
 def quiet_fit(model, x, t):  # type: ignore[no-untyped-def]

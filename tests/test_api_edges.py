@@ -10,14 +10,14 @@ import xpnet
 from xpnet.backends import to_host
 from xpnet.errors import BackendMismatchError, NetworkError
 
+lazy_xp_modules = [xpnet]
+
 
 def textbook_on(backend, dtype="float32") -> xpnet.Network:
     host = xpnet.init_network((784, 50, 100, 10), dtype=dtype)
     if backend.name == "numpy":
         return host
-    from xpnet._array_api import device_name
-
-    return xpnet.to_backend(host, backend.name, device_name(backend.device))
+    return xpnet.to_backend(host, backend.name, backend.device_name)
 
 
 def pixels(backend, rows=12, seed=0):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet._array_api import device_name
 from xpnet.backends import backend_of, to_host
 
 
@@ -72,4 +71,11 @@ def test_asarray_places_converts_and_copies_back(backend):
 def test_jax_devices_are_named_as_xpnet_accepts_them(module, text, name):
     # What --device and to_backend(device=...) take back: jax.devices("cpu")[0] is "cpu:0".
     attributes = {"__module__": module, "__str__": lambda self: text, "platform": "cpu", "id": 0}
-    assert device_name(type("Device", (), attributes)()) == name
+    device = type("Device", (), attributes)()
+    assert xpnet.Backend("jax", None, device).device_name == name
+
+
+def test_a_backends_device_name_gives_back_its_device(backend):
+    again = xpnet.get_backend(backend.name, backend.device_name)
+    assert again.device == backend.device and again.device_name == backend.device_name
+    assert str(backend) == f"{backend.name} on {backend.device_name}"

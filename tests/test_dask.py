@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
@@ -24,13 +23,11 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 pytest.importorskip("zarr")
 
+pytestmark = pytest.mark.needs_session(
+    "dask", reason="dask, distributed and zarr are the dask session's"
+)
+
 SIZES = (784, 50, 100, 10)
-
-
-@pytest.fixture(autouse=True)
-def dask_selected(request: pytest.FixtureRequest) -> None:
-    if "dask" not in selected_backends(request.config):
-        pytest.skip("dask is not among the backends selected for this run")
 
 
 def digits(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

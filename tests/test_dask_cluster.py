@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import selected_backends
 from realdata import MNIST_DIR, needs_mnist
 
 import xpnet
@@ -29,13 +28,10 @@ pytest.importorskip("zarr")
 SIZES = (784, 50, 100, 10)
 
 # A second cluster finds the first one's HTTP port (127.0.0.1:8787) taken and picks another.
-pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def dask_selected(request: pytest.FixtureRequest) -> None:
-    if "dask" not in selected_backends(request.config):
-        pytest.skip("dask is not among the backends selected for this run")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning"),
+    pytest.mark.needs_session("dask", reason="dask, distributed and zarr are the dask session's"),
+]
 
 
 def local_cluster() -> distributed.LocalCluster:

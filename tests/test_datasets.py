@@ -170,6 +170,7 @@ def test_array_api_strict_arrays_stay_on_their_device() -> None:
 
 
 @needs_mnist
+@pytest.mark.needs_session("torch", reason="torch is the torch session's")
 def test_torch_labels_index_tensors() -> None:
     torch = pytest.importorskip("torch")
     x, t = load_mnist(

@@ -46,6 +46,13 @@ class FakeCudaDevice:
         pass
 
 
+FRAMEWORKS = pytest.mark.needs_session(
+    "torch",
+    "jax",
+    reason="compares CuPy with PyTorch and JAX: the torch and jax sessions have them",
+)
+
+
 @pytest.fixture
 def two_gpus(monkeypatch):
     """CuPy, PyTorch and JAX each made to see two GPUs; returns how to read a device's index."""
@@ -80,6 +87,7 @@ def two_gpus(monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "index"), ACCEPTED.items())
+@FRAMEWORKS
 def test_gpu_names_mean_the_same_on_cupy_torch_and_jax(two_gpus, text, index):
     assert parse_device(text) == ("cuda", index)
     for name, index_of in two_gpus.items():
@@ -87,6 +95,7 @@ def test_gpu_names_mean_the_same_on_cupy_torch_and_jax(two_gpus, text, index):
 
 
 @pytest.mark.parametrize("text", REFUSED_NAMES)
+@FRAMEWORKS
 def test_malformed_names_are_refused_alike(two_gpus, text):
     messages = set()
     for name in two_gpus:
@@ -98,6 +107,7 @@ def test_malformed_names_are_refused_alike(two_gpus, text):
 
 
 @pytest.mark.parametrize("text", ["cuda:2", "2", "gpu:7"])
+@FRAMEWORKS
 def test_a_gpu_that_is_not_there_is_refused_alike(two_gpus, text):
     index = parse_device(text)[1]
     for name in two_gpus:
@@ -105,6 +115,7 @@ def test_a_gpu_that_is_not_there_is_refused_alike(two_gpus, text):
             xpnet.get_backend(name, text)
 
 
+@FRAMEWORKS
 def test_cpu_names(two_gpus):
     assert parse_device(None) == parse_device("cpu") == ("cpu", None)
     with pytest.raises(xpnet.BackendUnavailableError, match="only on CUDA devices"):
@@ -180,6 +191,9 @@ def check_broken_cupy(error: BaseException) -> None:
     assert (str(error).splitlines() or ["no message"])[0] in reason
 
 
+@pytest.mark.needs_session(
+    "dask", reason="dask imports CuPy where it finds one, so dask must report the broken CuPy too"
+)
 def test_xpnet_backends_names_broken_backends_in_one_line_each():
     # A fresh process: dask imports CuPy where it is found, so a broken CuPy reaches dask
     # too, and a half-imported dask must not stay behind in the test process.
@@ -399,6 +413,7 @@ def test_cupy_sigmoid_keeps_float16(monkeypatch):
 # --- a dtype the target backend lacks ----------------------------------------------------------
 
 
+@pytest.mark.needs_session("torch", reason="torch is the torch session's")
 def test_a_longdouble_network_moved_to_torch_is_one_line():
     pytest.importorskip("torch")
     if np.dtype(np.longdouble).itemsize <= 8:

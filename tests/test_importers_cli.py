@@ -19,6 +19,12 @@ from xpnet.datasets import load_mnist
 LIMIT = 2000
 
 
+TORCH = pytest.mark.needs_session("torch", reason="torch is the torch session's")
+KERAS = pytest.mark.needs_session(
+    "torch", "jax", reason="keras runs in the torch and jax sessions, on their library"
+)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     sklearn_mlp = pytest.importorskip("sklearn.neural_network")
@@ -71,7 +77,16 @@ def _write(kind: str, model, folder):  # type: ignore[no-untyped-def]
 
 
 @needs_mnist_5k
-@pytest.mark.parametrize("kind", ["skops", "onnx", "safetensors", "torch", "keras"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "skops",
+        "onnx",
+        "safetensors",
+        pytest.param("torch", marks=TORCH),
+        pytest.param("keras", marks=KERAS),
+    ],
+)
 def test_infer_takes_other_frameworks_files(trained, kind, capsys):
     model, folder, correct, ties = trained
     path = _write(kind, model, folder)
@@ -84,6 +99,7 @@ def test_infer_takes_other_frameworks_files(trained, kind, capsys):
 
 
 @needs_mnist_5k
+@TORCH
 def test_infer_refuses_a_state_dict_without_activations_in_one_line(trained, capsys):
     model, folder, _, _ = trained
     path = _write("torch", model, folder)

@@ -20,7 +20,16 @@ from xpnet.errors import WeightsError
 
 OPTIONAL = ("sklearn", "torch", "keras", "onnx", "safetensors", "skops", "onnxruntime", "jax")
 
+lazy_xp_modules = [xpnet]
 
+
+@pytest.mark.needs_session(
+    "numpy",
+    "torch",
+    "jax",
+    reason="a library can be loaded only where it is installed: the numpy session has "
+    "onnxruntime, the torch and jax sessions torch, jax and keras",
+)
 def test_import_xpnet_loads_no_importer_library():
     code = (
         "import sys, json, xpnet; "
@@ -65,6 +74,14 @@ def test_tanh_of_integers_is_default_float(backend):
 
 
 # ---- one file of each format, recognised by content --------------------------------------
+
+
+EVERY_FORMAT = pytest.mark.needs_session(
+    "torch",
+    "jax",
+    reason="reads the files of every format whose library is installed: the torch and jax "
+    "sessions have torch's and keras's besides the importers every session has",
+)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +152,7 @@ def files(tmp_path_factory):
     return network, made
 
 
+@EVERY_FORMAT
 def test_every_format_is_recognised_by_content_whatever_its_name(files, tmp_path):
     network, made = files
     x, _ = digits()
@@ -151,6 +169,7 @@ def test_every_format_is_recognised_by_content_whatever_its_name(files, tmp_path
         assert info["sizes"] == [64, 12, 10]
 
 
+@EVERY_FORMAT
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
 def test_truncated_files_of_each_format_are_refused_in_one_line(files, tmp_path, keep):
     _, made = files

@@ -13,6 +13,10 @@ from importing import check_agreement, device_of, digits
 import xpnet
 from xpnet.errors import NetworkError, WeightsError
 
+pytestmark = pytest.mark.needs_session(
+    "torch", "jax", reason="keras runs in the torch and jax sessions, on their library"
+)
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 try:
     import keras

@@ -12,6 +12,8 @@ from xpnet.errors import NetworkError, WeightsError
 torch = pytest.importorskip("torch", reason="torch is not installed (xpnet[torch])")
 nn = torch.nn
 
+pytestmark = pytest.mark.needs_session("torch", reason="torch is the torch session's")
+
 
 def train(model, epochs: int = 8):  # type: ignore[no-untyped-def]
     """A few epochs of Adam on the digits, so the weights are a trained model's."""

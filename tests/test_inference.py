@@ -10,6 +10,8 @@ from array_api_extra.testing import assert_close, assert_equal
 import xpnet
 from xpnet.backends import to_host
 
+lazy_xp_modules = [xpnet]
+
 SIZES = (20, 8, 6, 4)
 
 
@@ -142,9 +144,8 @@ def test_streaming_labels_equal_whole_array_labels(backend):
         xpnet.predict_labels_streaming(network, [])
 
 
+@pytest.mark.only_backends("jax", reason="jax.jit compiles JAX code only; the others run eagerly")
 def test_predict_compiles_under_jax_jit(backend):
-    if backend.name != "jax":
-        pytest.skip(f"jax.jit compiles JAX code only; {backend.name} runs eagerly")
     import jax
 
     params = host_params()

@@ -68,3 +68,77 @@ def test_gpus_are_listed_by_nvidia_smi(noxfile, tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-00000000-0000)'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     assert noxfile.cuda_devices() == ["GPU 0: NVIDIA H200 (UUID: GPU-00000000-0000)"]
+
+
+class RecordingSession:
+    """What a nox session function asks of nox, recorded: installs, runs, environment."""
+
+    def __init__(self) -> None:
+        self.installed: list[str] = []
+        self.runs: list[tuple[str, ...]] = []
+        self.env: dict[str, str] = {}
+        self.posargs: list[str] = []
+
+    def install(self, *args: str) -> None:
+        self.installed.extend(args)
+
+    def run(self, *args: str, silent: bool = False) -> str:
+        self.runs.append(args)
+        return ""  # no SIMD targets to switch off, no CuPy installed
+
+    def log(self, *args: object) -> None:
+        pass
+
+    def skip(self, *args: object) -> None:
+        raise AssertionError(f"the session skipped itself: {args}")
+
+    error = skip
+
+
+PER_BACKEND = ("numpy", "numpy_narrower_simd", "array_api_strict", "torch", "dask", "jax", "cupy")
+
+
+@pytest.fixture(scope="module")
+def sessions(noxfile) -> dict[str, RecordingSession]:
+    """Each per-backend session run against a recording stand-in for nox (a GPU is listed)."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(noxfile, "cuda_devices", lambda: ["GPU 0: a stand-in"])
+    patch.delenv("XPNET_WHEELS", raising=False)
+    recorded = {}
+    try:
+        for name in PER_BACKEND:
+            recorded[name] = RecordingSession()
+            getattr(noxfile, name)(recorded[name])
+    finally:
+        patch.undo()
+    return recorded
+
+
+def backend_of_session(session: RecordingSession) -> str:
+    (suite,) = [args for args in session.runs if args[0] == "pytest"]
+    return suite[suite.index("--backend") + 1]
+
+
+def test_the_coverage_script_checks_the_backends_the_sessions_select(sessions):
+    """scripts/session_coverage.py proves every test runs in some session; it must collect
+    with the backends the sessions select, all of them."""
+    spec = importlib.util.spec_from_file_location("coverage", ROOT / "scripts/session_coverage.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    selected = {backend_of_session(session) for session in sessions.values()}
+    assert selected == set(script.SESSION_BACKENDS)
+
+
+def test_the_sessions_tests_are_sent_to_have_their_libraries(sessions):
+    """conftest's needs_session markers send tests needing torch and keras to the torch
+    session, keras also to the jax one, dask, distributed and zarr to the dask one; the
+    numpy session runs the rest (ONNX Runtime and the importers' libraries among them)."""
+    assert backend_of_session(sessions["numpy"]) == "numpy"
+    installs = {name: " ".join(session.installed) for name, session in sessions.items()}
+    assert "torch==" in installs["torch"] and "keras" in installs["torch"]
+    assert sessions["torch"].env["KERAS_BACKEND"] == "torch"
+    assert "jax" in installs["jax"] and "keras" in installs["jax"]
+    assert sessions["jax"].env["KERAS_BACKEND"] == "jax"
+    assert ",dask," in installs["dask"]
+    assert all(part in installs["numpy"] for part in ("fast", "sklearn", "onnx", "safetensors"))

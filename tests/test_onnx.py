@@ -11,12 +11,10 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import selected_backends
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
 from xpnet import _onnxruntime_engine as engine
-from xpnet._array_api import device_name
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import to_host
 from xpnet.forward_pass import forward as generic_forward
@@ -134,7 +132,7 @@ def test_every_activation_exports_as_xpnet_computes_it(activations, dtype, tmp_p
 
 def test_export_from_any_backend_writes_the_same_graph(backend, tmp_path):
     network = random_network(["relu", "sigmoid", "softmax"], "float32")
-    there = xpnet.to_backend(network, backend.name, device_name(backend.device))
+    there = xpnet.to_backend(network, backend.name, backend.device_name)
     here = xpnet.export_onnx(network, tmp_path / "numpy.onnx").read_bytes()
     assert xpnet.export_onnx(there, tmp_path / "there.onnx").read_bytes() == here
     textbook = network.to_mapping()  # the textbook's dict is a network too
@@ -415,9 +413,8 @@ def test_without_onnxruntime_numpy_runs_the_generic_path(tmp_path):
     assert name == "onnxruntime" and detail.startswith(f"onnxruntime {ort.__version__}")
 
 
-def test_dask_worker_processes_build_their_own_sessions(request, builds):
-    if "dask" not in selected_backends(request.config):
-        pytest.skip("dask is not among the backends selected for this run")
+@pytest.mark.needs_session("dask", reason="dask, distributed and zarr are the dask session's")
+def test_dask_worker_processes_build_their_own_sessions(builds):
     da = pytest.importorskip("dask.array")
     distributed = pytest.importorskip("distributed")
     network = random_network(["sigmoid", "sigmoid", "softmax"], "float32")

@@ -28,6 +28,8 @@ from xpnet.scaleout.store import open_store, write_store
 
 pytest.importorskip("zarr")
 
+pytestmark = pytest.mark.needs_session("dask", reason="zarr is the dask session's")
+
 ROWS, CHUNK = 600, 200
 
 

@@ -163,6 +163,7 @@ def test_json_is_one_object_with_the_record_and_the_file(made_up_mnist, tmp_path
     )
 
 
+@pytest.mark.needs_session("torch", reason="torch is the torch session's")
 def test_torch_training_records_its_cpu_threads(made_up_mnist, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     options = ["--backend", "torch", "--device", "cpu", "--epochs", "1", "--json"]

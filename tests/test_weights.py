@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet._array_api import device_name
-from xpnet._safe_pickle import load_textbook_pickle
-from xpnet.backends import to_host
+from xpnet.backends import backend_of, to_host
 from xpnet.errors import DataError, WeightsError, XpnetError
 from xpnet.weights import HEADER_KEY, load_weights, read_weights_info, save_weights
 
@@ -88,7 +86,7 @@ def test_book_weights_load_onto_a_non_default_device(book_weights):
     network = load_weights(book_weights, backend="array_api_strict", device="device1")
     assert str(network.backend) == "array_api_strict on device1"
     for value in network.to_mapping().values():
-        assert device_name(value.device) == "device1"
+        assert backend_of(value).device_name == "device1"
         assert value.dtype == network.xp.float32
     _assert_bitwise_equal(network, load_weights(book_weights))
 
@@ -103,10 +101,10 @@ def test_book_weights_survive_the_npz_round_trip(book_weights, tmp_path):
 
 
 def test_npz_round_trips_bitwise_on_every_backend(backend, tmp_path):
-    network = xpnet.to_backend(_network(), backend.name, device_name(backend.device))
+    network = xpnet.to_backend(_network(), backend.name, backend.device_name)
     path = tmp_path / "weights.npz"
     save_weights(network, path)
-    loaded = load_weights(path, backend=backend.name, device=device_name(backend.device))
+    loaded = load_weights(path, backend=backend.name, device=backend.device_name)
     assert str(loaded.backend) == str(backend)
     assert loaded.sizes == (5, 4, 3)
     _assert_bitwise_equal(loaded, network)
@@ -309,7 +307,7 @@ def test_mnist_cache_loads(tmp_path, protocol):
     path = tmp_path / "mnist.pkl"
     with open(path, "wb") as file:
         pickle.dump(dataset, file, protocol)
-    loaded = load_textbook_pickle(path)
+    loaded = xpnet.load_textbook_pickle(path)
     assert loaded.keys() == dataset.keys()
     for key, value in dataset.items():
         assert loaded[key].dtype == np.uint8
@@ -328,7 +326,7 @@ def test_pickled_layouts_load_native_and_writable(tmp_path, protocol, fix_import
     }
     path = tmp_path / "arrays.pkl"
     path.write_bytes(pickle.dumps(arrays, protocol, fix_imports=fix_imports))
-    loaded = load_textbook_pickle(path)
+    loaded = xpnet.load_textbook_pickle(path)
     for key, value in arrays.items():
         assert loaded[key].dtype == value.dtype.newbyteorder("=") and loaded[key].dtype.isnative
         assert loaded[key].flags.writeable
@@ -349,13 +347,13 @@ def test_python2_pickle_loads(tmp_path):
     ])  # fmt: skip
     path = tmp_path / "py2.pkl"
     path.write_bytes(stream)
-    np.testing.assert_array_equal(load_textbook_pickle(path)["W1"], values)
+    np.testing.assert_array_equal(xpnet.load_textbook_pickle(path)["W1"], values)
 
 
 def test_the_error_kind_is_the_callers(tmp_path):
     path = tmp_path / "mnist.pkl"
     path.write_bytes(pickle.dumps([1, 2]))
-    assert "list" in _error(load_textbook_pickle, path, error=DataError, kind=DataError)
+    assert "list" in _error(xpnet.load_textbook_pickle, path, error=DataError, kind=DataError)
 
 
 # ---- pickles that attack ---------------------------------------------------------------
@@ -448,7 +446,7 @@ def test_attacking_pickles_are_refused_unrun(tmp_path, monkeypatch, attack, prot
 def test_abusing_admitted_globals_is_refused(tmp_path, stream, expected):
     path = tmp_path / "w.pkl"
     path.write_bytes(stream)
-    assert expected in _error(load_textbook_pickle, path)
+    assert expected in _error(xpnet.load_textbook_pickle, path)
 
 
 @pytest.mark.parametrize(
@@ -669,5 +667,5 @@ def test_a_pickle_whose_lengths_lie_allocates_nothing(tmp_path):
 def test_a_pickle_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     path = tmp_path / "mnist.pkl"
     os.mkfifo(path)
-    message = _error(load_textbook_pickle, path, kind=DataError, error=DataError)
+    message = _error(xpnet.load_textbook_pickle, path, kind=DataError, error=DataError)
     assert message == f"cannot read {path}: it is not a regular file"

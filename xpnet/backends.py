@@ -91,8 +91,14 @@ class Backend:
         """Wait until work queued on this device is done (before reading a clock)."""
         _SYNCHRONIZE.get(self.name, _no_wait)(self.device)
 
+    @property
+    def device_name(self) -> str:
+        """The device's name, as :func:`get_backend`, ``to_backend`` and ``--device`` take it
+        (``'cpu'``, ``'cuda:0'``, ``'device1'``...)."""
+        return device_name(self.device)
+
     def __str__(self) -> str:
-        return f"{self.name} on {device_name(self.device)}"
+        return f"{self.name} on {self.device_name}"
 
 
 CHUNK_BYTES = 100 << 20

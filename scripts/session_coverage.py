@@ -1,0 +1,53 @@
+"""Check that every test the suite holds runs in at least one nox session.
+
+Each per-backend nox session runs ``pytest --backend NAME``, and ``tests/conftest.py``
+deselects there the backend-independent tests that belong to another session. This script
+collects the suite once with no ``--backend`` (every backend selected: every test) and once
+per session's backend, and lists the test ids that no session collects. It prints how many
+each session runs and exits 1 if any test is left out. Run from the repository root::
+
+    python scripts/session_coverage.py [--backend numpy --backend torch ...] [pytest args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+SESSION_BACKENDS = ("numpy", "array_api_strict", "torch", "dask", "jax", "cupy")
+"""The backend each per-backend nox session selects (``numpy_narrower_simd`` and ``build``
+select ``numpy`` as the ``numpy`` session does)."""
+
+
+def collected(*args: str) -> set[str]:
+    """The test ids ``pytest --collect-only`` lists with these arguments."""
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly"]
+    listing = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        sys.exit(f"collection failed ({' '.join(args) or 'no --backend'}):\n{listing.stdout}")
+    return {line for line in listing.stdout.splitlines() if "::" in line}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", action="append", choices=SESSION_BACKENDS)
+    options, pytest_args = parser.parse_known_args()
+    everything = collected(*pytest_args)
+    union: set[str] = set()
+    for name in options.backend or SESSION_BACKENDS:
+        here = collected("--backend", name, *pytest_args)
+        print(f"{name}: {len(here)} of {len(everything)} tests")
+        union |= here
+    missing = sorted(everything - union)
+    extra = sorted(union - everything)
+    print(f"all sessions together: {len(union & everything)} of {len(everything)} tests")
+    for test in missing:
+        print(f"in no session: {test}")
+    for test in extra:
+        print(f"in a session but not in the full collection: {test}")
+    return 1 if missing or extra else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
