@@ -120,9 +120,9 @@ def backend_of_session(session: RecordingSession) -> str:
 
 
 def test_the_coverage_script_checks_the_backends_the_sessions_select(sessions):
-    """scripts/session_coverage.py proves every test runs in some session; it must collect
+    """tests/session_coverage.py proves every test runs in some session; it must collect
     with the backends the sessions select, all of them."""
-    spec = importlib.util.spec_from_file_location("coverage", ROOT / "scripts/session_coverage.py")
+    spec = importlib.util.spec_from_file_location("coverage", ROOT / "tests/session_coverage.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -6,7 +6,7 @@ collects the suite once with no ``--backend`` (every backend selected: every tes
 per session's backend, and lists the test ids that no session collects. It prints how many
 each session runs and exits 1 if any test is left out. Run from the repository root::
 
-    python scripts/session_coverage.py [--backend numpy --backend torch ...] [pytest args]
+    python tests/session_coverage.py [--backend numpy --backend torch ...] [pytest args]
 """
 
 from __future__ import annotations
