@@ -69,6 +69,7 @@ def test_labels_on_another_backend_or_device_are_a_mismatch(backend):
     [
         (np.array([0] * 11 + [10]), "1 label\\(s\\) lie outside the network's classes 0..9"),
         (np.array([-1] * 3 + [0] * 9), "3 label\\(s\\) lie outside"),
+        (np.array([255, 10] + [9] * 10, dtype=np.uint8), "2 label\\(s\\) lie outside"),
         (np.arange(12).astype("float64") % 10, "integer class indices"),
         (np.zeros((12, 9)), r"one-hot rows \(N, 10\)"),
         (np.zeros(11, dtype="int64"), "12 rows but t has 11 labels"),

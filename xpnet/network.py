@@ -239,7 +239,9 @@ class Network:
                 f"labels must be integer class indices (N,) or one-hot rows (N, {classes}); "
                 f"got shape {tuple(t.shape)} and dtype {t.dtype}"
             )
-        outside = int(xp.count_nonzero((t < 0) | (t >= classes)))
+        too_big = t >= classes
+        unsigned = xp.isdtype(t.dtype, "unsigned integer")  # nothing below 0 to look for
+        outside = int(xp.count_nonzero(too_big if unsigned else too_big | (t < 0)))
         if outside:
             raise NetworkError(
                 f"{outside} label(s) lie outside the network's classes 0..{classes - 1}"
