@@ -19,7 +19,7 @@ from xpnet.batching import batch_size_for, iter_batches
 from xpnet.cli import dask_options
 from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import add_backend_options, add_data_options, positive_int
-from xpnet.cli.output import display_path, json_safe, print_json, printable
+from xpnet.cli.output import Score, display_path, json_safe, print_json, printable
 from xpnet.cli.progress import progress_bar
 from xpnet.inference import count_correct
 from xpnet.training_record import summary
@@ -30,18 +30,9 @@ PROGRESS_ROWS = 50_000
 
 
 @dataclass(frozen=True)
-class InferenceReport:
+class InferenceReport(Score):
     """What one inference run measured; ``--json`` prints it as is."""
 
-    backend: str
-    device: str
-    weights: str
-    dataset: str
-    split: str
-    images: int
-    correct: int
-    accuracy: float | None
-    """``None`` (JSON null) where there were no images."""
     seconds: float
     images_per_second: float | None
     """``None`` where the compute took no measurable time."""

@@ -15,7 +15,7 @@ from xpnet.backends import get_backend, to_host
 from xpnet.batching import DEFAULT_BATCH_SIZE
 from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import add_backend_options, add_dataset_options, positive_int
-from xpnet.cli.output import print_json
+from xpnet.cli.output import Score, print_json
 from xpnet.cli.pictures import add_picture_command, check_picture_outputs, deliver
 from xpnet.inference import predict
 from xpnet.plotting import (
@@ -31,18 +31,9 @@ INSPECT_FIGURES = ("misclassified", "confusion_matrix", "first_layer_weights")
 
 
 @dataclass(frozen=True)
-class Inspection:
+class Inspection(Score):
     """What ``inspect`` found; ``--json`` prints it as is (docs/cli.md names the keys)."""
 
-    backend: str
-    device: str
-    weights: str
-    dataset: str
-    split: str
-    images: int
-    correct: int
-    accuracy: float | None
-    """``None`` (JSON null) where there were no images."""
     misclassified: int
     misclassified_indices: list[int]
     """Worst first: lowest probability for the true class."""

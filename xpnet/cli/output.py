@@ -11,6 +11,7 @@ import re
 import select
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 INTERRUPTED = 130
@@ -101,3 +102,19 @@ def tell(text: str) -> None:
     """Print a line on stderr; a stderr that is gone (closed pipe) is not another error."""
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The keys every command that scores a network prints first, in one shape: where it
+    ran, on what, and how many images it got right (docs/cli.md names them)."""
+
+    backend: str
+    device: str
+    weights: str
+    dataset: str
+    split: str
+    images: int
+    correct: int
+    accuracy: float | None
+    """``None`` (JSON null) where there were no images."""
