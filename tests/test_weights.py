@@ -642,12 +642,17 @@ def test_infer_prints_one_line_for_metadata_that_is_not_an_object(tmp_path, caps
     assert err.count("\n") == 1 and "metadata is a JSON array" in err
 
 
-def test_the_metadata_types_are_those_of_the_training_record():
-    from xpnet.training_record import TrainingRecord
+def test_the_metadata_types_are_read_from_the_training_record():
+    from xpnet.training_record import TrainingRecord, json_types
 
-    assert set(xpnet.weights._METADATA_TYPES) == {
-        f.name for f in dataclasses.fields(TrainingRecord)
-    }
+    kinds = json_types()
+    assert set(kinds) == {f.name for f in dataclasses.fields(TrainingRecord)}
+    # Written out by hand from the annotations, a few of each shape.
+    assert kinds["seed"] == (int,) and kinds["command"] == (str,)
+    assert kinds["interrupted"] == (bool,) and kinds["history"] == (list,)
+    assert set(kinds["lr"]) == {int, float} and kinds["dataset_md5"] == (dict,)
+    assert set(kinds["test_accuracy"]) == {int, float, type(None)}
+    assert set(kinds["cpu_threads"]) == {int, type(None)}
 
 
 def test_a_pickle_whose_lengths_lie_allocates_nothing(tmp_path):

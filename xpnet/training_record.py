@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -66,6 +68,33 @@ class TrainingRecord:
 
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
+
+
+def json_types() -> dict[str, tuple[type, ...]]:
+    """Each field of :class:`TrainingRecord` and the Python types its JSON value may
+    parse to, read from the field's annotation (a float may be written as an integer;
+    ``X | None`` may be null; a dict or a list is checked as such).
+
+    Returns
+    -------
+    dict of str to tuple of type
+        Field name to the types :func:`xpnet.read_weights_info` accepts for it.
+
+    Examples
+    --------
+    >>> from xpnet.training_record import json_types
+    >>> json_types()["test_accuracy"]
+    (<class 'int'>, <class 'float'>, <class 'NoneType'>)
+    """
+    kinds: dict[str, tuple[type, ...]] = {}
+    for name, annotation in typing.get_type_hints(TrainingRecord).items():
+        parts = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+        found: list[type] = []
+        for part in parts or (annotation,):
+            base = typing.get_origin(part) or part
+            found += [int, float] if base is float else [base]
+        kinds[name] = tuple(found)
+    return kinds
 
 
 def summary(metadata: object) -> str:

@@ -26,6 +26,7 @@ from xpnet._atomic import atomic_write
 from xpnet.errors import NetworkError, WeightsError
 from xpnet.importers import check_activations, read_file, read_textbook_pickle
 from xpnet.network import Network, NetworkLike, as_network, to_backend
+from xpnet.training_record import json_types
 
 FORMAT = "xpnet-weights"
 """The ``format`` field of xpnet's header, which tells its ``.npz`` files from others."""
@@ -495,40 +496,9 @@ def _parse_header(path: Path, entry: object) -> dict[str, Any]:
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 """The dtype names a header may give: those of the networks xpnet writes."""
 
-_METADATA_TYPES: dict[str, tuple[type, ...]] = {
-    "command": (str,),
-    "dataset": (str,),
-    "dataset_md5": (dict,),
-    "test_md5": (dict,),
-    "train_images": (int,),
-    "test_images": (int,),
-    "backend": (str,),
-    "device": (str,),
-    "dtype": (str,),
-    "layers": (list,),
-    "activations": (list,),
-    "optimizer": (str,),
-    "lr": (int, float),
-    "weight_decay": (int, float),
-    "batch_size": (int,),
-    "augment_shift": (int,),
-    "seed": (int,),
-    "epochs": (int,),
-    "epochs_completed": (int,),
-    "interrupted": (bool,),
-    "train_loss": (int, float, type(None)),
-    "train_accuracy": (int, float, type(None)),
-    "test_loss": (int, float, type(None)),
-    "test_accuracy": (int, float, type(None)),
-    "train_seconds": (int, float),
-    "cpu_threads": (int, type(None)),
-    "xpnet_version": (str,),
-    "numpy_version": (str,),
-    "date": (str,),
-    "history": (list,),
-}
-"""The JSON types of the provenance fields ``xpnet train`` writes
-(:class:`xpnet.training_record.TrainingRecord`'s)."""
+_METADATA_TYPES = json_types()
+"""The JSON types of the provenance fields ``xpnet train`` writes, from
+:class:`xpnet.training_record.TrainingRecord`'s annotations."""
 
 
 def _check_metadata(path: Path, metadata: object) -> None:
