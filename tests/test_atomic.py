@@ -275,3 +275,22 @@ def test_without_replace_a_new_file_appears_whole_with_the_umask_mode(tmp_path):
         os.umask(old)
     assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["picture.png"]
+
+
+def test_a_missing_folder_is_an_error_and_never_made_up(tmp_path):
+    from xpnet.datasets.idx import write_idx
+
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(WeightsError, match="no such folder to write the file into"):
+        save_weights(network(1), missing / "w.npz")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        write_idx(missing / "labels.gz", np.arange(3, dtype=np.uint8))
+    # A symlink to a missing folder is followed, and refused the same way.
+    (tmp_path / "link").symlink_to(missing, target_is_directory=True)
+    with pytest.raises(WeightsError, match="no such folder"):
+        save_weights(network(1), tmp_path / "link" / "w.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+    # xpnet's own cache folders are made where missing.
+    with atomic_write(missing / "cached", make_folders=True) as stream:
+        stream.write(b"kept")
+    assert (missing / "cached").read_bytes() == b"kept"

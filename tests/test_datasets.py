@@ -200,6 +200,7 @@ def test_a_repeat_load_reads_the_parsed_copy_not_the_gz(cache: Path, parses: lis
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Register a small MNIST-like dataset "toy" whose files lie in the returned folder."""
     folder = tmp_path / "toy-data"
+    folder.mkdir()
     rng = np.random.default_rng(0)
     splits = {}
     for split, prefix, count in (("train", "train", 12), ("test", "t10k", 5)):

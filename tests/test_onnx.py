@@ -78,6 +78,10 @@ def test_the_exported_file_runs_in_onnxruntime_with_xpnets_labels(
     network = xpnet.load_weights(book_weights)
     pixels, t = test_split
     x = pixels.astype(np.float32) / 255.0
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        xpnet.export_onnx(network, tmp_path / "sub" / "book.onnx")
+    assert not (tmp_path / "sub").exists()  # a missing folder is not made up
+    (tmp_path / "sub").mkdir()
     path = xpnet.export_onnx(network, tmp_path / "sub" / "book.onnx")
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))

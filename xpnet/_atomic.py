@@ -54,19 +54,27 @@ def write_target(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
+def atomic_write(
+    path: Path, *, replace: bool = True, make_folders: bool = False
+) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block ends cleanly.
 
     The data goes to a hidden temporary file in the folder of the file ``path`` names
-    (symlinks followed; the folder is created if missing), is flushed to disk, then renamed
+    (symlinks followed), is flushed to disk, then renamed
     over it, so the rename stays on one file system and concurrent writers each leave a
     whole file (the last one wins). With ``replace=False`` it appears by a hard link
     instead, which raises ``FileExistsError`` rather than replace a file that is there by
     then. An exception, Ctrl-C included, at any step leaves the old file untouched and
-    removes the temporary file.
+    removes the temporary file. A missing folder is ``FileNotFoundError``, as for
+    ``open``, unless ``make_folders`` (xpnet's own cache folders) creates it.
     """
     target = write_target(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_folders:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    elif not target.parent.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, "no such folder to write the file into", os.fspath(target.parent)
+        )
     tmp: str | None = None
     try:
         fd, tmp = _create_temp(target)

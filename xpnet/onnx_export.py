@@ -107,8 +107,8 @@ def export_onnx(network: NetworkLike, path: str | os.PathLike[str]) -> Path:
     network
         A :class:`~xpnet.Network` on any backend, or the textbook's ``W1, b1, ...`` dict.
     path
-        The file to write; its folder is created. An existing file is replaced only once
-        the new one is complete.
+        The file to write, in a folder that exists (a missing one is ``FileNotFoundError``,
+        never created). An existing file is replaced only once the new one is complete.
 
     Returns
     -------

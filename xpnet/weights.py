@@ -69,8 +69,8 @@ def save_weights(
     The arrays are copied to the host; ``metadata`` (JSON-serializable: dataset, hash,
     command, seed, epochs, accuracy...) is stored in the header beside the layer sizes,
     activations and dtype. The file appears whole or not at all: it is written beside
-    ``path`` (whose folder is created) and renamed over it, so a failed save leaves an
-    existing file intact.
+    ``path`` and renamed over it, so a failed save leaves an existing file intact. The
+    folder must exist: a missing one is an error, never created.
 
     Parameters
     ----------

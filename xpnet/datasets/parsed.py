@@ -164,7 +164,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
     }
     try:
         _sweep_temporaries(copy.parent)
-        with atomic_write(copy) as stream:
+        with atomic_write(copy, make_folders=True) as stream:
             stream.write(_MAGIC)
             stream.write(json.dumps(meta, sort_keys=True).encode() + b"\n")
             stream.write(array.reshape(-1).data)
