@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -70,14 +71,16 @@ class TrainingRecord:
 _RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
 
 
-def json_types() -> dict[str, tuple[type, ...]]:
+@functools.cache
+def json_types() -> Mapping[str, tuple[type, ...]]:
     """Each field of :class:`TrainingRecord` and the Python types its JSON value may
     parse to, read from the field's annotation (a float may be written as an integer;
-    ``X | None`` may be null; a dict or a list is checked as such).
+    ``X | None`` may be null; a dict or a list is checked as such). Read once, on the first
+    call, not when xpnet is imported.
 
     Returns
     -------
-    dict of str to tuple of type
+    mapping of str to tuple of type
         Field name to the types :func:`xpnet.read_weights_info` accepts for it.
 
     Examples
@@ -94,7 +97,7 @@ def json_types() -> dict[str, tuple[type, ...]]:
             base = typing.get_origin(part) or part
             found += [int, float] if base is float else [base]
         kinds[name] = tuple(found)
-    return kinds
+    return types.MappingProxyType(kinds)  # shared by every caller: read-only
 
 
 def summary(metadata: object) -> str:

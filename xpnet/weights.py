@@ -496,10 +496,6 @@ def _parse_header(path: Path, entry: object) -> dict[str, Any]:
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 """The dtype names a header may give: those of the networks xpnet writes."""
 
-_METADATA_TYPES = json_types()
-"""The JSON types of the provenance fields ``xpnet train`` writes, from
-:class:`xpnet.training_record.TrainingRecord`'s annotations."""
-
 
 def _check_metadata(path: Path, metadata: object) -> None:
     """The header's metadata: an object whose provenance fields have their JSON types."""
@@ -507,7 +503,7 @@ def _check_metadata(path: Path, metadata: object) -> None:
         raise WeightsError(
             f"{path}: the header's metadata is a JSON {_json_kind(metadata)}, not an object"
         )
-    for key, kinds in _METADATA_TYPES.items():
+    for key, kinds in json_types().items():
         if key not in metadata:
             continue
         value = metadata[key]
