@@ -50,9 +50,11 @@ class Workload:
         return xpnet.to_backend(self.network, backend.name, device_name(backend.device))
 
     def labels_on(self, backend: Backend) -> Array:
-        """The labels on ``backend`` as int32: every backend has it, where int64 would be
-        truncated, with a warning, by JAX without x64."""
-        return backend.asarray(self.labels, dtype="int32")
+        """The labels on ``backend`` in its default integer dtype: int64 (as the peers hold
+        them) where it is the default, int32 on JAX without x64, which would truncate int64
+        with a warning."""
+        integers = backend.xp.__array_namespace_info__().default_dtypes()["integral"]
+        return backend.asarray(self.labels, dtype=f"int{backend.xp.iinfo(integers).bits}")
 
 
 def book_variants(work: Workload) -> list[Variant]:

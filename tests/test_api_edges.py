@@ -155,6 +155,44 @@ def test_masked_labels_are_refused():
         xpnet.count_correct(network, np.ones((4, 784)), t)
 
 
+def test_refused_dtypes_are_not_remembered():
+    """The checks remember the number kind of each array type and dtype they accept; a stream
+    of ever new refused dtypes (strings of every length) must not grow that memory."""
+    from xpnet import network as network_module
+
+    network = textbook_on(xpnet.get_backend("numpy"))
+    xpnet.predict(network, np.zeros((1, 784), np.uint8))
+    remembered = len(network_module._kind_of)
+    for length in range(1, 200):
+        with pytest.raises(NetworkError, match="must hold real numbers"):
+            xpnet.predict(network, np.full((1, 784), "1" * length))
+    assert len(network_module._kind_of) == remembered
+
+
+@pytest.mark.filterwarnings("error")  # array-api-strict warns when its dtypes meet NumPy's
+def test_the_same_dtypes_on_two_libraries_are_each_judged_by_their_own():
+    strict = xpnet.get_backend("array_api_strict")
+    for backend in (xpnet.get_backend("numpy"), strict, xpnet.get_backend("numpy"), strict):
+        network = textbook_on(backend)
+        x = backend.asarray(np.zeros((3, 784)), "float32")
+        assert xpnet.count_correct(network, x, backend.asarray([0, 1, 2], "int64")) >= 0
+        with pytest.raises(NetworkError, match="integer class indices"):
+            xpnet.count_correct(network, x, backend.asarray([0.0, 1.0, 2.0], "float32"))
+        with pytest.raises(NetworkError, match="must hold real numbers"):
+            xpnet.predict(network, backend.asarray(np.zeros((3, 784)), "complex64"))
+
+
+@pytest.mark.needs_session("jax", reason="jax is the jax session's")
+def test_numpy_arrays_of_jax_float0_are_refused_as_input():
+    """array-api-compat counts NumPy arrays of JAX's float0 dtype as JAX arrays: the only
+    arrays whose type does not decide their namespace. As input they hold no numbers."""
+    from jax import dtypes
+
+    network = textbook_on(xpnet.get_backend("numpy"))
+    with pytest.raises(xpnet.XpnetError):
+        xpnet.predict(network, np.zeros((2, 784), dtype=dtypes.float0))
+
+
 def test_memmaps_are_still_input(tmp_path):
     network = textbook_on(xpnet.get_backend("numpy"))
     data = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", dtype=np.uint8, shape=(5, 784))

@@ -33,10 +33,15 @@ def namespace_of(*arrays: Array, what: str = "input") -> Namespace:
 
 def backend_name(xp: Namespace) -> str:
     """Name of the backend behind namespace ``xp`` (``'numpy'``, ``'torch'``...)."""
-    for name, is_namespace in _BACKEND_TESTS:
-        if is_namespace(xp):
-            return name
-    return xp.__name__
+    name = _names.get(xp)
+    if name is None:
+        tests = (name for name, is_namespace in _BACKEND_TESTS if is_namespace(xp))
+        name = _names[xp] = next(tests, xp.__name__)
+    return name
+
+
+_names: dict[Namespace, str] = {}
+"""The backend name of each namespace asked about (a handful of modules)."""
 
 
 def device_name(device: Device) -> str:

@@ -80,11 +80,15 @@ def forward(network: Network, x: np.ndarray, *, labels: bool) -> np.ndarray:
 
 def _session(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any:
     """The network's session for this output, input dtype and thread count, built once."""
-    kept = _bits([a for layer in network.layers for a in (layer.weight, layer.bias)])
+    arrays = [a for layer in network.layers for a in (layer.weight, layer.bias)]
     with _lock:
-        found = [e for e in _entries if e[1] == network.activations and e[0] == kept]
-        entry = found[0] if found else (kept, network.activations, {})
-        _entries[:] = [entry, *(e for e in _entries if e is not entry)][:_CACHED]
+        entry = next(
+            (e for e in _entries if _holds(arrays, e[0]) and e[1] == network.activations), None
+        )
+        if entry is None:
+            entry = (_bits(arrays), network.activations, {})
+        if _entries[:1] != [entry]:
+            _entries[:] = [entry, *(e for e in _entries if e is not entry)][:_CACHED]
         sessions = entry[2]
         key = (labels, fed, threads)
         if key not in sessions:
@@ -92,18 +96,23 @@ def _session(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any
         return sessions[key]
 
 
+def _holds(arrays: list[np.ndarray], kept: _Kept) -> bool:
+    """Whether ``arrays`` hold bit for bit (NaN payloads and zeros' signs too) the values
+    ``kept`` recorded, in the same shapes and dtypes. Each array's bytes are read in the
+    recorded order, whatever its own layout, so equal bytes mean equal values."""
+    return len(arrays) == len(kept) and all(
+        a.shape == shape and a.dtype == dtype and a.tobytes(order) == data
+        for a, (shape, dtype, order, data) in zip(arrays, kept, strict=True)
+    )
+
+
 def _bits(arrays: list[np.ndarray]) -> _Kept:
-    """What tells ``arrays`` apart bit for bit (NaN payloads and zeros' signs too): two
-    lists give equal results exactly where they hold the same values in the same shapes
-    and dtypes."""
-    return [_array_bits(a) for a in arrays]
-
-
-def _array_bits(a: np.ndarray) -> tuple[tuple[int, ...], np.dtype, Literal["C", "F"], bytes]:
-    """Shape, dtype, memory order and bytes of ``a``, the bytes read in that order (a
-    Fortran-ordered weight is copied as it lies, not transposed)."""
-    order: Literal["C", "F"] = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-    return a.shape, a.dtype, order, a.tobytes(order)
+    """What tells ``arrays`` apart bit for bit: each one's shape, dtype, memory order and
+    bytes read in that order (a Fortran-ordered weight is copied as it lies)."""
+    orders: list[Literal["C", "F"]] = [
+        "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C" for a in arrays
+    ]
+    return [(a.shape, a.dtype, o, a.tobytes(o)) for a, o in zip(arrays, orders, strict=True)]
 
 
 def _build(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any:

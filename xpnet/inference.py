@@ -215,7 +215,7 @@ def count_correct(
         net.check_labels(t, x)
         labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
         predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
-        return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype)))
+        return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype, copy=False)))
 
 
 def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:

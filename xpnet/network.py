@@ -11,7 +11,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -201,8 +201,8 @@ class Network:
         object dtypes, and NumPy masked arrays (the mask would be lost).
         """
         self._check_same_place(x, "x")
-        _check_real(x, self.xp, "x")
-        if x.ndim == 0 or x.shape[-1] != self.sizes[0]:
+        _check_real(x, "x")
+        if x.ndim == 0 or x.shape[-1] != self.layers[0].weight.shape[0]:
             flattened = x.ndim > 2 and math.prod(x.shape[1:]) == self.sizes[0]
             raise NetworkError(
                 f"x has shape {tuple(x.shape)} but the network's first layer expects "
@@ -224,9 +224,8 @@ class Network:
         device; one integer comes to the host.
         """
         self._check_same_place(t, "the labels t")
-        xp = self.xp
-        _check_real(t, xp, "the labels t")
-        classes = self.sizes[-1]
+        _check_real(t, "the labels t")
+        classes = self.layers[-1].weight.shape[1]
         if t.ndim == 0 or t.shape[0] != x.shape[0]:
             raise NetworkError(
                 f"x has {x.shape[0]} rows but t has "
@@ -234,14 +233,15 @@ class Network:
             )
         if t.ndim == 2 and t.shape[1] == classes:
             return
-        if t.ndim != 1 or not xp.isdtype(t.dtype, "integral"):
+        kind = _number_kind(t)
+        if t.ndim != 1 or kind not in ("signed integer", "unsigned integer"):
             raise NetworkError(
                 f"labels must be integer class indices (N,) or one-hot rows (N, {classes}); "
                 f"got shape {tuple(t.shape)} and dtype {t.dtype}"
             )
         too_big = t >= classes
-        unsigned = xp.isdtype(t.dtype, "unsigned integer")  # nothing below 0 to look for
-        outside = int(xp.count_nonzero(too_big if unsigned else too_big | (t < 0)))
+        unsigned = kind == "unsigned integer"  # nothing below 0 to look for
+        outside = int(self.xp.count_nonzero(too_big if unsigned else too_big | (t < 0)))
         if outside:
             raise NetworkError(
                 f"{outside} label(s) lie outside the network's classes 0..{classes - 1}"
@@ -251,11 +251,11 @@ class Network:
         """Raise :class:`BackendMismatchError` unless ``x`` is on the network's backend and
         device."""
         weight = self.layers[0].weight
-        if compat.is_array_api_obj(x) and (
-            compat.array_namespace(x) is compat.array_namespace(weight)
-            and compat.device(x) == compat.device(weight)
-        ):
-            return  # the same namespace and device object: the same place, by any measure
+        # array-api-compat finds an array's namespace by its type, so the same type and
+        # device object is the same place by any measure. (NumPy arrays of JAX's float0
+        # dtype, the one exception, hold no numbers and are refused by the dtype check.)
+        if type(x) is type(weight) and compat.device(x) == compat.device(weight):
+            return
         here = self.backend
         try:
             there = backend_of(x)
@@ -282,15 +282,37 @@ class Network:
             )
 
 
-def _check_real(x: Array, xp: Namespace, what: str) -> None:
+def _check_real(x: Array, what: str) -> None:
     """Refuse arrays that cannot be numbers: masked, complex, strings, bytes, objects."""
     if isinstance(x, np.ma.MaskedArray):
         raise NetworkError(
             f"{what} is a NumPy masked array, whose mask xpnet would lose; fill the masked "
             "entries (x.filled(value)) or drop those rows first"
         )
-    if not xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+    if _number_kind(x) is None:
         raise NetworkError(f"{what} must hold real numbers (pixels, labels), not dtype {x.dtype}")
+
+
+_NUMBER_KINDS = ("bool", "signed integer", "unsigned integer", "real floating")
+_kind_of: dict[tuple[type, object], str] = {}
+"""The number kind of each array type and dtype seen (only real-number dtypes, so it stays
+as small as the set of such dtypes)."""
+
+
+def _number_kind(x: Array) -> str | None:
+    """The kind of real number array ``x`` holds (one of ``_NUMBER_KINDS``), ``None`` for
+    any other dtype. Found by its namespace's ``isdtype`` and remembered per array type and
+    dtype (the dtype alone may compare equal across libraries): the checks run every call."""
+    key = (type(x), x.dtype)
+    try:
+        return _kind_of[key]
+    except (KeyError, TypeError):  # not seen yet, or a dtype that cannot be hashed
+        pass
+    xp = compat.array_namespace(x)
+    kind = next((k for k in _NUMBER_KINDS if xp.isdtype(x.dtype, k)), None)
+    if kind is not None and isinstance(key[1], Hashable):
+        _kind_of[key] = kind
+    return kind
 
 
 def _check_layer(number: int, layer: Layer, inputs: int | None) -> None:
