@@ -1,5 +1,6 @@
-"""Shared by the importer tests: small real data and the check that xpnet predicts as the
-source framework does.
+"""Shared by the tests of weights files and importers: small real data, a network of the
+values a lossy format would change, and the check that xpnet predicts as the source
+framework does.
 
 Tolerance: probabilities agree within ``ATOL[dtype]`` of the network's dtype on the backend
 (float32: 1e-5, about 80 float32 steps at 1.0, for sums of up to 784 products rounded in
@@ -28,6 +29,23 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     x, t = load_digits(return_X_y=True)
     return (x / 16.0).astype(np.float32), t.astype(np.int64)
+
+
+def odd_network(
+    dtype: str = "float32", activations: tuple[str, str] = ("relu", "identity")
+) -> xpnet.Network:
+    """A small network whose arrays hold the values a lossy writer or reader would change:
+    NaN, signed zero, infinities, subnormals."""
+    rng = np.random.default_rng(3)
+    params = {
+        "W1": rng.standard_normal((5, 4)),
+        "b1": np.array([np.nan, -0.0, np.inf, 1e-40]),
+        "W2": rng.standard_normal((4, 3)),
+        "b2": np.array([-np.inf, 5e-324, 1.0]),
+    }
+    return xpnet.Network.from_mapping(
+        {key: value.astype(dtype) for key, value in params.items()}, activations
+    )
 
 
 def device_of(backend: Backend) -> str | None:

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from importing import check_agreement, device_of, digits, quiet_fit
+from importing import check_agreement, device_of, digits, odd_network, quiet_fit
 
 import xpnet
 from xpnet.backends import to_host
@@ -16,20 +16,6 @@ from xpnet.errors import WeightsError
 safetensors_numpy = pytest.importorskip(
     "safetensors.numpy", reason="safetensors is not installed (xpnet[safetensors])"
 )
-
-
-def _odd_network(dtype: str) -> xpnet.Network:
-    """Values a lossy writer would change: NaN, signed zero, inf, subnormals."""
-    rng = np.random.default_rng(3)
-    params = {
-        "W1": rng.standard_normal((5, 4)),
-        "b1": np.array([np.nan, -0.0, np.inf, 1e-40]),
-        "W2": rng.standard_normal((4, 3)),
-        "b2": np.array([-np.inf, 5e-324, 1.0]),
-    }
-    return xpnet.Network.from_mapping(
-        {key: value.astype(dtype) for key, value in params.items()}, ("tanh", "identity")
-    )
 
 
 NO_FLOAT16 = pytest.mark.skip_backends(
@@ -44,7 +30,7 @@ def test_round_trip_is_bitwise_for_safetensors_and_xpnet(backend, tmp_path, dtyp
 
         if not jax.config.jax_enable_x64:
             pytest.skip("JAX without x64 holds no float64")
-    host = _odd_network(dtype)
+    host = odd_network(dtype, ("tanh", "identity"))
     network = xpnet.to_backend(host, backend.name, device_of(backend))
     path = tmp_path / "net.safetensors"
     xpnet.save_weights(network, path, format="safetensors", metadata={"dataset": "digits"})
@@ -100,7 +86,7 @@ def test_files_from_other_writers(tmp_path):
 
 def test_malformed_files_are_refused(tmp_path):
     path = tmp_path / "net.safetensors"
-    xpnet.save_weights(_odd_network("float32"), path, format="safetensors")
+    xpnet.save_weights(odd_network("float32"), path, format="safetensors")
     data = path.read_bytes()
     cases = {
         "truncated": data[: len(data) - 7],
@@ -120,14 +106,14 @@ def test_malformed_files_are_refused(tmp_path):
         xpnet.load_weights(mismatch)
     header = {"xpnet_header": json.dumps({"activations": ["relu", "identity"], "sizes": [5, 9, 3]})}
     lying = tmp_path / "lying.safetensors"
-    safetensors_numpy.save_file(_odd_network("float32").to_mapping(), lying, metadata=header)
+    safetensors_numpy.save_file(odd_network("float32").to_mapping(), lying, metadata=header)
     with pytest.raises(WeightsError, match="header says"):
         xpnet.load_weights(lying)
 
 
 def test_failed_save_leaves_the_existing_file(tmp_path, monkeypatch):
     path = tmp_path / "net.safetensors"
-    xpnet.save_weights(_odd_network("float32"), path, format="safetensors")
+    xpnet.save_weights(odd_network("float32"), path, format="safetensors")
     before = path.read_bytes()
     import safetensors.numpy as writer
 
@@ -136,8 +122,8 @@ def test_failed_save_leaves_the_existing_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "save", broken)
     with pytest.raises(WeightsError, match="No space left"):
-        xpnet.save_weights(_odd_network("float64"), path, format="safetensors")
+        xpnet.save_weights(odd_network("float64"), path, format="safetensors")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.safetensors"]
     with pytest.raises(WeightsError, match="unknown weights format 'h5'"):
-        xpnet.save_weights(_odd_network("float32"), path, format="h5")
+        xpnet.save_weights(odd_network("float32"), path, format="h5")

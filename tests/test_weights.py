@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from importing import odd_network
 
 import xpnet
 from xpnet.backends import backend_of, to_host
@@ -25,20 +26,6 @@ from xpnet.errors import DataError, WeightsError, XpnetError
 from xpnet.weights import HEADER_KEY, load_weights, read_weights_info, save_weights
 
 PACKAGE = Path(xpnet.__file__).parent
-
-
-def _network(dtype: str = "float32") -> xpnet.Network:
-    """A small network whose arrays hold the values a lossy format would change."""
-    rng = np.random.default_rng(3)
-    params = {
-        "W1": rng.standard_normal((5, 4)),
-        "b1": np.array([np.nan, -0.0, np.inf, 1e-40]),
-        "W2": rng.standard_normal((4, 3)),
-        "b2": np.array([-np.inf, 5e-324, 1.0]),
-    }
-    return xpnet.Network.from_mapping(
-        {key: value.astype(dtype) for key, value in params.items()}, ("relu", "identity")
-    )
 
 
 def _assert_bitwise_equal(mine: xpnet.Network, theirs: xpnet.Network) -> None:
@@ -101,7 +88,7 @@ def test_book_weights_survive_the_npz_round_trip(book_weights, tmp_path):
 
 
 def test_npz_round_trips_bitwise_on_every_backend(backend, tmp_path):
-    network = xpnet.to_backend(_network(), backend.name, backend.device_name)
+    network = xpnet.to_backend(odd_network(), backend.name, backend.device_name)
     path = tmp_path / "weights.npz"
     save_weights(network, path)
     loaded = load_weights(path, backend=backend.name, device=backend.device_name)
@@ -114,7 +101,7 @@ def test_npz_round_trips_bitwise_on_every_backend(backend, tmp_path):
 def test_npz_keeps_the_dtype_and_metadata(tmp_path, dtype):
     path = tmp_path / "weights.npz"
     metadata = {"dataset": "mnist", "sha256": "ab" * 32, "seed": 7, "accuracy": 0.9352}
-    save_weights(_network(dtype), path, metadata=metadata)
+    save_weights(odd_network(dtype), path, metadata=metadata)
     assert read_weights_info(path) == {
         "format": "xpnet-weights",
         "version": 1,
@@ -130,7 +117,7 @@ def test_npz_keeps_the_dtype_and_metadata(tmp_path, dtype):
 
 def test_npz_holds_no_pickle(tmp_path):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path, metadata={"epochs": 3})
+    save_weights(odd_network(), path, metadata={"epochs": 3})
     with np.load(path, allow_pickle=False) as archive:
         assert sorted(archive.files) == ["W1", "W2", "b1", "b2", HEADER_KEY]
         header = archive[HEADER_KEY]
@@ -146,10 +133,10 @@ def test_save_accepts_the_textbook_dict(tmp_path):
 
 def test_load_tells_formats_by_content_not_suffix(tmp_path):
     npz_named_pkl = tmp_path / "weights.pkl"
-    save_weights(_network(), npz_named_pkl)
+    save_weights(odd_network(), npz_named_pkl)
     assert load_weights(npz_named_pkl).activations == ("relu", "identity")
     pickle_named_npz = tmp_path / "weights.npz"
-    pickle_named_npz.write_bytes(pickle.dumps(_network().to_mapping(), 3))
+    pickle_named_npz.write_bytes(pickle.dumps(odd_network().to_mapping(), 3))
     assert load_weights(pickle_named_npz).activations == ("sigmoid", "softmax")
 
 
@@ -184,7 +171,7 @@ def _set_header(entries: dict, **fields) -> None:
 )
 def test_malformed_npz_is_refused(tmp_path, change, expected):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     _rewrite(path, change)
     message = _error(load_weights, path)
     assert expected in message and str(path) in message
@@ -193,7 +180,7 @@ def test_malformed_npz_is_refused(tmp_path, change, expected):
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
 def test_truncated_npz_is_refused(tmp_path, keep):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     assert str(path) in _error(load_weights, path)
@@ -211,7 +198,7 @@ def test_npz_with_pickled_objects_is_refused_unrun(tmp_path):
 
 def test_plain_npz_of_the_textbook_dict_loads_as_its_pickle_does(tmp_path):
     # As the book's readers save their own weights: numpy.savez("params.npz", **network).
-    params = {key: to_host(value) for key, value in _network().to_mapping().items()}
+    params = {key: to_host(value) for key, value in odd_network().to_mapping().items()}
     np.savez(tmp_path / "params.npz", **params)
     (tmp_path / "params.pkl").write_bytes(pickle.dumps(params, protocol=4))
     plain, pickled = load_weights(tmp_path / "params.npz"), load_weights(tmp_path / "params.pkl")
@@ -232,7 +219,7 @@ def test_zip_that_is_not_an_npz_is_refused(tmp_path):
 
 def test_npz_entry_that_is_not_an_array_is_refused(tmp_path):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("W3", b"not an .npy member")
     assert "['W3'] are not arrays" in _error(load_weights, path)
@@ -255,14 +242,14 @@ def test_missing_file_is_a_weights_error(tmp_path):
 def test_save_replaces_the_file_and_leaves_nothing_else(tmp_path):
     path = tmp_path / "weights.npz"
     path.write_bytes(b"old")
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     assert os.listdir(tmp_path) == ["weights.npz"]
     assert load_weights(path).sizes == (5, 4, 3)
 
 
 def test_failed_save_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     before = path.read_bytes()
 
     def fail_midway(file, **entries):
@@ -271,20 +258,20 @@ def test_failed_save_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", fail_midway)
     with pytest.raises(RuntimeError, match="disk full"):
-        save_weights(_network("float64"), path)
+        save_weights(odd_network("float64"), path)
     assert os.listdir(tmp_path) == ["weights.npz"]
     assert path.read_bytes() == before
 
 
 def test_unserializable_metadata_writes_nothing(tmp_path):
     path = tmp_path / "weights.npz"
-    assert "JSON" in _error(save_weights, _network(), path, metadata={"when": object()})
+    assert "JSON" in _error(save_weights, odd_network(), path, metadata={"when": object()})
     assert os.listdir(tmp_path) == []
 
 
 def test_save_under_a_file_is_a_weights_error(tmp_path):
     (tmp_path / "file").write_bytes(b"")
-    assert "cannot write" in _error(save_weights, _network(), tmp_path / "file" / "w.npz")
+    assert "cannot write" in _error(save_weights, odd_network(), tmp_path / "file" / "w.npz")
     assert os.listdir(tmp_path) == ["file"]
 
 
@@ -466,7 +453,7 @@ def test_pickles_that_are_not_textbook_weights_are_refused(tmp_path, payload, ex
 
 @pytest.mark.parametrize("keep", [1, 2, 0.25, 0.5, 0.99])
 def test_truncated_pickles_are_refused(tmp_path, keep):
-    data = pickle.dumps(_network().to_mapping(), 3)
+    data = pickle.dumps(odd_network().to_mapping(), 3)
     path = tmp_path / "sample_weight.pkl"
     path.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
     message = _error(load_weights, path)
@@ -621,7 +608,7 @@ DEEP = "[" * 100_000 + "]" * 100_000
 )
 def test_malformed_headers_are_one_line_weights_errors(tmp_path, text, expected):
     path = tmp_path / "weights.npz"
-    save_weights(_network(), path)
+    save_weights(odd_network(), path)
     _rewrite(path, lambda entries: entries.update({HEADER_KEY: np.array(text)}))
     if expected is None:  # deep JSON within the parser's reach is just metadata
         assert read_weights_info(path)["metadata"]["a"]["a"]
