@@ -32,13 +32,18 @@ def run_suite(session: nox.Session, backend: str, *extra_args: str) -> None:
 
 # The importers' extras: each session that can, tests bringing models in on its backend.
 IMPORTERS = "sklearn,onnx,safetensors"
+# For the tests only: the writers of the ONNX graphs the importer tests read (skl2onnx for
+# scikit-learn models, in every session with the importers; onnxscript, which
+# torch.onnx.export needs, where torch is).
+SKLEARN_GRAPHS = "skl2onnx>=1.17"
+TORCH_GRAPHS = "onnxscript>=0.2"
 
 
 @nox.session
 def numpy(session: nox.Session) -> None:
     """NumPy with ONNX Runtime (the ``fast`` extra) and the importers, in random test order
     (pytest-randomly prints the seed that reproduces an order)."""
-    session.install("-e", f".[test,fast,{IMPORTERS}]", "pytest-randomly")
+    session.install("-e", f".[test,fast,{IMPORTERS}]", SKLEARN_GRAPHS, "pytest-randomly")
     run_suite(session, "numpy")
 
 
@@ -66,13 +71,13 @@ def numpy_narrower_simd(session: nox.Session) -> None:
 
 @nox.session
 def array_api_strict(session: nox.Session) -> None:
-    session.install("-e", f".[test,{IMPORTERS}]")
+    session.install("-e", f".[test,{IMPORTERS}]", SKLEARN_GRAPHS)
     run_suite(session, "array_api_strict")
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    session.install("-e", f".[test,{IMPORTERS},keras]", TORCH)
+    session.install("-e", f".[test,{IMPORTERS},keras]", TORCH, SKLEARN_GRAPHS, TORCH_GRAPHS)
     session.env["KERAS_BACKEND"] = "torch"
     run_suite(session, "torch")
 
@@ -80,13 +85,13 @@ def torch(session: nox.Session) -> None:
 @nox.session
 def dask(session: nox.Session) -> None:
     # fast: dask's NumPy chunks run in ONNX Runtime, each worker process its own session.
-    session.install("-e", f".[test,dask,fast,{IMPORTERS}]")
+    session.install("-e", f".[test,dask,fast,{IMPORTERS}]", SKLEARN_GRAPHS)
     run_suite(session, "dask")
 
 
 @nox.session
 def jax(session: nox.Session) -> None:
-    session.install("-e", f".[test,jax,{IMPORTERS},keras]")
+    session.install("-e", f".[test,jax,{IMPORTERS},keras]", SKLEARN_GRAPHS)
     session.env["KERAS_BACKEND"] = "jax"
     session.env["JAX_ENABLE_X64"] = "1"  # so float64 is tested too, as on the other backends
     run_suite(session, "jax")

@@ -142,3 +142,7 @@ def test_the_sessions_tests_are_sent_to_have_their_libraries(sessions):
     assert sessions["jax"].env["KERAS_BACKEND"] == "jax"
     assert ",dask," in installs["dask"]
     assert all(part in installs["numpy"] for part in ("fast", "sklearn", "onnx", "safetensors"))
+    # The graphs the ONNX importer tests read are written where those tests run.
+    for name in ("numpy", "array_api_strict", "torch", "dask", "jax"):
+        assert "skl2onnx" in installs[name], name
+    assert "onnxscript" in installs["torch"]
