@@ -87,7 +87,7 @@ def _session(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any
         )
         if entry is None:
             entry = (_bits(arrays), network.activations, {})
-        if _entries[:1] != [entry]:
+        if not _entries or _entries[0] is not entry:
             _entries[:] = [entry, *(e for e in _entries if e is not entry)][:_CACHED]
         sessions = entry[2]
         key = (labels, fed, threads)
