@@ -52,6 +52,16 @@ def build_network(layers: Sequence[HostLayer]) -> Network:
         raise Unsupported(str(exc)) from None
 
 
+def two_class_softmax(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A layer of one logistic output ``p = sigmoid(z)`` as the two softmax outputs
+    ``softmax([0, z]) = [1 - p, p]`` (weight ``(in, 1)`` becomes ``(in, 2)``): a binary
+    classifier's two class probabilities, whose argmax indexes its classes."""
+    return (
+        np.concatenate([np.zeros_like(weight), weight], axis=1),
+        np.concatenate([np.zeros_like(bias), bias]),
+    )
+
+
 def place(network: Network, backend: str, device: str | None, dtype: str | None = None) -> Network:
     """A host network cast to ``dtype`` (``None`` keeps it) and copied onto ``backend``."""
     if dtype is not None:

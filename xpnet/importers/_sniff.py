@@ -83,7 +83,8 @@ def sniff(path: Path) -> tuple[str, str]:
 def _zip_kind(path: Path, file: BinaryIO) -> str:
     try:
         names = zipfile.ZipFile(file).namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        # NotImplementedError: a directory entry claims a zip version zipfile lacks
         return _BY_SUFFIX.get(path.suffix.lower(), NPZ)
     if any(re.fullmatch(r"[^/]+/data\.pkl", name) for name in names):
         return TORCH

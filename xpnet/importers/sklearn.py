@@ -10,9 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
-from xpnet.importers._common import HostLayer, Unsupported, build_network, host_array, short
+from xpnet.importers._common import (
+    HostLayer,
+    Unsupported,
+    build_network,
+    host_array,
+    short,
+    two_class_softmax,
+)
 from xpnet.network import Network
 
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -66,13 +71,7 @@ def read_mlp(model: Any) -> Network:
         bias = host_array(intercept, f"intercepts_[{number - 1}]")
         layers.append((weight, bias, hidden if number < count else output))
     if isinstance(model, MLPClassifier) and output == "sigmoid" and layers[-1][0].shape[1] == 1:
-        weight, bias, _ = layers[-1]
-        zero_column = np.zeros_like(weight)
-        layers[-1] = (
-            np.concatenate([zero_column, weight], axis=1),
-            np.concatenate([np.zeros_like(bias), bias]),
-            "softmax",
-        )
+        layers[-1] = (*two_class_softmax(*layers[-1][:2]), "softmax")
     return build_network(layers)
 
 
