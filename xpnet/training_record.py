@@ -70,6 +70,57 @@ class TrainingRecord:
 
 _RECORD_FIELDS = frozenset(field.name for field in fields(TrainingRecord))
 
+MAX_NESTING = 64
+"""The deepest a weights file's JSON header may nest arrays and objects: a training record
+needs four levels; a header nested hundreds deep would make every reader that walks it
+(printing it, copying it to JSON output) run out of stack."""
+
+
+def load_json(text: str | bytes) -> Any:
+    """The JSON ``text`` of a weights file's header, nested at most :data:`MAX_NESTING` deep.
+
+    Raises
+    ------
+    ValueError
+        One line saying what is wrong: not JSON, or nested too deeply.
+
+    Examples
+    --------
+    >>> from xpnet.training_record import load_json
+    >>> load_json('{"seed": [1, 2]}')
+    {'seed': [1, 2]}
+    >>> load_json("[" * 100 + "]" * 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: its JSON is nested too deeply (more than 64 levels)
+    """
+    too_deep = f"its JSON is nested too deeply (more than {MAX_NESTING} levels)"
+    try:
+        value = json.loads(text)
+    except RecursionError:  # nested past the interpreter's stack: deeper than any bound
+        raise ValueError(too_deep) from None
+    except ValueError as exc:
+        raise ValueError(f"it is not valid JSON: {exc}") from None
+    check_nesting(value, too_deep)
+    return value
+
+
+def check_nesting(value: object, message: str) -> None:
+    """Raise ``ValueError(message)`` if ``value``'s dicts and lists nest deeper than
+    :data:`MAX_NESTING`; walked without recursion, so any depth is measured safely."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children = list(item.values())
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise ValueError(message)
+        stack.extend((child, depth + 1) for child in children)
+
 
 @functools.cache
 def json_types() -> Mapping[str, tuple[type, ...]]:

@@ -26,7 +26,7 @@ from xpnet._atomic import atomic_write
 from xpnet.errors import NetworkError, WeightsError
 from xpnet.importers import check_activations, read_file, read_textbook_pickle
 from xpnet.network import Network, NetworkLike, as_network, to_backend
-from xpnet.training_record import json_types
+from xpnet.training_record import MAX_NESTING, check_nesting, json_types, load_json
 
 FORMAT = "xpnet-weights"
 """The ``format`` field of xpnet's header, which tells its ``.npz`` files from others."""
@@ -113,6 +113,7 @@ def save_weights(
         "metadata": dict(metadata or {}),
     }
     try:
+        check_nesting(header, f"it is nested too deeply (more than {MAX_NESTING} levels)")
         text = json.dumps(header)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights metadata must be JSON-serializable: {exc}") from None
@@ -456,11 +457,9 @@ def _parse_header(path: Path, entry: object) -> dict[str, Any]:
             f"{MAX_HEADER_CHARS}"
         )
     try:
-        header = json.loads(text)
-    except RecursionError:
-        raise WeightsError(f"{path}: the xpnet header's JSON is nested too deeply") from None
+        header = load_json(text)
     except ValueError as exc:
-        raise WeightsError(f"{path}: the xpnet header is not valid JSON: {exc}") from None
+        raise WeightsError(f"{path}: the xpnet header: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise WeightsError(f"{path}: the header does not name the format {FORMAT!r}")
     version = header.get("version")

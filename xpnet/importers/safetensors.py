@@ -10,7 +10,6 @@ else, for ``W1, b1, ...`` only, the textbook's (sigmoid hidden layers, softmax o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 from xpnet._atomic import atomic_write
 from xpnet.importers._common import Unsupported, build_network, short
 from xpnet.network import Network, textbook_activations
+from xpnet.training_record import load_json
 
 HEADER_KEY = "xpnet_header"
 """The metadata entry holding xpnet's JSON header (the same as in its ``.npz`` files)."""
@@ -92,7 +92,8 @@ def read_file(
         "dtype": str(network.dtype),
     }
     if "sizes" in header and {key: header.get(key) for key in found} != found:
-        raise Unsupported(f"its header says {header} but the tensors give {found}")
+        said = {key: header.get(key) for key in found}
+        raise Unsupported(f"its header says {said} but the tensors give {found}")
     return network, {"format": "safetensors", **found, "metadata": header.get("metadata", {})}
 
 
@@ -100,9 +101,9 @@ def _header(metadata: dict[str, str]) -> dict[str, Any]:
     """xpnet's header from the metadata, or ``{"activations": [...]}`` from another writer."""
     if HEADER_KEY in metadata:
         try:
-            header = json.loads(metadata[HEADER_KEY])
+            header = load_json(metadata[HEADER_KEY])
         except ValueError as exc:
-            raise Unsupported(f"its xpnet header is not valid JSON: {exc}") from None
+            raise Unsupported(f"its xpnet header: {exc}") from None
         names = header.get("activations") if isinstance(header, dict) else None
         if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
             raise Unsupported(f"its xpnet header's activations {names!r} are not names")
