@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 import stat
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ def read_model(model: Any, path: Path | None = None) -> Network:
 
     if not isinstance(model, onnx.ModelProto):
         raise Unsupported(f"{type(model).__name__} is not an onnx.ModelProto")
+    _check_text(model)
     opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
     opset = opsets.get("ai.onnx")
     if opset not in OPSETS:
@@ -137,6 +139,25 @@ def read_model(model: Any, path: Path | None = None) -> Network:
         raise Unsupported(f"the input {source.name!r} is not a float tensor")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
     return _walk(graph, constants, source.name, dims)
+
+
+def _check_text(model: Any) -> None:
+    """Every name the graph's structure is read by is text: protobuf hands a string field
+    that is not UTF-8 over as bytes, which no name in the graph can match."""
+    graph = model.graph
+    named = [*graph.initializer, *graph.input, *graph.output, *graph.node]
+    texts: list[tuple[str, Any]] = [("an opset domain", e.domain) for e in model.opset_import]
+    texts += [("a name", item.name) for item in named]
+    for tensor in graph.initializer:
+        texts += [("an external data entry", e.key) for e in tensor.external_data]
+        texts += [("an external data entry", e.value) for e in tensor.external_data]
+    for node in graph.node:
+        texts += [("an operator", node.op_type), ("a domain", node.domain)]
+        texts += [("a value name", name) for name in (*node.input, *node.output)]
+        texts += [("an attribute name", attribute.name) for attribute in node.attribute]
+    for what, text in texts:
+        if not isinstance(text, str):
+            raise Unsupported(f"{what} in the graph, {_shown(text)}, is not UTF-8 text")
 
 
 def _array(tensor: Any, label: str) -> np.ndarray:
@@ -321,6 +342,8 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
         current = node.output[0]
     if complement is not None:
         raise Unsupported(f"the value {complement[0]!r} (1 - p) feeds no Concat")
+    if not layers:
+        raise Unsupported("it holds no dense layer")
     for op, label, at in taps:
         # An argmax of the logits is the argmax of their softmax, sigmoid or tanh.
         before_activation = at == len(steps) - 1 and steps[-1] in ("Softmax", "Sigmoid", "Tanh")
@@ -376,15 +399,22 @@ def _check_node(node: Any, label: str, defined: set[str]) -> None:
 def _int(attrs: dict[str, Any], name: str, default: int, label: str) -> int:
     value = attrs.get(name, default)
     if type(value) is not int:
-        raise Unsupported(f"{label}: its attribute {name!r} is {value!r}, not an integer")
+        raise Unsupported(f"{label}: its attribute {name!r} is {_shown(value)}, not an integer")
     return value
 
 
 def _float(attrs: dict[str, Any], name: str, default: float, label: str) -> float:
     value = attrs.get(name, default)
     if type(value) not in (int, float):
-        raise Unsupported(f"{label}: its attribute {name!r} is {value!r}, not a number")
+        raise Unsupported(f"{label}: its attribute {name!r} is {_shown(value)}, not a number")
     return float(value)
+
+
+def _shown(value: object) -> str:
+    """An attribute's value for a message: short, on one line (a graph or tensor by its type)."""
+    if value is None or isinstance(value, int | float | bytes | str | list):
+        return reprlib.repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _constant_node(attrs: dict[str, Any], label: str) -> np.ndarray:
@@ -401,7 +431,7 @@ def _constant_node(attrs: dict[str, Any], label: str) -> np.ndarray:
     many = name.endswith("s")
     items = value if many and isinstance(value, list) else [value]
     if kind is None or not all(type(item) in (kind, int) for item in items):
-        raise Unsupported(f"{label} holds {name}={value!r}, not a tensor or numbers")
+        raise Unsupported(f"{label} holds {name}={_shown(value)}, not a tensor or numbers")
     array = np.array(items, dtype=np.float32 if kind is float else np.int64)
     return array if many else array.reshape(())
 
