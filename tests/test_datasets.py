@@ -512,6 +512,13 @@ def _flip_last_byte(copy: Path) -> None:
     copy.write_bytes(bytes(data))
 
 
+def _nest_header_deep(copy: Path) -> None:
+    """The copy's JSON line replaced by arrays nested past the interpreter's stack."""
+    magic, _, rest = copy.read_bytes().partition(b"\n")
+    data = rest.partition(b"\n")[2]
+    copy.write_bytes(magic + b"\n" + b"[" * 2000 + b"]" * 2000 + b"\n" + data)
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
@@ -522,8 +529,9 @@ def _flip_last_byte(copy: Path) -> None:
             lambda copy: copy.write_bytes(copy.read_bytes().replace(b'"shape"', b'"shope"', 1)),
             "header",
         ),
+        (_nest_header_deep, "its header is not JSON"),
     ],
-    ids=["same-shape-altered", "truncated", "appended", "header"],
+    ids=["same-shape-altered", "truncated", "appended", "header", "header-nested-deep"],
 )
 def test_an_altered_parsed_copy_is_never_used(
     toy: Path, cache: Path, parses: list[str], damage: Callable[[Path], None], reason: str

@@ -119,7 +119,7 @@ def _read_copy(stream: Any, copy: Path, spec: DataFile) -> np.ndarray:
         raise _Damaged("its header line is cut short or too long")
     try:
         meta = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested past the stack
         raise _Damaged("its header is not JSON") from None
     expected_key = copy.name.removesuffix(".parsed").rsplit("-", 1)[-1]
     if (
