@@ -265,6 +265,44 @@ def test_every_mutation_of_another_frameworks_file_is_read_or_refused_in_one_lin
     assert not found, found
 
 
+def _odd_tensor(torch, kind: str):  # type: ignore[no-untyped-def]
+    weight = torch.randn(3, 6)
+    if kind == "sparse-coo":
+        return weight.to_sparse()
+    if kind == "sparse-csr":
+        return weight.to_sparse_csr()
+    if kind == "quantized":
+        return torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)
+    if kind == "meta":
+        return torch.empty(3, 6, device="meta")
+    if kind == "nested":
+        return torch.nested.nested_tensor([weight, weight])
+    raise AssertionError(kind)
+
+
+@OTHER_FRAMEWORKS
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("sparse-coo", "a sparse_coo tensor, not a dense one"),
+        ("sparse-csr", "a sparse_csr tensor, not a dense one"),
+        ("quantized", "a quantized tensor"),
+        ("meta", "a meta .data-less. tensor"),
+        ("nested", "a nested tensor"),
+    ],
+)
+def test_a_state_dict_of_tensors_numpy_cannot_hold_is_refused_in_one_line(tmp_path, kind, match):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    state = {"0.weight": _odd_tensor(torch, kind), "0.bias": torch.zeros(3)}
+    with pytest.raises(NetworkError, match=match):
+        xpnet.from_torch(state, activations="relu")
+    path = tmp_path / "odd.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=match) as info:
+        xpnet.load_weights(path, activations="relu")
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
 # ---- metadata nested deep -------------------------------------------------------------------
 
 
@@ -603,6 +641,15 @@ MALFORMED: dict[str, tuple[Callable[..., object], str]] = {
             g.initializer.append(n.from_array(np.zeros((4, 3), np.int64), "w2")),
         ),
         "dtype int64, not a real floating dtype",
+    ),
+    "weight-no-units": (
+        lambda g, h, n, t: (
+            g.initializer.remove(next(x for x in g.initializer if x.name == "w2")),
+            g.initializer.remove(next(x for x in g.initializer if x.name == "b2")),
+            g.initializer.append(n.from_array(np.zeros((4, 0), np.float32), "w2")),
+            g.initializer.append(n.from_array(np.zeros(0, np.float32), "b2")),
+        ),
+        r"its layer 2 has the shape \(4, 0\): no units",
     ),
     "bias-wrong-shape": (
         lambda g, h, n, t: (

@@ -36,6 +36,22 @@ def _numpy(tensor: Any) -> np.ndarray:
     return np.array(tensor.numpy(), copy=True)
 
 
+def _odd_kind(tensor: Any) -> str:
+    """What makes ``tensor`` other than a dense tensor of values on a device (``""`` if
+    nothing): NumPy holds none of these, and converting them fails in many ways."""
+    import torch
+
+    if tensor.is_nested:
+        return "nested"
+    if tensor.is_quantized:
+        return "quantized"
+    if tensor.is_meta:
+        return "meta (data-less)"
+    if tensor.layout != torch.strided:
+        return str(tensor.layout).removeprefix("torch.")
+    return ""
+
+
 def read_module(module: Any) -> Network:
     """The dense layers of an ``nn.Sequential`` (nested ones are read in order).
 
@@ -113,6 +129,9 @@ def read_state_dict(
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise Unsupported(f"{where} holds {key!r}, which is a {type(value).__name__}")
+        odd = _odd_kind(value)
+        if odd:
+            raise Unsupported(f"{where} holds {key!r}, a {odd} tensor, not a dense one")
         arrays[str(key)] = _numpy(value)  # checked by read_state_dict_arrays
     return read_state_dict_arrays(arrays, activations, where)
 
