@@ -651,6 +651,18 @@ MALFORMED: dict[str, tuple[Callable[..., object], str]] = {
         ),
         r"its layer 2 has the shape \(4, 0\): no units",
     ),
+    "unknown-attribute": (
+        lambda g, h, n, t: _node(g, "relu1").attribute.append(h.make_attribute("alpha", 0.1)),
+        r"node 'relu1' \(Relu\) has the attribute 'alpha', which Relu lacks",
+    ),
+    "unknown-gemm-attribute": (
+        lambda g, h, n, t: _node(g, "dense1").attribute.append(h.make_attribute("transC", 1)),
+        "has the attribute 'transC', which Gemm lacks",
+    ),
+    "input-width": (
+        lambda g, h, n, t: g.input[0].type.tensor_type.shape.dim[1].__setattr__("dim_value", 5),
+        r"node 'dense1' \(Gemm\) takes 6 features but the graph's input has 5",
+    ),
     "bias-wrong-shape": (
         lambda g, h, n, t: (
             g.initializer.remove(next(x for x in g.initializer if x.name == "b2")),
@@ -742,6 +754,17 @@ MALFORMED: dict[str, tuple[Callable[..., object], str]] = {
         r"node '\\x1b\[2J\\nrelu' \(Relu\)",
     ),
 }
+
+
+def test_a_model_that_redefines_an_onnx_operator_is_refused(tmp_path):
+    """A model-local function named as a standard operator, which a runtime could run in
+    place of the operator xpnet reads."""
+    helper = _onnx_parts()[2]
+    model = _base(lambda *parts: None)
+    body = [helper.make_node("Neg", ["X"], ["Y"])]
+    model.functions.append(helper.make_function("", "Relu", ["X"], ["Y"], body, []))
+    with pytest.raises(NetworkError, match="defines its own operator 'Relu'"):
+        xpnet.from_onnx(model)
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))

@@ -73,6 +73,21 @@ ARITY = {
 }
 """The operators read, each with the least and most inputs it takes; each has one output."""
 KNOWN = frozenset(ARITY)
+ATTRIBUTES = {
+    "Gemm": {"alpha", "beta", "transA", "transB"},
+    "Softmax": {"axis"},
+    "Flatten": {"axis"},
+    "Reshape": {"allowzero"},
+    "Cast": {"to", "saturate", "round_mode"},  # the last two concern only float8 and less
+    "Concat": {"axis"},
+    "ArgMax": {"axis", "keepdims", "select_last_index"},
+}
+"""The attributes read of the operators that compute the network's values (or its labels,
+``ArgMax``); each other operator of the chain takes none. An attribute the operator does
+not define could change what the node computes, so it is refused, not ignored."""
+CHAIN_ONLY = frozenset({"Constant", "ArrayFeatureExtractor", "Squeeze", "Unsqueeze"})
+"""Operators whose attributes are not checked against :data:`ATTRIBUTES`: ``Constant``
+(:func:`_constant_node` reads its own) and the label tail, whose values xpnet leaves out."""
 READS = (
     "xpnet reads Gemm, MatMul+Add, Sigmoid, Relu, Tanh, Softmax, Identity, a leading "
     "Cast/Flatten/Reshape and a trailing ArgMax"
@@ -110,6 +125,12 @@ def read_model(model: Any, path: Path | None = None) -> Network:
     if not isinstance(model, onnx.ModelProto):
         raise Unsupported(f"{type(model).__name__} is not an onnx.ModelProto")
     _check_text(model)
+    for function in model.functions:  # a local function may stand in for an operator
+        if (function.domain or "ai.onnx") in ("ai.onnx", "ai.onnx.ml"):
+            raise Unsupported(
+                f"it defines its own operator {function.name!r} in the domain "
+                f"{function.domain or 'ai.onnx'!r}, which a runtime may run instead of ONNX's"
+            )
     opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
     opset = opsets.get("ai.onnx")
     if opset not in OPSETS:
@@ -262,6 +283,10 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
             raise Unsupported(f"{label}: {READS}")
         attrs = _attributes(node, label)
         _check_node(node, label, defined)
+        if op not in CHAIN_ONLY and domain == "ai.onnx":
+            unknown = sorted(set(attrs) - ATTRIBUTES.get(op, set()))
+            if unknown:
+                raise Unsupported(f"{label} has the attribute {unknown[0]!r}, which {op} lacks")
         data = [name for name in node.input if name and name not in constants]
         if op == "Constant" and domain == "ai.onnx":
             constants[node.output[0]] = _constant_node(attrs, label)
@@ -311,12 +336,14 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
         elif op == "Gemm":
             _need_flat(flat, label)
             layers.append(_gemm(label, attrs, node, constants))
+            _check_width(label, layers, dims)
         elif op == "MatMul":
             _need_flat(flat, label)
             weight = _constant(node.input[1], constants, label, "weight")
             if weight.ndim != 2:
                 raise Unsupported(f"{label}: its weight has shape {weight.shape}, not (in, out)")
             layers.append([weight, np.zeros(weight.shape[1], dtype=weight.dtype), None])
+            _check_width(label, layers, dims)
             pending_add = True
         elif op == "Add" and pending:
             (other,) = (name for name in node.input if name != current)
@@ -476,6 +503,15 @@ def _concat_complement(
     if list(node.input) == list(reversed(complement)):  # [p, 1 - p]
         return weight[:, ::-1].copy(), bias[::-1].copy()
     raise Unsupported(f"{label} reads {list(node.input)}, not [1 - p, p] = {list(complement)}")
+
+
+def _check_width(label: str, layers: list[list[Any]], dims: list) -> None:
+    """The first layer takes as many features as the graph's input declares (where it does)."""
+    declared = dims[1] if len(dims) == 2 else None
+    if len(layers) == 1 and declared is not None and layers[0][0].shape[0] != declared:
+        raise Unsupported(
+            f"{label} takes {layers[0][0].shape[0]} features but the graph's input has {declared}"
+        )
 
 
 def _need_flat(flat: bool, label: str) -> None:
