@@ -200,6 +200,30 @@ def test_every_mutation_of_a_data_file_is_read_or_refused_in_one_line(tmp_path, 
     assert not found, found
 
 
+def _long_layer_number(kind: str, path: Path) -> None:
+    """The textbook's names, with a layer number of 5,000 digits (past what ``int`` parses)."""
+    network = _network()
+    arrays = dict(network.to_mapping())
+    arrays["W" + "1" * 5000] = arrays.pop("W2")
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps(arrays, protocol=4))
+    elif kind == "plain-npz":
+        with path.open("wb") as file:
+            np.savez(file, **arrays)
+    else:
+        safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors")
+        path.write_bytes(safetensors_numpy.save(arrays))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "plain-npz", "safetensors"])
+def test_a_layer_number_of_thousands_of_digits_is_one_line(tmp_path, kind):
+    path = tmp_path / "long"
+    _long_layer_number(kind, path)
+    with pytest.raises(WeightsError) as info:
+        xpnet.load_weights(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
 OTHER_FRAMEWORKS = pytest.mark.needs_session(
     "torch", "jax", reason="PyTorch and Keras files need torch or keras, which these sessions have"
 )

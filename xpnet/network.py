@@ -120,7 +120,7 @@ class Network:
             If the keys are not ``W1, b1, ..., Wn, bn`` or the activations do not match the
             layers in number.
         """
-        numbers = sorted(int(m[1]) for key in params if (m := re.fullmatch(r"W(\d+)", key)))
+        numbers = sorted(int(m[1]) for key in params if (m := re.fullmatch(r"W(\d{1,9})", key)))
         if numbers != list(range(1, len(numbers) + 1)) or not numbers:
             raise NetworkError(
                 f"expected weight keys W1, W2, ... with biases b1, b2, ...; got {sorted(params)}"

@@ -66,7 +66,9 @@ def read_file(
         ) from None
     header = _header(metadata)
     stored = header.get("activations")
-    textbook = all(re.fullmatch(r"[Wb]\d+", key) for key in tensors)
+    textbook = all(
+        re.fullmatch(r"[Wb]\d{1,9}", key) for key in tensors
+    )  # layer numbers, not 5,000 digits
     if textbook:
         numbers = sorted(int(key[1:]) for key in tensors if key[0] == "W")
         if numbers != list(range(1, len(numbers) + 1)) or not numbers:
