@@ -17,6 +17,7 @@ import pickle
 import random
 import struct
 import traceback
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -198,6 +199,20 @@ def test_every_mutation_of_a_data_file_is_read_or_refused_in_one_line(tmp_path, 
     assert np.asarray(read(_write(tmp_path / "valid", data))).size > 0
     found = escapes(read, tmp_path / "mutated", mutations(data, seed=len(kind), count=400))
     assert not found, found
+
+
+@pytest.mark.parametrize("entry", ["W1.npy", f"{HEADER_KEY}.npy"])
+def test_an_npz_with_an_entry_twice_is_refused(tmp_path, entry):
+    """Two entries of one name: which one a reader sees depends on the reader."""
+    path = tmp_path / "twice.npz"
+    path.write_bytes(_npz())
+    with zipfile.ZipFile(path) as archive:
+        again = archive.read(entry)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(entry, again)
+    with pytest.raises(WeightsError, match="is in the archive twice") as info:
+        xpnet.load_weights(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
 def _long_layer_number(kind: str, path: Path) -> None:

@@ -348,6 +348,8 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
             continue
         key = info.filename[: -len(".npy")]
         where = f"{path}: the entry {key!r}"
+        if key in members:  # zip readers differ on which of the two they give
+            raise WeightsError(f"{where} is in the archive twice")
         if info.compress_type == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size or info.compress_size > archive_size:
                 raise WeightsError(f"{where} claims more bytes than the file holds")
