@@ -147,6 +147,23 @@ def test_a_poisson_regressor_is_refused_live_and_its_graph_too(regressor_graph):
         xpnet.from_onnx(graph)
 
 
+def test_a_two_label_multilabel_graph_that_computes_four_columns_is_refused_saying_why(tmp_path):
+    """skl2onnx writes a multilabel classifier of two labels as if binary: its probabilities
+    are ``[1 - p1, 1 - p2, p1, p2]`` (ONNX Runtime gives four columns), not the model's two.
+    The live model is read; the graph, which computes something else, is refused."""
+    x, t = digits()
+    y = np.stack([t % 2, t >= 5], axis=1).astype(np.int64)
+    model = quiet_fit(neural.MLPClassifier(hidden_layer_sizes=(8,), max_iter=20), x, y)
+    assert xpnet.from_sklearn(model).sizes[-1] == 2
+    graph = skl2onnx.to_onnx(model, x[:1], options={"zipmap": False})
+    outputs = dict(zip([o.name for o in graph.graph.output], _run(graph, x[:5]), strict=True))
+    assert outputs["probabilities"].shape == (5, 4)  # what the graph computes
+    path = tmp_path / "multilabel.onnx"
+    onnx.save(graph, path)
+    with pytest.raises(WeightsError, match="4 columns where the classifier has 2 probabilities"):
+        xpnet.load_weights(path)
+
+
 # ---- hand-made variants of skl2onnx's patterns ---------------------------------------------
 
 

@@ -471,19 +471,30 @@ def _check_complement(
     layers: list[list[Any]],
     steps: list[str],
 ) -> None:
-    """A ``Sub`` that computes ``1 - p`` of a single sigmoid output ``p`` (and nothing else)."""
+    """A ``Sub`` that computes ``1 - p`` of a single sigmoid output ``p`` (and nothing else).
+
+    skl2onnx writes a multilabel classifier of two labels as if it were binary: ``1 - p``
+    of both sigmoid outputs joined to ``p``, four columns where the model has two
+    probabilities. Such a graph computes something the model does not, so it is refused,
+    saying so."""
     one = constants.get(node.input[0])
-    if not (
-        layers
-        and steps[-1:] == ["Sigmoid"]
-        and layers[-1][0].shape[1] == 1
-        and node.input[1] == current
-        and one is not None
+    is_one = (
+        one is not None
         and one.dtype.kind == "f"
         and one.size == 1
         and one.ndim <= 2
         and bool(one.reshape(-1)[0] == 1)
-    ):
+    )
+    after_sigmoid = bool(layers) and steps[-1:] == ["Sigmoid"] and node.input[1] == current
+    width = layers[-1][0].shape[1] if layers else 0
+    if is_one and after_sigmoid and width > 1:
+        raise Unsupported(
+            f"{label} computes 1 - p of {width} sigmoid outputs, joined to p, {2 * width} "
+            f"columns where the classifier has {width} probabilities (skl2onnx writes a "
+            f"multilabel classifier of two labels so): read the model with from_sklearn, "
+            f"or save it with skops"
+        )
+    if not (is_one and after_sigmoid and width == 1):
         raise Unsupported(
             f"{label}: xpnet reads a Sub only as 1 - p of a single sigmoid output p, "
             "before a Concat of [1 - p, p] (a binary classifier's two probabilities)"
