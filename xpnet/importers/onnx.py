@@ -201,7 +201,9 @@ def _external(tensor: Any, model_path: Path | None) -> Any:
     A name that leads out of the folder (``../``, an absolute path) is refused, and so is a
     symbolic link unless it leads to a file beside the model's own real file (a download
     cache whose files all link into one folder of blobs): a file that links out of the
-    folder would read another file of the user's as weights.
+    folder would read another file of the user's as weights. A FIFO or a device is no
+    regular file. A hard link is read like any file of the folder: it is one, and only
+    someone who may already read and write the file it names can make it.
     """
     from onnx import TensorProto, helper
 
