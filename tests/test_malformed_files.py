@@ -342,6 +342,85 @@ def test_a_state_dict_of_tensors_numpy_cannot_hold_is_refused_in_one_line(tmp_pa
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+# ---- headers with each value replaced ---------------------------------------------------------
+
+SUBSTITUTES: list[object] = [None, True, 0, -1, 2**70, 1e308, "", "x" * 300, [], {}, [[[[1]]]]]
+"""What replaces each value of a JSON header in turn: every JSON type, bounds of numbers."""
+
+
+def json_variants(value: object) -> Iterator[object]:
+    """Copies of ``value`` with one of its values (at any depth) replaced by each substitute,
+    and each of its objects with one key left out."""
+    for substitute in SUBSTITUTES:
+        if substitute != value:
+            yield substitute
+    if isinstance(value, dict):
+        for key in value:
+            yield {k: v for k, v in value.items() if k != key}
+            for variant in json_variants(value[key]):
+                yield {**value, key: variant}
+    elif isinstance(value, list):
+        for at, item in enumerate(value):
+            for variant in json_variants(item):
+                yield [*value[:at], variant, *value[at + 1 :]]
+
+
+def _record_header() -> dict:
+    """xpnet's header of :func:`_network` with a training record's kinds of metadata."""
+    return {
+        "format": "xpnet-weights",
+        "version": 1,
+        "sizes": [6, 4, 3],
+        "activations": ["relu", "softmax"],
+        "dtype": "float32",
+        "metadata": {
+            "dataset": "mnist",
+            "dataset_md5": {"train-images": "0" * 32},
+            "seed": 2,
+            "test_accuracy": 0.5,
+            "interrupted": False,
+            "history": [{"epoch": 1, "loss": 0.5}],
+        },
+    }
+
+
+def test_every_value_of_an_npz_header_replaced_is_read_or_refused_in_one_line(tmp_path):
+    network = _network()
+    variants = []
+    for header in json_variants(_record_header()):
+        buffer = io.BytesIO()
+        text = np.array(json.dumps(header))
+        np.savez(buffer, **network.to_mapping(), **{HEADER_KEY: text})
+        variants.append(buffer.getvalue())
+    assert len(variants) > 200, len(variants)
+    found = escapes(_weights, tmp_path / "header.npz", iter(variants))
+    assert not found, found
+
+
+def test_every_value_of_a_safetensors_header_replaced_is_read_or_refused_in_one_line(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors")
+    data = safetensors_numpy.save(
+        dict(_network().to_mapping()), metadata={"xpnet_header": json.dumps(_record_header())}
+    )
+    (length,) = struct.unpack("<Q", data[:8])
+    header, arrays = json.loads(data[8 : 8 + length]), data[8 + length :]
+    header["__metadata__"]["xpnet_header"] = _record_header()  # varied as JSON, then as text
+    variants = []
+    for changed in json_variants(header):
+        if isinstance(changed, dict) and isinstance(changed.get("__metadata__"), dict):
+            inner = changed["__metadata__"].get("xpnet_header")
+            if not isinstance(inner, str):
+                changed["__metadata__"] = {
+                    **changed["__metadata__"],
+                    "xpnet_header": json.dumps(inner),
+                }
+        text = json.dumps(changed).encode()
+        variants.append(struct.pack("<Q", len(text)) + text + arrays)
+    assert len(variants) > 200, len(variants)
+    found = escapes(_weights, tmp_path / "header.safetensors", iter(variants))
+    assert not found, found
+
+
 # ---- metadata nested deep -------------------------------------------------------------------
 
 
