@@ -874,6 +874,101 @@ MALFORMED: dict[str, tuple[Callable[..., object], str]] = {
 }
 
 
+def onnx_variants(model):  # type: ignore[no-untyped-def]
+    """Copies of ``model`` each changed in one place of its structure: a node's inputs cut
+    or added to, its outputs dropped or doubled, its operator replaced by another xpnet reads,
+    its attributes given every type, the node left out or repeated; an initializer's shape,
+    element type or data changed; the input's type or shape changed."""
+    from onnx import AttributeProto, ModelProto, TensorProto, helper
+
+    from xpnet.importers.onnx import KNOWN
+
+    def copy() -> ModelProto:
+        changed = ModelProto()
+        changed.CopyFrom(model)
+        return changed
+
+    attributes = [
+        helper.make_attribute("axis", 5),
+        helper.make_attribute("axis", 0.5),
+        helper.make_attribute("axis", "s"),
+        helper.make_attribute("axis", [1, 2]),
+        helper.make_attribute("axis", helper.make_tensor("t", TensorProto.FLOAT, [1], [1.0])),
+        AttributeProto(name="axis"),
+    ]
+    for at, node in enumerate(model.graph.node):
+        for keep in range(len(node.input)):
+            changed = copy()
+            del changed.graph.node[at].input[keep:]
+            yield changed
+        for extra in node.input[:1] or ["x"]:
+            changed = copy()
+            changed.graph.node[at].input.append(extra)
+            yield changed
+        for outputs in ([], [*node.output, *node.output], [""]):
+            changed = copy()
+            changed.graph.node[at].output[:] = outputs
+            yield changed
+        for op in sorted(KNOWN - {node.op_type}):
+            changed = copy()
+            changed.graph.node[at].op_type = op
+            yield changed
+        for attribute in attributes:
+            changed = copy()
+            target = changed.graph.node[at]
+            kept = [a for a in target.attribute if a.name != "axis"]
+            target.ClearField("attribute")
+            target.attribute.extend([*kept, attribute])
+            yield changed
+        changed = copy()
+        del changed.graph.node[at]
+        yield changed
+        changed = copy()
+        changed.graph.node.insert(at, changed.graph.node[at])
+        yield changed
+    for at, tensor in enumerate(model.graph.initializer):
+        for dims in ([], [*tensor.dims, 1], list(tensor.dims)[1:], [-1, *tensor.dims][:2]):
+            changed = copy()
+            changed.graph.initializer[at].dims[:] = dims
+            yield changed
+        for data_type in (0, 2, 7, 8, 9, 16, 33):
+            changed = copy()
+            changed.graph.initializer[at].data_type = data_type
+            yield changed
+        changed = copy()
+        changed.graph.initializer[at].raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
+        yield changed
+    for elem_type in (0, 6, 8, 10, 11):
+        changed = copy()
+        changed.graph.input[0].type.tensor_type.elem_type = elem_type
+        yield changed
+    changed = copy()
+    changed.graph.input[0].type.tensor_type.shape.ClearField("dim")
+    yield changed
+
+
+ONNX_SOURCES = {"xpnet-export": _onnx, "skl2onnx-binary": _skl2onnx_binary}
+
+
+@pytest.mark.parametrize("source", sorted(ONNX_SOURCES))
+def test_every_structural_change_of_an_onnx_graph_is_read_or_refused_in_one_line(source):
+    onnx = _onnx_parts()[0]
+    make = ONNX_SOURCES[source]
+    data = _through_file(make)() if source == "xpnet-export" else make()
+    model = onnx.load_from_string(data)
+    found, count = [], 0
+    for count, variant in enumerate(onnx_variants(model), start=1):
+        try:
+            xpnet.from_onnx(variant)
+        except NetworkError as exc:
+            if "\n" in str(exc):
+                found.append(f"variant {count}: {str(exc)!r}")
+        except Exception as exc:  # the failure this test exists to find
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            found.append(f"variant {count}: {type(exc).__name__}: {exc} ({where.lineno})")
+    assert count > 150 and not found[:5], found[:5]
+
+
 def test_a_model_that_redefines_an_onnx_operator_is_refused(tmp_path):
     """A model-local function named as a standard operator, which a runtime could run in
     place of the operator xpnet reads."""
