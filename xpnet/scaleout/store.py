@@ -140,6 +140,7 @@ class _VerifiedArray:
         self.ndim = len(self.shape)
         self.rows = int(array.chunks[0])
         self.chunks = array.chunks
+        self.chunks_shape = tuple(int(n) for n in array.chunks)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         if not isinstance(index, tuple):
@@ -174,6 +175,7 @@ class _VerifiedArray:
         start = number * self.rows
         rows = slice(start, min(start + self.rows, self.shape[0]))
         key = f"{self.name}/{_chunk_key(self.array, number)}"
+        _check_chunk_budget(self.store, key, math.prod(self.chunks_shape))
         try:
             with interrupts_deferred():
                 block = np.asarray(self.array[rows])
@@ -777,6 +779,53 @@ def _check(store: ImageStore) -> None:
             problem = f"{missing} chunk(s) are missing"
     if problem:
         raise DataError(f"the image store {store.path} is damaged: {problem}")
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _check_chunk_budget(store: str, key: str, declared: int) -> None:
+    """Refuse a chunk file before zarr inflates it when the bytes its zstd frame declares
+    are not the ``declared`` bytes of a chunk, or when those do not fit the budget of
+    :mod:`xpnet._budget` for the file's size. A missing chunk is left to the digest check."""
+    from xpnet import _budget as budget
+
+    file = os.path.join(store, *key.split("/"))
+    where = f"chunk {key} of the image store {store}"
+    try:
+        with open(file, "rb") as stream:
+            held = os.fstat(stream.fileno()).st_size
+            head = stream.read(18)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from None
+    content = _frame_content_size(head)
+    if content != declared:
+        raise DataError(
+            f"{where} is a zstd frame declaring "
+            f"{'no size' if content is None else f'{content} bytes'} where a chunk holds "
+            f"{declared}: damaged or hostile"
+        )
+    try:
+        budget.check(declared, held, where)
+    except budget.OverBudget as exc:
+        raise DataError(str(exc)) from None
+
+
+def _frame_content_size(head: bytes) -> int | None:
+    """The decompressed size a zstd frame's header declares; ``None`` if it declares none
+    (or is no zstd frame). Zarr's zstd codec writes the size in every frame."""
+    if len(head) < 6 or head[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
+    single, flag = descriptor >> 5 & 1, descriptor >> 6
+    start = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (1 if single else 0, 2, 4, 8)[flag]
+    if width == 0 or len(head) < start + width:
+        return None
+    value = int.from_bytes(head[start : start + width], "little")
+    return value + 256 if width == 2 else value
 
 
 def _chunk_key(array: Any, number: int) -> str:
