@@ -20,7 +20,7 @@ import os
 import pickletools
 import struct
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 MAX_INFLATION = 64
@@ -66,11 +66,11 @@ def check(declared: int, held: int, what: str) -> None:
         )
 
 
-def array_bytes(shape: Iterable[object], itemsize: int, what: str) -> int:
+def array_bytes(shape: Sequence[Any], itemsize: int, what: str) -> int:
     """The bytes of an array of ``shape``; :class:`OverBudget` for a shape that is no shape."""
-    dims = list(shape)
-    if not all(type(n) is int and n >= 0 for n in dims):
-        raise OverBudget(f"{what} has the shape {dims!r}, not a tuple of sizes")
+    dims = [n for n in shape if type(n) is int and n >= 0]
+    if len(dims) != len(list(shape)):
+        raise OverBudget(f"{what} has the shape {list(shape)!r}, not a tuple of sizes")
     return math.prod(dims) * itemsize
 
 
@@ -98,9 +98,15 @@ def check_zip_directory(file: str | os.PathLike[str] | BinaryIO, what: str) -> i
     """Refuse a zip archive whose central directory (read from its end record) is larger
     than :data:`MAX_ZIP_DIRECTORY_BYTES` or lists more than :data:`MAX_ZIP_MEMBERS`
     entries, before :mod:`zipfile` builds an object for each entry; the archive's size."""
-    with _opened(file) as stream:
-        size = stream.seek(0, os.SEEK_END)
-        entries, directory = _directory_size(stream, size)
+    if not isinstance(file, (str, os.PathLike)):
+        start = file.tell()
+        size = file.seek(0, os.SEEK_END)
+        entries, directory = _directory_size(file, size)
+        file.seek(start)
+    else:
+        with open(file, "rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            entries, directory = _directory_size(stream, size)
     if directory > min(MAX_ZIP_DIRECTORY_BYTES, size) or entries > MAX_ZIP_MEMBERS:
         raise OverBudget(
             f"{what} declares a zip directory of {entries} entries in {directory} bytes; "
@@ -129,28 +135,9 @@ def check_npy_members(archive: zipfile.ZipFile, what: str) -> None:
         where = f"{what}: the entry {info.filename!r}"
         declared = array_bytes(shape, dtype.itemsize, where)
         if declared > held:
-            raise OverBudget(f"{where} declares {shape} {dtype} ({declared} bytes) but holds {held}")
-
-
-class _opened:
-    """``file`` as a binary stream: opened here (and closed after) when it is a path."""
-
-    def __init__(self, file: str | os.PathLike[str] | BinaryIO) -> None:
-        self._file, self._own = file, not hasattr(file, "read")
-
-    def __enter__(self) -> BinaryIO:
-        if self._own:
-            self._stream: BinaryIO = open(self._file, "rb")  # type: ignore[arg-type]  # noqa: SIM115
-        else:
-            self._stream = self._file  # type: ignore[assignment]
-            self._start = self._stream.tell()
-        return self._stream
-
-    def __exit__(self, *exc: object) -> None:
-        if self._own:
-            self._stream.close()
-        else:
-            self._stream.seek(self._start)
+            raise OverBudget(
+                f"{where} declares {shape} {dtype} ({declared} bytes) but holds {held}"
+            )
 
 
 _END = b"PK\x05\x06"
@@ -190,7 +177,7 @@ def check_pickle(stream: Any, size: int, what: str, *, pickles: int = 1) -> None
     count = 0
     try:
         for _ in range(pickles):
-            for _op in pickletools.genops(bounded):
+            for _op in pickletools.genops(bounded):  # type: ignore[arg-type]
                 count += 1
                 if count > MAX_PICKLE_OPS:
                     raise OverBudget(

@@ -83,7 +83,7 @@ def read_model(model: Any, folder: Path | None = None) -> Network:
     for tensor in graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             tensor = _external(tensor, folder)
-        constants[tensor.name] = numpy_helper.to_array(tensor)
+        constants[tensor.name] = numpy_helper.to_array(_within_budget(tensor))
     if graph.sparse_initializer:
         raise Unsupported(f"the sparse initializer {graph.sparse_initializer[0].values.name!r}")
     inputs = [value for value in graph.input if value.name not in constants]
@@ -166,7 +166,7 @@ def _walk(graph: Any, constants: dict[str, np.ndarray], current: str, dims: list
         if op == "Constant" and domain == "ai.onnx":
             if "value" not in attrs:
                 raise Unsupported(f"{label} holds no tensor 'value'")
-            constants[node.output[0]] = numpy_helper.to_array(attrs["value"])
+            constants[node.output[0]] = numpy_helper.to_array(_within_budget(attrs["value"]))
             continue
         if data and all(name in labels for name in data) and op in LABEL_TAIL | {"ArgMax"}:
             labels.update(node.output)
@@ -298,3 +298,23 @@ def _flatten(
     ):
         raise Unsupported(f"{label} reshapes to {shape}, not (samples, features)")
     return [dims[0] if dims else None, features]
+
+
+def _within_budget(tensor: Any) -> Any:
+    """``tensor``, once the array its dims and type declare fits the budget of
+    :mod:`xpnet._budget` for the bytes it holds (a tensor's dims can declare gigabytes
+    over a few bytes of data)."""
+    from onnx import helper
+
+    from xpnet import _budget as budget
+
+    label = f"the tensor {tensor.name!r}"
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        declared = budget.array_bytes(tensor.dims, itemsize, label)
+        budget.check(declared, tensor.ByteSize(), label)
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise Unsupported(f"{label} has the element type {tensor.data_type} ({exc})") from None
+    return tensor
