@@ -86,7 +86,7 @@ def open_zip(file: str | os.PathLike[str] | BinaryIO, what: str) -> zipfile.ZipF
         if len(infos) > MAX_ZIP_MEMBERS:
             raise OverBudget(f"{what} holds {len(infos)} zip entries; xpnet reads fewer")
         for info in infos:
-            check(info.file_size, info.compress_size, f"{what}: the zip entry {info.filename!r}")
+            check(info.file_size, info.compress_size, f"{what}'s entry {info.filename!r}")
         check(sum(info.file_size for info in infos), size, what)
     except BaseException:
         archive.close()
@@ -132,7 +132,7 @@ def check_npy_members(archive: zipfile.ZipFile, what: str) -> None:
             )
             shape, _, dtype = read_header(stream)
             held = info.file_size - stream.tell()
-        where = f"{what}: the entry {info.filename!r}"
+        where = f"{what}'s entry {info.filename!r}"
         declared = array_bytes(shape, dtype.itemsize, where)
         if declared > held:
             raise OverBudget(

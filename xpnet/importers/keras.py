@@ -170,7 +170,7 @@ def check_config(path: Path) -> None:
     :mod:`xpnet._budget`: the zip's members, the weights its ``Dense`` layers would build
     (Keras allocates them from the config alone) and the arrays its weights file holds."""
     try:
-        with budget.open_zip(path, "the .keras file") as archive:
+        with budget.open_zip(path, "the archive") as archive:
             info = archive.getinfo("config.json")
             if info.file_size > budget.MAX_METADATA_BYTES:
                 raise Unsupported(

@@ -97,14 +97,14 @@ def read_skops(path: str | os.PathLike[str]) -> Network:
             "reading a skops file needs skops and scikit-learn: pip install 'xpnet[sklearn]'"
         ) from None
     try:
-        with budget.open_zip(path, "the skops file") as archive:
+        with budget.open_zip(path, "the archive") as archive:
             schema = archive.getinfo("schema.json")
             if schema.file_size > budget.MAX_METADATA_BYTES:
                 raise Unsupported(
                     f"its schema.json declares {schema.file_size} bytes; xpnet reads at most "
                     f"{budget.MAX_METADATA_BYTES}"
                 )
-            budget.check_npy_members(archive, "the skops file")
+            budget.check_npy_members(archive, "the archive")
     except budget.OverBudget as exc:
         raise Unsupported(str(exc)) from None
     except Unsupported:

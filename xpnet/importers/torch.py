@@ -212,7 +212,7 @@ def check_file(path: str | os.PathLike[str]) -> None:
     from the file, not read into memory, so no storage outgrows the file."""
     try:
         if _is_zip(path):
-            with budget.open_zip(path, "the PyTorch file") as archive:
+            with budget.open_zip(path, "the archive") as archive:
                 records = [n for n in archive.namelist() if n.endswith("/data.pkl")]
                 if len(records) == 1:
                     info = archive.getinfo(records[0])
@@ -221,7 +221,7 @@ def check_file(path: str | os.PathLike[str]) -> None:
         else:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
-                budget.check_pickle(file, size, "the legacy PyTorch file", pickles=LEGACY_PICKLES)
+                budget.check_pickle(file, size, "it", pickles=LEGACY_PICKLES)
     except budget.OverBudget as exc:
         raise Unsupported(str(exc)) from None
     except (OSError, zipfile.BadZipFile) as exc:
