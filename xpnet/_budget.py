@@ -61,8 +61,8 @@ def check(declared: int, held: int, what: str) -> None:
     """Refuse ``declared`` bytes asked for by ``what``, a file (or part) of ``held`` bytes."""
     if declared > allowance(held):
         raise OverBudget(
-            f"{what} declares {declared} bytes but holds {held}; xpnet reads nothing that "
-            f"asks for more than {MAX_INFLATION} times its size (plus {INFLATION_SLACK} bytes)"
+            f"{what} declares {declared} bytes from {held}; xpnet reads nothing that asks "
+            f"for more than {MAX_INFLATION} times the bytes it holds (plus {INFLATION_SLACK})"
         )
 
 
