@@ -573,6 +573,30 @@ def test_onnx_tensors_declaring_gigabytes_are_refused(tmp_path, lie):
     refused_cheaply(f"onnx {lie}", path, tmp_path, setup=LOAD + "; import onnx", code=LOAD_WEIGHTS)
 
 
+def _varint(value: int) -> bytes:
+    out = b""
+    while value >= 0x80:
+        out += bytes([value & 0x7F | 0x80])
+        value >>= 7
+    return out + bytes([value])
+
+
+def test_an_onnx_file_of_ten_million_empty_nodes_is_refused_before_it_is_parsed(tmp_path):
+    """Two bytes on disk each, and an object each once parsed: 20 MB for 1.6 GB."""
+    needs("onnx")
+    from onnx import helper
+
+    model = helper.make_model(helper.make_graph([], "g", [], []))
+    model.ClearField("graph")
+    graph = b"\x0a\x00" * 10_000_000  # GraphProto.node (field 1), each empty
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model.SerializeToString() + b"\x3a" + _varint(len(graph)) + graph)
+    message = refused_cheaply(
+        "onnx empty nodes", path, tmp_path, setup=LOAD + "; import onnx", code=LOAD_WEIGHTS
+    )
+    assert "messages and strings" in message
+
+
 @pytest.mark.parametrize("lie", ["shape", "overlap", "header_length", "empty_tensors"])
 def test_safetensors_headers_declaring_gigabytes_are_refused(tmp_path, lie):
     needs("safetensors")

@@ -181,8 +181,8 @@ def check_pickle(stream: Any, size: int, what: str, *, pickles: int = 1) -> None
                 count += 1
                 if count > MAX_PICKLE_OPS:
                     raise OverBudget(
-                        f"{what} holds more than {MAX_PICKLE_OPS} pickle opcodes; a network's "
-                        "weights need far fewer"
+                        f"{what} holds more than {MAX_PICKLE_OPS} pickle opcodes; a pickle of "
+                        "arrays needs far fewer"
                     )
     except OverBudget:
         raise
@@ -215,3 +215,72 @@ class _Bounded:
         line = self._stream.readline(min(self._left, 1 << 16))
         self._left -= len(line)
         return bytes(line)
+
+
+PROTOBUF_OBJECT_BYTES = 512
+"""Bytes counted for each message or string a protobuf file holds: more than a parser
+builds for one, with the Python object that reads it (an empty message is two bytes on
+disk)."""
+
+
+def check_protobuf(data: bytes, schema: dict[str, dict[int, str]], root: str, what: str) -> None:
+    """Refuse a protobuf message whose sub-messages and strings, counted at
+    :data:`PROTOBUF_OBJECT_BYTES` each, ask for more than the budget of its size, walking
+    its wire format before any parser builds them. ``schema`` maps a message type to the
+    fields (by number) that hold messages of another type; ``root`` is the top type.
+    Malformed wire data ends the walk: the parser says what is wrong."""
+    limit = allowance(len(data)) // PROTOBUF_OBJECT_BYTES
+    count = 0
+    # Depth first: the stack holds the messages being walked, one per level of nesting.
+    stack = [(schema.get(root, {}), 0, len(data))]
+    while stack:
+        fields, position, end = stack.pop()
+        while position < end:
+            key = data[position]
+            position += 1
+            if key >= 0x80:
+                key, position = _varint(data, position - 1, end)
+                if key < 0:
+                    break
+            wire = key & 7
+            if wire == 2:
+                length = data[position] if position < end else 0x80
+                position += 1
+                if length >= 0x80:
+                    length, position = _varint(data, position - 1, end)
+                if length < 0 or position + length > end:
+                    break
+                count += 1
+                if count > limit:
+                    raise OverBudget(
+                        f"{what} holds more than {limit} messages and strings in "
+                        f"{len(data)} bytes; xpnet reads at most one per "
+                        f"{PROTOBUF_OBJECT_BYTES // MAX_INFLATION} bytes"
+                    )
+                inner = fields.get(key >> 3)
+                if inner is not None:
+                    stack.append((fields, position + length, end))
+                    stack.append((schema.get(inner, {}), position, position + length))
+                    break
+                position += length
+            elif wire == 0:
+                _, position = _varint(data, position, end)
+            elif wire == 1:
+                position += 8
+            elif wire == 5:
+                position += 4
+            else:
+                break
+
+
+def _varint(data: bytes, position: int, end: int) -> tuple[int, int]:
+    """The varint at ``position`` and the position after it; ``-1`` if it runs past ``end``."""
+    value, shift = 0, 0
+    while position < end and shift < 64:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+    return -1, position

@@ -45,6 +45,7 @@ FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
 def read_file(path: str | os.PathLike[str]) -> Network:
     """The network in an ONNX file (external tensor data is refused)."""
     onnx = _import_onnx()
+    _check_messages(path)
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -318,3 +319,31 @@ def _within_budget(tensor: Any) -> Any:
     except (KeyError, ValueError, TypeError) as exc:
         raise Unsupported(f"{label} has the element type {tensor.data_type} ({exc})") from None
     return tensor
+
+
+_SCHEMA = {
+    "Model": {7: "Graph", 20: "Training", 25: "Function"},
+    "Graph": {1: "Node", 5: "Tensor", 15: "Sparse"},
+    "Node": {5: "Attribute"},
+    "Attribute": {5: "Tensor", 6: "Graph", 10: "Tensor", 11: "Graph", 22: "Sparse", 23: "Sparse"},
+    "Sparse": {1: "Tensor", 2: "Tensor"},
+    "Training": {1: "Graph", 3: "Graph"},
+    "Function": {7: "Node"},
+}
+"""The fields of ONNX's messages (by number) that hold messages: graphs, nodes, their
+attributes and tensors, the parts a file can repeat without end."""
+
+
+def _check_messages(path: str | os.PathLike[str]) -> None:
+    """Refuse a file of millions of tiny messages (an empty node is two bytes, and the
+    parser builds an object for it) before ``onnx`` parses it (:mod:`xpnet._budget`)."""
+    from xpnet import _budget as budget
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        budget.check_protobuf(data, _SCHEMA, "Model", "it")
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except OSError as exc:
+        raise Unsupported(f"cannot read it: {exc.strerror or exc}") from None
