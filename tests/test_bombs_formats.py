@@ -657,9 +657,11 @@ def test_a_store_chunk_whose_frame_inflates_to_a_gigabyte_is_refused(tmp_path, s
 
 
 @IN_DASK
-def test_a_store_declaring_a_gigabyte_chunk_is_refused(tmp_path, small_store):
-    """The store's metadata and manifest say one chunk of 1.4 million rows, and the chunk's
-    32 KB frame honestly inflates to that: the chunk's declared size is over the budget."""
+@pytest.mark.parametrize("declared", ["padding", "rows"])
+def test_a_store_declaring_a_gigabyte_chunk_is_refused(tmp_path, small_store, declared):
+    """The store's metadata and manifest say one chunk of 1.4 million rows (holding the
+    600 rows there are, the rest padding; or as many rows as the chunk), and the chunk's
+    32 KB frame honestly inflates to that: over the budget either way."""
     rows = 1_400_000
     manifest_file = small_store / "xpnet-manifest.json"
     manifest = json.loads(manifest_file.read_text())
@@ -668,9 +670,11 @@ def test_a_store_declaring_a_gigabyte_chunk_is_refused(tmp_path, small_store):
         meta = json.loads(meta_file.read_text())
         chunk = [rows, width] if width else [rows]
         meta["chunk_grid"]["configuration"]["chunk_shape"] = chunk
-        meta_file.write_text(json.dumps(meta))
         entry = manifest["arrays"][name]
         entry["chunks"], entry["digests"] = chunk, entry["digests"][:1]
+        if declared == "rows":
+            meta["shape"] = entry["shape"] = chunk
+        meta_file.write_text(json.dumps(meta))
         folder = small_store / name / "c"
         shutil.rmtree(folder)
         key = folder / "0" / "0" if width else folder / "0"
@@ -678,7 +682,7 @@ def test_a_store_declaring_a_gigabyte_chunk_is_refused(tmp_path, small_store):
         key.write_bytes(zstd_zeros(rows * (width or 1)))
     manifest_file.write_text(json.dumps(manifest))
     message = refused_cheaply(
-        "store chunk shape",
+        f"store chunk of 1.4M rows ({declared})",
         small_store,
         tmp_path,
         setup=LOAD + "; import zarr",
@@ -686,6 +690,7 @@ def test_a_store_declaring_a_gigabyte_chunk_is_refused(tmp_path, small_store):
         bomb=small_store / "images" / "c" / "0" / "0",
     )
     assert "declares" in message and str(rows * 784) in message
+    assert ("padded chunk" in message) == (declared == "padding")
 
 
 @IN_DASK

@@ -175,7 +175,14 @@ class _VerifiedArray:
         start = number * self.rows
         rows = slice(start, min(start + self.rows, self.shape[0]))
         key = f"{self.name}/{_chunk_key(self.array, number)}"
-        _check_chunk_budget(self.store, key, math.prod(self.chunks_shape))
+        where = f"chunk {key} (rows {rows.start}:{rows.stop}) of the image store {self.store}"
+        width = math.prod(self.chunks_shape[1:])
+        _check_chunk_budget(
+            os.path.join(self.store, *key.split("/")),
+            where,
+            math.prod(self.chunks_shape),
+            (rows.stop - rows.start) * width,
+        )
         try:
             with interrupts_deferred():
                 block = np.asarray(self.array[rows])
@@ -784,14 +791,19 @@ def _check(store: ImageStore) -> None:
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _check_chunk_budget(store: str, key: str, declared: int) -> None:
-    """Refuse a chunk file before zarr inflates it when the bytes its zstd frame declares
-    are not the ``declared`` bytes of a chunk, or when those do not fit the budget of
+PADDED_CHUNK_BYTES = DEFAULT_CHUNK_ROWS * 28 * 28
+"""The largest chunk that may hold fewer rows than it declares (zarr pads a store's last
+chunk to its full shape, with zeros that compress to nothing) beyond the budget of the
+rows it holds: a default chunk of MNIST images."""
+
+
+def _check_chunk_budget(file: str, where: str, chunk_bytes: int, data_bytes: int) -> None:
+    """Refuse a chunk file before zarr inflates it when its zstd frame does not declare the
+    ``chunk_bytes`` of a whole chunk, or when the ``data_bytes`` of its rows inside the
+    array (or a padded chunk past :data:`PADDED_CHUNK_BYTES`) do not fit the budget of
     :mod:`xpnet._budget` for the file's size. A missing chunk is left to the digest check."""
     from xpnet import _budget as budget
 
-    file = os.path.join(store, *key.split("/"))
-    where = f"chunk {key} of the image store {store}"
     try:
         with open(file, "rb") as stream:
             held = os.fstat(stream.fileno()).st_size
@@ -801,16 +813,18 @@ def _check_chunk_budget(store: str, key: str, declared: int) -> None:
     except OSError as exc:
         raise DataError(f"cannot read {where}: {exc.strerror or exc}") from None
     content = _frame_content_size(head)
-    if content != declared:
+    if content != chunk_bytes:
+        declared = "no size" if content is None else f"{content} bytes"
         raise DataError(
-            f"{where} is a zstd frame declaring "
-            f"{'no size' if content is None else f'{content} bytes'} where a chunk holds "
-            f"{declared}: damaged or hostile"
+            f"cannot read {where}: its zstd frame declares {declared} where a chunk holds "
+            f"{chunk_bytes} (damaged or hostile)"
         )
     try:
-        budget.check(declared, held, where)
+        budget.check(data_bytes, held, f"{where}: its data")
+        if chunk_bytes > max(PADDED_CHUNK_BYTES, budget.allowance(held)):
+            budget.check(chunk_bytes, held, f"{where}: its padded chunk")
     except budget.OverBudget as exc:
-        raise DataError(str(exc)) from None
+        raise DataError(f"cannot read {exc}") from None
 
 
 def _frame_content_size(head: bytes) -> int | None:
