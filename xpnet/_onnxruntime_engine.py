@@ -33,6 +33,14 @@ CAST_IN_GRAPH = False
 BLOCK_ROWS = 65_536
 """Rows per run: bounds the hidden layers' working memory on inputs of any length."""
 
+MAX_MODEL_BYTES = (1 << 31) - 1
+"""The largest model ONNX Runtime is given: it reads one protobuf message, which holds at
+most 2 GiB. A network whose graph would be larger runs on the generic path instead."""
+
+LAYER_BYTES = 1 << 10
+"""Bytes counted for each layer's nodes, names and shapes beside its weights (a bound:
+they take a few hundred)."""
+
 _CACHED = 8
 """Networks whose sessions are kept, most recently used first."""
 
@@ -53,14 +61,23 @@ def why_not() -> str | None:
 
 
 def accepts(network: Network, x: object) -> bool:
-    """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights."""
+    """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights,
+    a graph that fits one protobuf message (:func:`fits`)."""
     return (
         isinstance(x, np.ndarray)
         and x.ndim == 2
         and network.layers[0].weight.dtype in (np.float32, np.float64)
         and all(a in _OPERATORS or a == "step" for a in network.activations)
+        and fits(network)
         and _available()
     )
+
+
+def fits(network: Network) -> bool:
+    """Whether the network's graph stays within :data:`MAX_MODEL_BYTES` (counted from its
+    arrays' sizes, before any graph is built)."""
+    weights = sum(layer.weight.nbytes + layer.bias.nbytes for layer in network.layers)
+    return weights + LAYER_BYTES * (len(network.layers) + 1) <= MAX_MODEL_BYTES
 
 
 def forward(network: Network, x: np.ndarray, *, labels: bool) -> np.ndarray:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnet._budget import OverBudget, check_pickle
 from xpnet.errors import WeightsError, XpnetError
 
 _NUMERIC_CODE = re.compile(r"[biuf]\d{1,2}")
@@ -284,10 +285,14 @@ def load_textbook_pickle(
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
             raise OSError(errno.EINVAL, "it is not a regular file")
         with open(path, "rb") as file:
-            bounded = _BoundedFile(file, os.fstat(file.fileno()).st_size)
+            size = os.fstat(file.fileno()).st_size
+            check_pickle(file, size, "the pickle")  # opcodes counted before any runs
+            bounded = _BoundedFile(file, size)
             loaded = _ArrayUnpickler(bounded, encoding="latin1").load()
     except _Refused as exc:
         raise error(f"{name}: refused: {exc}; xpnet never runs code from a data file") from None
+    except OverBudget as exc:
+        raise error(f"{name}: {exc}") from None
     except OSError as exc:
         raise error(f"cannot read {name}: {exc.strerror or exc}") from None
     except Exception as exc:  # only the stand-ins run, so any failure means a corrupt file

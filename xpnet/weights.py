@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnet import _budget as budget
 from xpnet._atomic import atomic_write
 from xpnet.errors import NetworkError, WeightsError
 from xpnet.importers import check_activations, read_file, read_textbook_pickle
@@ -40,13 +41,11 @@ HEADER_KEY = "xpnet_header"
 MAX_HEADER_CHARS = 1 << 20
 """The longest header read: far more than any provenance needs, checked before parsing."""
 
-MAX_INFLATION = 64
-"""How many times its compressed size an ``.npz`` entry may inflate to. xpnet writes
-uncompressed archives; weights compress little, so only a hostile archive needs more."""
-
-INFLATION_SLACK = 1 << 20
-"""Bytes an ``.npz`` may inflate to beyond ``MAX_INFLATION`` times its size: small arrays
-(zero biases) compress far better than their weights."""
+MAX_INFLATION = budget.MAX_INFLATION
+INFLATION_SLACK = budget.INFLATION_SLACK
+"""An ``.npz`` entry, and all of them together, may inflate to ``MAX_INFLATION`` times
+their compressed size plus ``INFLATION_SLACK``: the budget every loader keeps
+(:mod:`xpnet._budget`)."""
 
 MAX_NPZ_MEMBERS = 4097
 """The most entries an ``.npz`` may have: a header and two arrays per layer, for thousands."""
@@ -303,7 +302,7 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
     have the shape and dtype that its layer sizes give. Only then is anything inflated.
     """
     try:
-        archive_size = os.stat(path).st_size
+        archive_size = budget.check_zip_directory(path, str(path))
         with zipfile.ZipFile(path) as archive:
             members = _npz_members(path, archive, archive_size)
             strays = sorted(key for key, (info, _, _) in members.items() if info is None)
@@ -319,6 +318,8 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
             entries = {key: _read_member(archive, info) for key, (info, _, _) in members.items()}
     except WeightsError:
         raise
+    except budget.OverBudget as exc:
+        raise WeightsError(str(exc)) from None
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise WeightsError(f"cannot read {path} as .npz: {type(exc).__name__}: {exc}") from None
     if header is None:
@@ -353,13 +354,13 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
         if info.compress_type == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size or info.compress_size > archive_size:
                 raise WeightsError(f"{where} claims more bytes than the file holds")
-        elif info.file_size > MAX_INFLATION * info.compress_size + INFLATION_SLACK:
+        elif info.file_size > budget.allowance(info.compress_size):
             raise WeightsError(
                 f"{where} would inflate {info.compress_size} bytes to {info.file_size}; "
                 f"xpnet reads no compressed entry that inflates over {MAX_INFLATION}-fold"
             )
         inflated += info.file_size
-        if inflated > MAX_INFLATION * archive_size + INFLATION_SLACK:
+        if inflated > budget.allowance(archive_size):
             raise WeightsError(f"{path}: its entries inflate too far beyond its size")
         with archive.open(info) as stream:
             version = np.lib.format.read_magic(stream)

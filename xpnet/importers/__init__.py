@@ -89,8 +89,10 @@ def from_torch(
     module : torch.nn.Sequential or Mapping[str, torch.Tensor]
         ``Linear`` layers with ``Sigmoid``, ``ReLU``, ``Tanh``, ``Softmax`` (feature axis),
         ``Identity``, ``Dropout`` and a leading ``Flatten``; a ``Linear`` followed by no
-        activation gets ``identity`` (logits). Or a state dict of ``Linear`` weights and
-        biases, in order, with ``activations``.
+        activation gets ``identity`` (logits). The network computes what the module computes
+        in evaluation mode: a ``Dropout`` left in training mode (``p > 0``) is refused,
+        since PyTorch would drop values at random (call ``module.eval()`` first). Or a
+        state dict of ``Linear`` weights and biases, in order, with ``activations``.
     activations : sequence of str or str, optional
         One per layer (``["relu", "softmax"]`` or ``"relu,softmax"``), for a state dict only.
     backend, device, dtype : str

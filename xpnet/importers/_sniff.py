@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
+from xpnet._budget import check_zip_directory
+
 NPZ = "npz"
 PICKLE = "pickle"
 TORCH = "torch"
@@ -82,9 +84,11 @@ def sniff(path: Path) -> tuple[str, str]:
 
 def _zip_kind(path: Path, file: BinaryIO) -> str:
     try:
+        check_zip_directory(file, str(path))  # before zipfile reads every entry
         names = zipfile.ZipFile(file).namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        # NotImplementedError: a directory entry claims a zip version zipfile lacks
+        # OverBudget is a ValueError; NotImplementedError: a directory entry claims a zip
+        # version zipfile lacks
         return _BY_SUFFIX.get(path.suffix.lower(), NPZ)
     if any(re.fullmatch(r"[^/]+/data\.pkl", name) for name in names):
         return TORCH

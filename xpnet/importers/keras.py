@@ -8,14 +8,15 @@ the ``Lambda`` layers that would run code from the file, and only once its conte
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xpnet import _budget as budget
 from xpnet.importers._common import HostLayer, Unsupported, build_network, host_array, short
 from xpnet.network import Network
 
@@ -29,7 +30,10 @@ ACTIVATIONS = {
 """Keras's activation names by xpnet's."""
 
 NO_OPS = frozenset({"InputLayer", "Dropout", "Identity"})
-"""Layers that change nothing at inference."""
+"""Layers that change nothing at inference. Keras runs a model in inference mode unless a
+call asks for ``training=True``, and a model (or its file) keeps no training mode, so a
+``Dropout`` is always read as inference runs it; layers whose training and inference
+differ otherwise (``BatchNormalization``...) are refused."""
 
 
 def read_model(model: Any) -> Network:
@@ -152,24 +156,45 @@ def _source(arg: object) -> object:
     return arg
 
 
-MAX_CONFIG_BYTES = 1 << 24
-"""The largest ``config.json`` read: a chain of dense layers describes itself in far less."""
+ADMITTED = frozenset({"Dense", "Activation", "ReLU", "Softmax", "Flatten"} | NO_OPS)
+"""The layer classes :func:`read_model` reads: any other is refused before Keras builds it."""
+
+MODELS = frozenset({"Sequential", "Functional"})
+"""The model classes :func:`read_model` reads."""
 
 
 def check_config(path: Path) -> None:
-    """Refuse a ``.keras`` file whose ``config.json`` names any object outside Keras itself
-    (a custom or registered class, another module), before Keras reads it."""
+    """Refuse a ``.keras`` file before Keras reads it when its ``config.json`` names any
+    object outside Keras itself (a custom or registered class, another module) or a layer
+    xpnet does not read, or when what it declares does not fit the budget of
+    :mod:`xpnet._budget`: the zip's members, the weights its ``Dense`` layers would build
+    (Keras allocates them from the config alone) and the arrays its weights file holds."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with budget.open_zip(path, "the archive") as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise Unsupported(f"its config.json declares {info.file_size} bytes")
+            if info.file_size > budget.MAX_METADATA_BYTES:
+                raise Unsupported(
+                    f"its config.json declares {info.file_size} bytes; xpnet reads at most "
+                    f"{budget.MAX_METADATA_BYTES}"
+                )
             with archive.open(info) as file:
-                config = json.loads(file.read(MAX_CONFIG_BYTES + 1))
+                config = json.loads(file.read(budget.MAX_METADATA_BYTES + 1))
+            size = os.stat(path).st_size
+            _check_objects(config)
+            budget.check(_declared_bytes(config), size, "its config.json")
+            if "model.weights.h5" in archive.namelist():
+                with archive.open("model.weights.h5") as weights:
+                    budget.check(_h5_bytes(weights), size, "its model.weights.h5")
     except Unsupported:
         raise
-    except Exception as exc:  # zipfile, zlib and json raise many kinds for a damaged file
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except Exception as exc:  # zipfile, zlib, json and h5py raise many kinds for a damaged file
         raise Unsupported(f"cannot read its config.json ({short(exc)})") from None
+
+
+def _check_objects(config: object) -> None:
+    """Refuse any object outside Keras, named anywhere in the config."""
     stack = [config]
     while stack:
         item = stack.pop()
@@ -186,6 +211,75 @@ def check_config(path: Path) -> None:
             if isinstance(registered, str) and ">" in registered:
                 raise Unsupported(f"its config names the registered custom object {registered!r}")
             stack.extend(reversed(list(item.values())))
+
+
+ITEM_BYTES = 8
+"""Bytes counted for each weight a config declares: float64's, the widest Keras holds."""
+
+
+def _declared_bytes(config: object) -> int:
+    """The bytes of the weights the model's ``Dense`` layers declare, counted as Keras
+    would build them: each kernel's input size is the largest the config gives anywhere
+    (the previous layer, a ``build_config`` or an input's shape). Layers xpnet does not
+    read are refused here, before Keras builds (and allocates) them."""
+    model = config if isinstance(config, dict) else {}
+    kind = model.get("class_name")
+    inner = model.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if kind not in MODELS or not isinstance(layers, list):
+        raise Unsupported(
+            f"{kind!r} is not a Sequential or functional model; xpnet reads those"
+            if isinstance(kind, str)
+            else "its config.json describes no model"
+        )
+    total, features = 0, 0
+    for spec in layers:
+        spec = spec if isinstance(spec, dict) else {}
+        kind, settings = spec.get("class_name"), spec.get("config")
+        settings = settings if isinstance(settings, dict) else {}
+        label = f"layer {settings.get('name')!r} ({kind})"
+        if kind not in ADMITTED:
+            raise Unsupported(
+                f"{label} is not Dense, Activation, ReLU, Softmax, Dropout, Identity or a "
+                "leading Input/Flatten"
+            )
+        shapes = [settings.get(key) for key in ("batch_shape", "batch_input_shape")]
+        build = spec.get("build_config")
+        shapes.append(build.get("input_shape") if isinstance(build, dict) else None)
+        for shape in shapes:
+            if isinstance(shape, list) and shape:
+                dims = [n for n in shape[1:] if type(n) is int and n > 0]
+                features = max(features, math.prod(dims) if dims else 0)
+        if kind == "Dense":
+            units = settings.get("units")
+            if not (type(units) is int and units > 0):
+                raise Unsupported(f"{label} has {units!r} units")
+            total += (features + 1) * units * ITEM_BYTES
+            features = units
+    return total
+
+
+MAX_H5_OBJECTS = 1 << 16
+"""The most groups and datasets walked in a ``.keras`` file's weights."""
+
+
+def _h5_bytes(stream: Any) -> int:
+    """The bytes of all the arrays an HDF5 weights file declares, read from its metadata."""
+    import h5py
+
+    total, seen = 0, 0
+
+    def visit(name: str, item: Any) -> None:
+        nonlocal total, seen
+        seen += 1
+        if seen > MAX_H5_OBJECTS:
+            raise Unsupported(f"its model.weights.h5 holds more than {MAX_H5_OBJECTS} objects")
+        if isinstance(item, h5py.Dataset):
+            total += budget.array_bytes(item.shape or (), item.dtype.itemsize, name)
+
+    with h5py.File(stream, "r") as weights:
+        weights.visititems(visit)
+    return total
 
 
 def read_file(path: str | os.PathLike[str]) -> Network:

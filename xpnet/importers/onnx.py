@@ -99,6 +99,7 @@ FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
 def read_file(path: str | os.PathLike[str]) -> Network:
     """The network in an ONNX file (external tensor data is refused)."""
     onnx = _import_onnx()
+    _check_messages(path)
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -188,6 +189,7 @@ def _array(tensor: Any, label: str) -> np.ndarray:
 
     if any(n < 0 for n in tensor.dims):
         raise Unsupported(f"{label} has the shape {list(tensor.dims)}")
+    _within_budget(tensor, label)
     try:
         return numpy_helper.to_array(tensor)
     except Exception as exc:  # ValueError, TypeError, KeyError... from a malformed tensor
@@ -611,3 +613,50 @@ def _keeps_rows(
     if shape == [-1, 1]:
         return False
     raise Unsupported(f"{label} reshapes the ({width} wide) output to {shape}")
+
+
+def _within_budget(tensor: Any, label: str) -> Any:
+    """``tensor``, once the array its dims and type declare fits the budget of
+    :mod:`xpnet._budget` for the bytes it holds (a tensor's dims can declare gigabytes
+    over a few bytes of data)."""
+    from onnx import helper
+
+    from xpnet import _budget as budget
+
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        declared = budget.array_bytes(tensor.dims, itemsize, label)
+        budget.check(declared, tensor.ByteSize(), label)
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise Unsupported(f"{label} is malformed (element type {tensor.data_type})") from None
+    return tensor
+
+
+_SCHEMA = {
+    "Model": {7: "Graph", 20: "Training", 25: "Function"},
+    "Graph": {1: "Node", 5: "Tensor", 15: "Sparse"},
+    "Node": {5: "Attribute"},
+    "Attribute": {5: "Tensor", 6: "Graph", 10: "Tensor", 11: "Graph", 22: "Sparse", 23: "Sparse"},
+    "Sparse": {1: "Tensor", 2: "Tensor"},
+    "Training": {1: "Graph", 3: "Graph"},
+    "Function": {7: "Node"},
+}
+"""The fields of ONNX's messages (by number) that hold messages: graphs, nodes, their
+attributes and tensors, the parts a file can repeat without end."""
+
+
+def _check_messages(path: str | os.PathLike[str]) -> None:
+    """Refuse a file of millions of tiny messages (an empty node is two bytes, and the
+    parser builds an object for it) before ``onnx`` parses it (:mod:`xpnet._budget`)."""
+    from xpnet import _budget as budget
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        budget.check_protobuf(data, _SCHEMA, "Model", "it")
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except OSError as exc:
+        raise Unsupported(f"cannot read it: {exc.strerror or exc}") from None

@@ -56,6 +56,7 @@ def read_file(
 ) -> tuple[Network, dict[str, Any]]:
     """The network in a safetensors file and its header (xpnet's, or one made from the file)."""
     safetensors = _import()
+    _check_header_length(path)
     try:
         with safetensors.safe_open(os.fspath(path), framework="numpy") as file:
             metadata = dict(file.metadata() or {})
@@ -113,3 +114,18 @@ def _header(metadata: dict[str, str]) -> dict[str, Any]:
     if "activations" in metadata:
         return {"activations": [name.strip() for name in metadata["activations"].split(",")]}
     return {}
+
+
+def _check_header_length(path: str | os.PathLike[str]) -> None:
+    """Refuse a header longer than :data:`xpnet._budget.MAX_METADATA_BYTES` before the
+    library parses it (it admits 100 MB: a million empty tensors, each then an array)."""
+    from xpnet import _budget as budget
+
+    with open(path, "rb") as file:
+        head = file.read(8)
+    length = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if length > budget.MAX_METADATA_BYTES:
+        raise Unsupported(
+            f"its header declares {length} bytes; xpnet reads at most "
+            f"{budget.MAX_METADATA_BYTES} (a network's tensors need far less)"
+        )

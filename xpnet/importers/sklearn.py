@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from xpnet import _budget as budget
 from xpnet.importers._common import (
     HostLayer,
     Unsupported,
@@ -85,13 +86,30 @@ def _name(names: dict[str, str], name: object, what: str) -> str:
 
 
 def read_skops(path: str | os.PathLike[str]) -> Network:
-    """The MLP in a skops file, loaded trusting only :data:`SKOPS_TRUSTED`."""
+    """The MLP in a skops file, loaded trusting only :data:`SKOPS_TRUSTED`, once what its
+    archive declares fits the budget of :mod:`xpnet._budget` (members' inflated sizes, the
+    schema's length, each array's shape against its bytes)."""
     try:
         import skops.io as sio
     except ImportError:
         raise Unsupported(
             "reading a skops file needs skops and scikit-learn: pip install 'xpnet[sklearn]'"
         ) from None
+    try:
+        with budget.open_zip(path, "the archive") as archive:
+            schema = archive.getinfo("schema.json")
+            if schema.file_size > budget.MAX_METADATA_BYTES:
+                raise Unsupported(
+                    f"its schema.json declares {schema.file_size} bytes; xpnet reads at most "
+                    f"{budget.MAX_METADATA_BYTES}"
+                )
+            budget.check_npy_members(archive, "the archive")
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except Unsupported:
+        raise
+    except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
+        raise Unsupported(f"not a readable skops file ({short(exc)})") from None
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # zipfile, json and skops raise many kinds for a damaged file

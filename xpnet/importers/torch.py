@@ -7,11 +7,13 @@ A state dict holds no activations, so the caller names them; a file is read with
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from xpnet import _budget as budget
 from xpnet.importers._common import (
     HostLayer,
     Unsupported,
@@ -59,6 +61,12 @@ def read_module(module: Any) -> Network:
     (``dim`` -1 or 1) and ``Identity`` after it; ``Dropout`` (a no-op at inference); and a
     ``Flatten`` of each sample before the first ``Linear`` (the network then takes flattened
     rows).
+
+    xpnet computes what the module computes in evaluation mode, so a module whose layers
+    would compute otherwise in training mode is refused rather than converted: of the
+    admitted layers only ``Dropout`` differs, and one in training mode with ``p > 0`` is
+    refused (call ``module.eval()``); every layer kind with running statistics
+    (``BatchNorm``...) is refused in either mode.
     """
     from torch import nn
 
@@ -78,7 +86,14 @@ def read_module(module: Any) -> Network:
                 else _host(child.bias, f"{name}.bias")
             )
             layers.append([weight, bias, None])
-        elif type(child) in (nn.Identity, nn.Dropout):
+        elif type(child) is nn.Identity:
+            continue
+        elif type(child) is nn.Dropout:
+            if child.training and child.p > 0:  # PyTorch would zero values at random
+                raise Unsupported(
+                    f"module {name} (Dropout(p={child.p})) is in training mode, where it "
+                    "drops values at random; call module.eval() first"
+                )
             continue
         elif type(child) is nn.Flatten:
             if layers or (child.start_dim, child.end_dim) != (1, -1):
@@ -182,8 +197,9 @@ def read_state_dict_file(
         raise Unsupported(
             "reading a PyTorch file needs torch: pip install 'xpnet[torch]'"
         ) from None
+    check_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
     except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
         raise Unsupported(
             f"torch.load(weights_only=True) refuses it ({short(exc)}); "
@@ -194,4 +210,74 @@ def read_state_dict_file(
             f"it holds a {type(state).__name__}, not a state dict; "
             "save model.state_dict(), not the model"
         )
+    check_tensors(state, os.stat(path).st_size)
     return read_state_dict(state, activations, "it")
+
+
+LEGACY_PICKLES = 5
+"""The pickles that start PyTorch's legacy (non-zip) format: a magic number, the protocol
+version, the system's description, the objects and the storages' keys."""
+
+
+def _is_zip(path: str | os.PathLike[str]) -> bool:
+    with open(path, "rb") as file:
+        return file.read(2) == b"PK"
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a PyTorch file that declares more than the budget (:mod:`xpnet._budget`)
+    before ``torch.load`` reads it: a zip's directory and records, and the opcodes of its
+    pickle (or of the legacy format's pickles). The zip format's storages are then mapped
+    from the file, not read into memory, so no storage outgrows the file."""
+    try:
+        if _is_zip(path):
+            with budget.open_zip(path, "the archive") as archive:
+                records = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+                if len(records) == 1:
+                    info = archive.getinfo(records[0])
+                    with archive.open(info) as stream:
+                        budget.check_pickle(stream, info.file_size, "its data.pkl")
+        else:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                budget.check_pickle(file, size, "it", pickles=LEGACY_PICKLES)
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise Unsupported(f"cannot read it ({short(exc)})") from None
+
+
+def check_tensors(state: Mapping[str, Any], held: int) -> None:
+    """Refuse a loaded state dict whose tensors would copy into more than the budget allows
+    for a file of ``held`` bytes, or that are expanded or overlapping views of their storage
+    (a stride-0 ``expand`` of one number declares any size): each is checked before any
+    is copied out of the file."""
+    import torch
+
+    declared = 0
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue  # read_state_dict refuses it
+        if value.layout != torch.strided or value.is_quantized or value.is_nested:
+            raise Unsupported(f"the tensor {key!r} is not a plain dense tensor")
+        if _overlaps(value.shape, value.stride()):
+            raise Unsupported(
+                f"the tensor {key!r} of shape {tuple(value.shape)} is an expanded or "
+                f"overlapping view (strides {value.stride()}); save plain tensors "
+                "(.contiguous())"
+            )
+        declared += value.numel() * max(value.element_size(), 4)
+    try:
+        budget.check(declared, held, "the state dict")
+    except budget.OverBudget as exc:
+        raise Unsupported(str(exc)) from None
+
+
+def _overlaps(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether two elements of a view of this shape and strides share memory."""
+    need = 1  # the extent, in elements, that the dimensions with smaller strides span
+    for stride, size in sorted((t, s) for s, t in zip(shape, strides) if s > 1):
+        if stride < need:
+            return True
+        need += stride * (size - 1)
+    return False

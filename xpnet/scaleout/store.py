@@ -140,6 +140,7 @@ class _VerifiedArray:
         self.ndim = len(self.shape)
         self.rows = int(array.chunks[0])
         self.chunks = array.chunks
+        self.chunks_shape = tuple(int(n) for n in array.chunks)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         if not isinstance(index, tuple):
@@ -174,6 +175,14 @@ class _VerifiedArray:
         start = number * self.rows
         rows = slice(start, min(start + self.rows, self.shape[0]))
         key = f"{self.name}/{_chunk_key(self.array, number)}"
+        where = f"chunk {key} (rows {rows.start}:{rows.stop}) of the image store {self.store}"
+        width = math.prod(self.chunks_shape[1:])
+        _check_chunk_budget(
+            os.path.join(self.store, *key.split("/")),
+            where,
+            math.prod(self.chunks_shape),
+            (rows.stop - rows.start) * width,
+        )
         try:
             with interrupts_deferred():
                 block = np.asarray(self.array[rows])
@@ -777,6 +786,60 @@ def _check(store: ImageStore) -> None:
             problem = f"{missing} chunk(s) are missing"
     if problem:
         raise DataError(f"the image store {store.path} is damaged: {problem}")
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+PADDED_CHUNK_BYTES = DEFAULT_CHUNK_ROWS * 28 * 28
+"""The largest chunk that may hold fewer rows than it declares (zarr pads a store's last
+chunk to its full shape, with zeros that compress to nothing) beyond the budget of the
+rows it holds: a default chunk of MNIST images."""
+
+
+def _check_chunk_budget(file: str, where: str, chunk_bytes: int, data_bytes: int) -> None:
+    """Refuse a chunk file before zarr inflates it when its zstd frame does not declare the
+    ``chunk_bytes`` of a whole chunk, or when the ``data_bytes`` of its rows inside the
+    array (or a padded chunk past :data:`PADDED_CHUNK_BYTES`) do not fit the budget of
+    :mod:`xpnet._budget` for the file's size. A missing chunk is left to the digest check."""
+    from xpnet import _budget as budget
+
+    try:
+        with open(file, "rb") as stream:
+            held = os.fstat(stream.fileno()).st_size
+            head = stream.read(18)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from None
+    content = _frame_content_size(head)
+    if content != chunk_bytes:
+        declared = "no size" if content is None else f"{content} bytes"
+        raise DataError(
+            f"cannot read {where}: its zstd frame declares {declared} where a chunk holds "
+            f"{chunk_bytes} (damaged or hostile)"
+        )
+    try:
+        budget.check(data_bytes, held, f"{where}: its data")
+        if chunk_bytes > max(PADDED_CHUNK_BYTES, budget.allowance(held)):
+            budget.check(chunk_bytes, held, f"{where}: its padded chunk")
+    except budget.OverBudget as exc:
+        raise DataError(f"cannot read {exc}") from None
+
+
+def _frame_content_size(head: bytes) -> int | None:
+    """The decompressed size a zstd frame's header declares; ``None`` if it declares none
+    (or is no zstd frame). Zarr's zstd codec writes the size in every frame."""
+    if len(head) < 6 or head[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
+    single, flag = descriptor >> 5 & 1, descriptor >> 6
+    start = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (1 if single else 0, 2, 4, 8)[flag]
+    if width == 0 or len(head) < start + width:
+        return None
+    value = int.from_bytes(head[start : start + width], "little")
+    return value + 256 if width == 2 else value
 
 
 def _chunk_key(array: Any, number: int) -> str:
