@@ -17,15 +17,14 @@ from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network
 from xpnet.onnx_export import ORDER_PRESERVING
 
-
 NO_CLASS = -1
 """The label of a row whose output layer's values are not all finite: no class at all."""
 
 
 def labels_of(xp: Namespace, values: Array, z: Array) -> Array:
-    """The class of each row of ``values`` (its argmax, in namespace ``xp``), or :data:`NO_CLASS` for a row
-    where the output layer's sums ``z`` (``values`` before the activation) hold a NaN or an
-    infinity.
+    """The class of each row of ``values`` (its argmax, in namespace ``xp``), or
+    :data:`NO_CLASS` for a row where the output layer's sums ``z`` (``values`` before the
+    activation) hold a NaN or an infinity.
 
     An argmax over NaN picks the NaN's own index (0 where every value is NaN), a class
     that the values do not support; such a row gets no class instead. Infinite sums are

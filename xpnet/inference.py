@@ -18,8 +18,8 @@ from xpnet import _dask
 from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
-from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
 from xpnet.backends import to_host
+from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
 from xpnet.forward_pass import NO_CLASS, forward
 from xpnet.network import Network, NetworkLike, as_network
 

@@ -43,7 +43,8 @@ def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any =
     (raw ``uint8`` pixels, say) with a ``Cast`` to the network's dtype first. Output
     ``output`` is the last layer's activation; with ``labels``, ``labels`` is its argmax
     (int64), the last activation skipped where it preserves order, and ``-1`` for a row
-    whose last layer's sums are not all finite, as in :func:`xpnet.predict_labels`. The weights are copied to the host.
+    whose last layer's sums are not all finite, as in :func:`xpnet.predict_labels`. The
+    weights are copied to the host.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
