@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -105,6 +105,53 @@ def atomic_write(
         if lock is not None:
             os.close(lock)
     _fsync_folder(target.parent)
+
+
+def write_all(
+    items: Sequence[tuple[Path, Callable[[BinaryIO], None]]], *, replace: bool = True
+) -> None:
+    """Write a set of files, each by its ``write(stream)``, so that all of them are
+    replaced or none: every file is written whole to its temporary file (and flushed to
+    disk) before the first is renamed into place, so a failure while writing, a full disk
+    above all, leaves every target as it was.
+
+    Each target is as for :func:`atomic_write` (symlinks followed, only a regular file
+    replaced; with ``replace=False``, ``FileExistsError`` where one has appeared). A
+    failure is the ``OSError`` with ``filename`` set to the file being written.
+    """
+    staged: list[tuple[str, int, Path]] = []  # temporary file, its lock, its target
+    try:
+        for path, write in items:
+            target = write_target(path)
+            if not target.parent.is_dir():
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such folder to write the file into", os.fspath(path)
+                )
+            sweep_files(target.parent, temp_pattern(target))
+            fd, tmp = _create_temp(target)
+            staged.append((tmp, os.dup(fd), target))
+            try:
+                with os.fdopen(fd, "wb") as stream:
+                    write(stream)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+        for number, (tmp, lock, target) in enumerate(staged):
+            write_target(target)
+            if replace:
+                os.replace(tmp, target)
+            else:
+                _publish_new(tmp, target)
+            staged[number] = ("", lock, target)
+    finally:
+        for tmp, lock, _ in staged:
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            os.close(lock)
+    for folder in {target.parent for _, _, target in staged}:
+        _fsync_folder(folder)
 
 
 def temp_pattern(target: Path | None = None) -> re.Pattern[str]:

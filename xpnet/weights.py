@@ -234,7 +234,8 @@ def _place(
     """A host network read from ``path`` cast to ``dtype`` (checked again: a cast can
     overflow to infinity) and copied onto the backend."""
     if dtype is not None:
-        params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
+        with np.errstate(over="ignore"):  # an overflow is refused just below, by name
+            params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
         _check_finite(path, network)
     return to_backend(network, backend, device)
