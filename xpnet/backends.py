@@ -81,8 +81,8 @@ class Backend:
                 f"backend {self.name!r} has no dtype {host.dtype}; convert the data to one it "
                 "has first (float32 or float64)"
             )
-        if host.dtype.kind == "f":
-            self._check_holds(str(host.dtype))
+        if host.dtype == np.float64:
+            self._check_holds("float64")
         if self.name == "dask":
             import dask.array
 
@@ -92,8 +92,8 @@ class Backend:
             return self.xp.asarray(host, dtype=target, device=self.device)
 
     def _check_holds(self, dtype: str) -> None:
-        """Refuse a floating dtype that this backend, as configured, would narrow: JAX
-        without its x64 mode turns float64 into float32, silently changing the numbers."""
+        """Refuse a standard floating dtype that this backend, as configured, would narrow:
+        JAX without its x64 mode turns float64 into float32, silently changing the numbers."""
         try:
             held = self.xp.__array_namespace_info__().dtypes(kind="real floating")
         except (AttributeError, TypeError):  # a namespace that cannot say: trust its dtypes
