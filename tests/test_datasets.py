@@ -8,9 +8,9 @@ gets its own cache folder (XPNET_CACHE_DIR) and downloads nothing (download=Fals
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gzip
 import json
-import fcntl
 import os
 import subprocess
 import sys

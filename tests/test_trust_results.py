@@ -161,7 +161,7 @@ def test_the_numpy_engine_and_the_generic_path_give_no_class_alike():
 def test_dask_chunks_give_no_class_alike():
     import dask.array as da
 
-    net, x, t = overflowing_rows(xpnet.get_backend("numpy"))
+    net, x, _ = overflowing_rows(xpnet.get_backend("numpy"))
     lazy = xpnet.to_backend(net, "dask")
     with np.errstate(all="ignore"):
         labels = xpnet.predict_labels(lazy, da.from_array(x, chunks=(2, 2))).compute()
