@@ -438,3 +438,34 @@ def main_one_line(exc: BaseException) -> str:
     from xpnet.cli import one_line
 
     return one_line(exc)
+
+
+def test_inspect_counts_a_row_without_a_class_as_misclassified_and_worst(backend):
+    from xpnet.plotting import misclassified_indices
+
+    probabilities = backend.asarray(
+        np.array([[0.9, 0.1], [np.nan, np.nan], [0.4, 0.6], [0.2, 0.8], [np.inf, 0.0]], np.float32)
+    )
+    labels = backend.asarray(np.array([0, 0, 0, 1, 0]))
+    # An argmax would call rows 1 and 4 class 0, as labelled; they have no class.
+    assert xpnet.to_host(misclassified_indices(labels, probabilities)).tolist() == [1, 4, 2]
+
+
+def test_infer_counts_and_reports_outputs_that_overflow(tmp_path, capsys, monkeypatch):
+    """Finite weights whose sums overflow float32 on every image: no image has a class,
+    so none is correct (an argmax would give class 0, right for a tenth of them)."""
+    from cli_child import fake_load_mnist
+
+    monkeypatch.setattr(xpnet.datasets, "load_mnist", fake_load_mnist)
+    path = tmp_path / "huge.npz"
+    huge = {"W1": np.full((784, 10), 3e38, np.float32), "b1": np.zeros(10, np.float32)}
+    xpnet.save_weights(xpnet.Network.from_mapping(huge, ["softmax"]), path)
+    with np.errstate(all="ignore"):
+        status = main(["infer", "--weights", str(path), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert report["images"] == 40 and report["not_finite"] == 40
+    assert report["correct"] == 0 and report["accuracy"] == 0.0
+    with np.errstate(all="ignore"):
+        main(["infer", "--weights", str(path)])
+    assert "not finite: 40 images gave an output that is not finite" in capsys.readouterr().out
