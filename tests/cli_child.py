@@ -5,7 +5,11 @@
 random MNIST-shaped data (``XPNET_FAKE_IMAGES`` images a split, 40 by default), and
 SIGINT's handler set explicitly to Python's (so the test does not depend on the disposition
 it inherits). With ``XPNET_INTERRUPT_WHILE_SCORING=1`` the process sends itself SIGINT as
-``xpnet train`` starts scoring the trained network on the test split.
+``xpnet train`` starts scoring the trained network on the test split. With
+``XPNET_SIGNALS_AT=POINT:SIGNAL,...`` ``xpnet train`` sends itself each SIGNAL (``SIGINT``,
+``SIGTERM``) at POINT: ``batch2`` (the second step has ended), ``record`` (training is over,
+before the save) or ``save`` (the save has begun), one right after the other. SIGTERM's
+disposition is set to the default explicitly too.
 """
 
 from __future__ import annotations
@@ -57,8 +61,44 @@ def interrupting_evaluate(*args: Any, **kwargs: Any) -> tuple[float, float]:
     raise AssertionError("SIGINT did not interrupt the scoring")
 
 
+def send_signals_at(points: str) -> None:
+    """Patch ``xpnet train`` to send itself signals at the named points (see above)."""
+    wanted: dict[str, list[int]] = {}
+    for item in points.split(","):
+        point, name = item.split(":")
+        wanted.setdefault(point, []).append(getattr(signal, name))
+
+    def send(point: str) -> None:
+        for number in wanted.pop(point, []):
+            os.kill(os.getpid(), number)
+
+    real_batch = train_command.EpochBars.batch
+
+    def batch(self: Any, stats: Any) -> None:
+        real_batch(self, stats)
+        if stats.batch == 2:
+            send("batch2")
+
+    real_json_safe, real_save = train_command.json_safe, train_command.save_weights
+
+    def json_safe(value: Any) -> Any:
+        send("record")
+        return real_json_safe(value)
+
+    def save_weights(*args: Any, **kwargs: Any) -> None:
+        send("save")
+        real_save(*args, **kwargs)
+
+    train_command.EpochBars.batch = batch  # type: ignore[method-assign]
+    train_command.json_safe = json_safe  # type: ignore[assignment]
+    train_command.save_weights = save_weights  # type: ignore[assignment]
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.environ.get("XPNET_SIGNALS_AT"):
+        send_signals_at(os.environ["XPNET_SIGNALS_AT"])
     xpnet.datasets.load_mnist = fake_load_mnist  # type: ignore[assignment]
     train_command.load_mnist = fake_load_mnist  # type: ignore[assignment]
     if os.environ.get("XPNET_INTERRUPT_WHILE_SCORING") == "1":

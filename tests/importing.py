@@ -35,17 +35,17 @@ def odd_network(
     dtype: str = "float32", activations: tuple[str, str] = ("relu", "identity")
 ) -> xpnet.Network:
     """A small network whose arrays hold the values a lossy writer or reader would change:
-    NaN, signed zero, infinities, subnormals."""
+    signed zero, the largest finite values, subnormals (in ``dtype``). No NaN or infinity:
+    no loader accepts those (the non-finite rule)."""
     rng = np.random.default_rng(3)
+    info = np.finfo(dtype)
     params = {
-        "W1": rng.standard_normal((5, 4)),
-        "b1": np.array([np.nan, -0.0, np.inf, 1e-40]),
-        "W2": rng.standard_normal((4, 3)),
-        "b2": np.array([-np.inf, 5e-324, 1.0]),
+        "W1": rng.standard_normal((5, 4)).astype(dtype),
+        "b1": np.array([-0.0, info.max, info.smallest_subnormal, 1e-40], dtype),
+        "W2": rng.standard_normal((4, 3)).astype(dtype),
+        "b2": np.array([-info.max, info.smallest_subnormal * 3, 1.0], dtype),
     }
-    return xpnet.Network.from_mapping(
-        {key: value.astype(dtype) for key, value in params.items()}, activations
-    )
+    return xpnet.Network.from_mapping(params, activations)
 
 
 def device_of(backend: Backend) -> str | None:

@@ -8,6 +8,7 @@ gets its own cache folder (XPNET_CACHE_DIR) and downloads nothing (download=Fals
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gzip
 import json
 import os
@@ -719,12 +720,17 @@ def test_temporary_copies_of_killed_writers_are_swept_and_nothing_else(
     folder = cache / "toy" / "parsed"
     folder.mkdir(parents=True)
     suffix = TEMP_SUFFIX
-    stale = folder / f".t10k-images-0123.parsed.abc123{suffix}"  # as atomic_write names them
-    fresh = folder / f".t10k-labels-4567.parsed.def456{suffix}"  # a writer still at work
-    mine = folder / f".notes{suffix}"  # not a name xpnet gives a copy
+    # As atomic_write names them: one a killed writer left (no lock held, just written),
+    # one a live writer holds (its lock), and a name xpnet never gives.
+    stale = folder / f".t10k-images-0123.parsed.0123456789abcdef{suffix}"
+    fresh = folder / f".t10k-labels-4567.parsed.fedcba9876543210{suffix}"
+    mine = folder / f".notes{suffix}"
     for path in (stale, fresh, mine):
         path.write_bytes(b"partial")
-    for path in (stale, mine):
-        os.utime(path, (1, 1))
-    load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    held = os.open(fresh, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        load_mnist(dataset="toy", split="test", data_dir=toy, download=False)
+    finally:
+        os.close(held)
     assert not stale.exists() and fresh.exists() and mine.exists()

@@ -8,6 +8,7 @@ store whole and nothing beside it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -344,7 +345,7 @@ def interrupt_at(monkeypatch, name: str, after: int = 0) -> None:
 
 @pytest.mark.parametrize(
     ("step", "after"),
-    [("_write_json", 0), ("write_chunk", 3), ("_write_json", 1), ("_exchange", 0)],
+    [("create_locked", 0), ("write_chunk", 3), ("_write_json", 0), ("_exchange", 0)],
     ids=["marker", "chunks", "manifest", "swap"],
 )
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
@@ -426,10 +427,15 @@ def test_what_a_killed_write_left_is_removed_by_the_next_but_nothing_else(store,
     live = store.parent / f".{store.name}.xpnet-fedcba9876543210"
     live.mkdir()
     (live / store_module.STAGING_MARKER).write_text(json.dumps({"pid": os.getpid()}))
+    held = os.open(live / store_module.STAGING_MARKER, os.O_RDONLY)  # its builder's lock
+    fcntl.flock(held, fcntl.LOCK_EX)
     other = store.parent / ".other.zarr.xpnet-00112233445566ff"
     shutil.copytree(store.parent / left, other)
     x, t = digits(20, seed=1)
-    write_store(store, x, t, overwrite=True)
+    try:
+        write_store(store, x, t, overwrite=True)
+    finally:
+        os.close(held)
     assert beside(store) == sorted([lookalike.name, live.name, other.name])
     assert (lookalike / "a").read_text() == "mine"
     open_store(store).read()

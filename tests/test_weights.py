@@ -111,7 +111,11 @@ def test_npz_keeps_the_dtype_and_metadata(tmp_path, dtype):
         "metadata": metadata,
     }
     assert load_weights(path).dtype == np.dtype(dtype)
-    cast = load_weights(path, dtype="float16")
+    with pytest.raises(WeightsError, match="b1: 1 of its 4 values are not finite"):
+        load_weights(path, dtype="float16")  # its largest value overflows float16
+    plain = tmp_path / "plain.npz"
+    save_weights(xpnet.init_network([5, 4, 3], activations=["relu", "identity"]), plain)
+    cast = load_weights(plain, dtype="float16")
     assert cast.dtype == np.float16 and cast.activations == ("relu", "identity")
 
 

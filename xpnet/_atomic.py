@@ -12,14 +12,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from xpnet._temporaries import create_locked, sweep_files
+
 TEMP_SUFFIX = ".xpnet-tmp"
-"""How the temporary files of a write end (beside the target, hidden: ``.NAME.<token>...``)."""
+"""How the temporary files of a write end (beside the target, hidden: ``.NAME.<token>...``).
+Each is locked by its writer until renamed; one a killed writer left is swept by the next
+write to the same file (:mod:`xpnet._temporaries`)."""
 
 
 class NotRegularFileError(OSError):
@@ -75,9 +80,12 @@ def atomic_write(
         raise FileNotFoundError(
             errno.ENOENT, "no such folder to write the file into", os.fspath(target.parent)
         )
+    sweep_files(target.parent, temp_pattern(target))  # what killed writes left
     tmp: str | None = None
+    lock: int | None = None
     try:
         fd, tmp = _create_temp(target)
+        lock = os.dup(fd)  # holds the lock from the writing until the rename
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
@@ -93,7 +101,64 @@ def atomic_write(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     _fsync_folder(target.parent)
+
+
+def write_all(
+    items: Sequence[tuple[Path, Callable[[BinaryIO], None]]], *, replace: bool = True
+) -> None:
+    """Write a set of files, each by its ``write(stream)``, so that all of them are
+    replaced or none: every file is written whole to its temporary file (and flushed to
+    disk) before the first is renamed into place, so a failure while writing, a full disk
+    above all, leaves every target as it was.
+
+    Each target is as for :func:`atomic_write` (symlinks followed, only a regular file
+    replaced; with ``replace=False``, ``FileExistsError`` where one has appeared). A
+    failure is the ``OSError`` with ``filename`` set to the file being written.
+    """
+    staged: list[tuple[str, int, Path]] = []  # temporary file, its lock, its target
+    try:
+        for path, write in items:
+            target = write_target(path)
+            if not target.parent.is_dir():
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such folder to write the file into", os.fspath(path)
+                )
+            sweep_files(target.parent, temp_pattern(target))
+            fd, tmp = _create_temp(target)
+            staged.append((tmp, os.dup(fd), target))
+            try:
+                with os.fdopen(fd, "wb") as stream:
+                    write(stream)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+        for number, (tmp, lock, target) in enumerate(staged):
+            write_target(target)
+            if replace:
+                os.replace(tmp, target)
+            else:
+                _publish_new(tmp, target)
+            staged[number] = ("", lock, target)
+    finally:
+        for tmp, lock, _ in staged:
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            os.close(lock)
+    for folder in {target.parent for _, _, target in staged}:
+        _fsync_folder(folder)
+
+
+def temp_pattern(target: Path | None = None) -> re.Pattern[str]:
+    """The names of :func:`atomic_write`'s temporary files for ``target`` (for any file
+    where ``None``), which :mod:`xpnet._temporaries`' rule sweeps."""
+    stem = ".+" if target is None else re.escape(target.name[:64])
+    return re.compile(rf"\.{stem}\.[0-9a-f]{{16}}{re.escape(TEMP_SUFFIX)}")
 
 
 def _publish_new(tmp: str, target: Path) -> None:
@@ -117,15 +182,11 @@ def _create_temp(target: Path) -> tuple[int, str]:
     except FileNotFoundError:
         old = None
     stem = target.name[:64]  # room for the token within the file system's name limit
-    while True:
-        tmp = str(target.with_name(f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}"))
-        try:
-            # 0o666 less the umask, as for any new file; O_EXCL: never an existing file.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(tmp, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        except FileExistsError:
-            continue
-        break
+    # 0o666 less the umask, as for any new file; never an existing file; locked as made.
+    fd, path = create_locked(
+        target.parent, lambda: f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}", 0o666
+    )
+    tmp = str(path)
     try:
         if old is not None:
             with contextlib.suppress(PermissionError):  # keeping the owner needs the right

@@ -68,7 +68,9 @@ class Backend:
 
         ``dtype`` is a dtype name such as ``"float32"``; ``None`` keeps the host dtype. A
         dtype the backend lacks (NumPy's float128 on PyTorch, strings) raises
-        :class:`BackendUnavailableError` in one line. Runs under the device rule.
+        :class:`BackendUnavailableError` in one line, as does a floating dtype the backend
+        would narrow as configured (float64 on JAX without ``JAX_ENABLE_X64=1``): the
+        numbers never change silently. Runs under the device rule.
         """
         host = np.asarray(host)
         if dtype is not None:
@@ -79,6 +81,8 @@ class Backend:
                 f"backend {self.name!r} has no dtype {host.dtype}; convert the data to one it "
                 "has first (float32 or float64)"
             )
+        if host.dtype == np.float64:
+            self._check_holds("float64")
         if self.name == "dask":
             import dask.array
 
@@ -86,6 +90,25 @@ class Backend:
             return dask.array.from_array(host, chunks=_row_chunks(host))
         with on_backend(self.name, self.device):
             return self.xp.asarray(host, dtype=target, device=self.device)
+
+    def _check_holds(self, dtype: str) -> None:
+        """Refuse a standard floating dtype that this backend, as configured, would narrow:
+        JAX without its x64 mode turns float64 into float32, silently changing the numbers."""
+        try:
+            held = self.xp.__array_namespace_info__().dtypes(kind="real floating")
+        except (AttributeError, TypeError):  # a namespace that cannot say: trust its dtypes
+            return
+        if dtype in held:
+            return
+        fix = (
+            "set JAX_ENABLE_X64=1 in the environment before starting Python (JAX's x64 mode)"
+            if self.name == "jax"
+            else f"use one of {', '.join(held)}"
+        )
+        raise BackendUnavailableError(
+            f"backend {self.name!r} as configured holds no {dtype} (it would narrow it to "
+            f"{', '.join(held)}); {fix}, or convert explicitly (dtype='float32')"
+        )
 
     def synchronize(self) -> None:
         """Wait until work queued on this device is done (before reading a clock)."""

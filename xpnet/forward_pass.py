@@ -4,14 +4,35 @@ in for.
 :func:`forward` is the whole computation in array-API calls; :mod:`xpnet.inference` runs it
 where no engine applies, and engines (ONNX Runtime for NumPy rows, dask chunk by chunk) must
 give the same labels.
+
+The non-finite rule (docs/design.md): a row whose output layer gives any value that is not
+finite (NaN or an infinity, as a division by zero or an overflow leaves) has no class: its
+label is :data:`NO_CLASS`, which no label equals, so it is never counted as correct.
 """
 
 from __future__ import annotations
 
-from xpnet._typing import Array
+from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network
 from xpnet.onnx_export import ORDER_PRESERVING
+
+NO_CLASS = -1
+"""The label of a row whose output layer's values are not all finite: no class at all."""
+
+
+def labels_of(xp: Namespace, values: Array, z: Array) -> Array:
+    """The class of each row of ``values`` (its argmax, in namespace ``xp``), or
+    :data:`NO_CLASS` for a row where the output layer's sums ``z`` (``values`` before the
+    activation) hold a NaN or an infinity.
+
+    An argmax over NaN picks the NaN's own index (0 where every value is NaN), a class
+    that the values do not support; such a row gets no class instead. Infinite sums are
+    refused too: they are an overflow, and a squashing activation would hide it.
+    """
+    classes = xp.argmax(values, axis=-1)
+    finite = xp.all(xp.isfinite(z), axis=-1)
+    return xp.where(finite, classes, xp.full_like(classes, NO_CLASS))
 
 
 def forward(net: Network, x: Array, *, labels: bool) -> Array:
@@ -31,7 +52,8 @@ def forward(net: Network, x: Array, *, labels: bool) -> Array:
     x : array
         One sample ``(features,)`` or rows ``(N, features)`` on the network's device.
     labels : bool
-        Return class indices rather than the output layer's values.
+        Return class indices rather than the output layer's values (:func:`labels_of`:
+        :data:`NO_CLASS` for a row whose output layer's values are not all finite).
 
     Returns
     -------
@@ -59,6 +81,6 @@ def forward(net: Network, x: Array, *, labels: bool) -> Array:
         x = ACTIVATIONS[layer.activation](x @ layer.weight + layer.bias)
     z = x @ last.weight + last.bias
     if labels and last.activation in ORDER_PRESERVING:
-        return xp.argmax(z, axis=-1)
+        return labels_of(xp, z, z)
     out = ACTIVATIONS[last.activation](z)
-    return xp.argmax(out, axis=-1) if labels else out
+    return labels_of(xp, out, z) if labels else out

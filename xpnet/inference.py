@@ -18,8 +18,9 @@ from xpnet import _dask
 from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
+from xpnet.backends import to_host
 from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
-from xpnet.forward_pass import forward
+from xpnet.forward_pass import NO_CLASS, forward
 from xpnet.network import Network, NetworkLike, as_network
 
 
@@ -96,7 +97,9 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     Returns
     -------
     array
-        Integer class indices, one per row of ``x``, on ``x``'s device.
+        Integer class indices, one per row of ``x``, on ``x``'s device; ``-1``
+        (``xpnet.forward_pass.NO_CLASS``) for a row whose output layer's values are not
+        all finite (a NaN or an infinity: the non-finite rule).
 
     Raises
     ------
@@ -183,7 +186,9 @@ def count_correct(
     Returns
     -------
     int
-        The number of rows whose predicted class is their label.
+        The number of rows whose predicted class is their label. A row whose output
+        layer's values are not all finite (NaN, infinity) has no class and is never
+        correct (the non-finite rule; :func:`count_correct_and_unlabelled` counts them).
 
     Raises
     ------
@@ -216,6 +221,44 @@ def count_correct(
         labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
         predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
         return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype, copy=False)))
+
+
+def count_correct_and_unlabelled(
+    network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None
+) -> tuple[int, int]:
+    """:func:`count_correct`, and how many rows got no class at all (their output layer's
+    values were not all finite: the non-finite rule), from one pass.
+
+    Arguments and errors as in :func:`count_correct`; the two counts cross to the host
+    together.
+
+    Examples
+    --------
+    >>> import math
+    >>> import xpnet
+    >>> from xpnet.inference import count_correct_and_unlabelled
+    >>> for name in ("numpy", "array_api_strict"):
+    ...     backend = xpnet.get_backend(name)
+    ...     weights = {"W1": backend.asarray([[1.0, -1.0], [-1.0, 1.0]]),
+    ...                "b1": backend.asarray([0.0, 0.0])}
+    ...     network = xpnet.Network.from_mapping(weights, ["softmax"])
+    ...     x = backend.asarray([[1.0, 0.0], [math.inf, 2.0]])
+    ...     print(count_correct_and_unlabelled(network, x, backend.asarray([0, 0])))
+    (1, 1)
+    (1, 1)
+    """
+    net = as_network(network)
+    net.check_input(x)
+    batch_size = optional_batch_size(batch_size)
+    xp = net.xp
+    with on_device_of(x):
+        net.check_labels(t, x)
+        labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
+        predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
+        correct = xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype, copy=False))
+        unlabelled = xp.count_nonzero(predicted == NO_CLASS)
+        both = to_host(xp.stack([correct, unlabelled]))
+    return int(both[0]), int(both[1])
 
 
 def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:

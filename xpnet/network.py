@@ -282,6 +282,29 @@ class Network:
             )
 
 
+def check_finite(network: Network) -> None:
+    """Refuse a network whose weights or biases hold a NaN or an infinity, naming the first
+    such array (``W2``) and how many values in it are not finite.
+
+    Every loader applies it (the non-finite rule, docs/design.md): such weights make
+    every output they reach NaN, which no answer can be read from.
+
+    Raises
+    ------
+    NetworkError
+        If an array holds a value that is not finite.
+    """
+    for key, array in network.to_mapping().items():
+        xp = compat.array_namespace(array)
+        with on_device_of(array):
+            bad = int(xp.count_nonzero(~xp.isfinite(array)))
+        if bad:
+            raise NetworkError(
+                f"{key}: {bad} of its {math.prod(array.shape)} values are not finite (NaN "
+                "or infinity); xpnet loads only finite weights"
+            )
+
+
 def _check_real(x: Array, what: str) -> None:
     """Refuse arrays that cannot be numbers: masked, complex, strings, bytes, objects."""
     if isinstance(x, np.ma.MaskedArray):

@@ -42,11 +42,14 @@ def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any =
     Input ``input`` is ``(rows, features)`` in the network's dtype, or in ``input_dtype``
     (raw ``uint8`` pixels, say) with a ``Cast`` to the network's dtype first. Output
     ``output`` is the last layer's activation; with ``labels``, ``labels`` is its argmax
-    (int64), the last activation skipped where it preserves order, as in
-    :func:`xpnet.predict_labels`. The weights are copied to the host.
+    (int64), the last activation skipped where it preserves order, and ``-1`` for a row
+    whose last layer's sums are not all finite, as in :func:`xpnet.predict_labels`. The
+    weights are copied to the host.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from xpnet.forward_pass import NO_CLASS
 
     net = as_network(network)
     dtype = np.dtype(to_host(net.layers[0].weight).dtype)
@@ -77,7 +80,19 @@ def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any =
             axis: dict[str, Any] = {"axis": -1} if layer.activation == "softmax" else {}
             nodes.append(helper.make_node(_OPERATORS[layer.activation], [z], [a], **axis))
     if labels:
-        nodes.append(helper.make_node("ArgMax", [a], ["labels"], axis=1, keepdims=0))
+        # The non-finite rule (xpnet.forward_pass.labels_of): z - z is 0 where z is finite
+        # and NaN elsewhere, so a row's sum of it is NaN exactly where the row has no class.
+        weights += [
+            numpy_helper.from_array(np.array([1], np.int64), "last_axis"),
+            numpy_helper.from_array(np.array(NO_CLASS, np.int64), "no_class"),
+        ]
+        nodes += [
+            helper.make_node("ArgMax", [a], ["classes"], axis=1, keepdims=0),
+            helper.make_node("Sub", [z, z], ["z_less_z"]),
+            helper.make_node("ReduceSum", ["z_less_z", "last_axis"], ["z_check"], keepdims=0),
+            helper.make_node("IsNaN", ["z_check"], ["not_finite"]),
+            helper.make_node("Where", ["not_finite", "no_class", "classes"], ["labels"]),
+        ]
         result = helper.make_tensor_value_info("labels", TensorProto.INT64, ["rows"])
     else:
         result = helper.make_tensor_value_info("output", elem, ["rows", net.sizes[-1]])

@@ -22,6 +22,7 @@ from xpnet._device import on_backend, on_device_of
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import Backend, get_backend, to_host
+from xpnet.forward_pass import NO_CLASS, labels_of
 from xpnet.network import NetworkLike, as_network
 
 if TYPE_CHECKING:
@@ -216,11 +217,15 @@ def _misclassified_indices(labels: Array, probabilities: Array) -> Array:
     """:func:`misclassified_indices` on the inputs' device."""
     xp = namespace_of(labels, probabilities, what="labels and probabilities")
     truth = _class_indices(labels)
-    wrong = xp.argmax(probabilities, axis=-1) != truth
+    # A row whose probabilities are not all finite has no class (the non-finite rule):
+    # always wrong, and the worst of all.
+    predicted = labels_of(xp, probabilities, probabilities)
+    wrong = predicted != truth
     classes = xp.arange(probabilities.shape[-1], device=compat.device(probabilities))
     on_truth = xp.astype(truth[:, None], classes.dtype) == classes
     p_true = xp.sum(xp.where(on_truth, probabilities, scalar_like(0.0, probabilities, xp)), axis=-1)
     key = xp.where(wrong, p_true, scalar_like(math.inf, p_true, xp))
+    key = xp.where(predicted == NO_CLASS, scalar_like(-math.inf, p_true, xp), key)
     order = xp.argsort(key, stable=True)
     return order[: int(xp.count_nonzero(wrong)), ...]
 

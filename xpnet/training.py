@@ -40,6 +40,7 @@ from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.backends import Backend, to_host
 from xpnet.batching import DEFAULT_BATCH_SIZE, check_batch_size, iter_batches
+from xpnet.forward_pass import labels_of
 from xpnet.gradients import (
     as_targets,
     backprop,
@@ -512,8 +513,10 @@ def _steps(
 
 
 def _count_correct(logits: Array, labels: Array) -> Array:
+    """Rows classified as labelled; a row with a logit that is not finite has no class
+    (the non-finite rule, :func:`xpnet.forward_pass.labels_of`)."""
     xp = namespace_of(logits)
-    return xp.count_nonzero(xp.argmax(logits, axis=-1) == labels)
+    return xp.count_nonzero(labels_of(xp, logits, logits) == labels)
 
 
 def _augmentation(network: Network, max_shift: int) -> Callable[[Array, Array], Array]:

@@ -26,7 +26,7 @@ from xpnet import _budget as budget
 from xpnet._atomic import atomic_write
 from xpnet.errors import NetworkError, WeightsError
 from xpnet.importers import check_activations, read_file, read_textbook_pickle
-from xpnet.network import Network, NetworkLike, as_network, to_backend
+from xpnet.network import Network, NetworkLike, as_network, check_finite, to_backend
 from xpnet.training_record import MAX_NESTING, check_nesting, json_types, load_json
 
 FORMAT = "xpnet-weights"
@@ -155,7 +155,8 @@ def load_weights(
     ``W1, b1, ...`` (sigmoid hidden layers, softmax output) as its pickle
     (``sample_weight.pkl``) or a plain ``numpy.savez`` of it, told apart by content.
     ``dtype`` (``"float64"``...) casts the weights; ``None`` keeps the stored dtype.
-    Raises :class:`WeightsError` naming the file if it is unreadable, unsafe or malformed.
+    Raises :class:`WeightsError` naming the file if it is unreadable, unsafe or malformed,
+    or if any array holds a NaN or an infinity (also after the cast to ``dtype``).
 
     Parameters
     ----------
@@ -196,10 +197,56 @@ def load_weights(
     array_api_strict on CPU_DEVICE (4, 3, 2) ('sigmoid', 'softmax') True
     """
     network = _read(Path(path), activations)[0]
+    return _place(Path(path), network, backend, device, dtype)
+
+
+def load_weights_and_info(
+    path: PathLike,
+    *,
+    backend: str = "numpy",
+    device: str | None = None,
+    dtype: str | None = None,
+    activations: Sequence[str] | str | None = None,
+) -> tuple[Network, dict[str, Any]]:
+    """:func:`load_weights` and :func:`read_weights_info` from one reading of the file, so
+    the header always describes the arrays loaded (a file replaced between two readings
+    would pair one file's arrays with another's provenance).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import xpnet
+    >>> from xpnet.weights import load_weights_and_info
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     xpnet.save_weights(xpnet.init_network([4, 3, 2]), path, metadata={"seed": 0})
+    ...     network, info = load_weights_and_info(path, backend="array_api_strict")
+    >>> network.sizes, info["sizes"], info["metadata"]
+    ((4, 3, 2), [4, 3, 2], {'seed': 0})
+    """
+    network, header = _read(Path(path), activations)
+    return _place(Path(path), network, backend, device, dtype), header
+
+
+def _place(
+    path: Path, network: Network, backend: str, device: str | None, dtype: str | None
+) -> Network:
+    """A host network read from ``path`` cast to ``dtype`` (checked again: a cast can
+    overflow to infinity) and copied onto the backend."""
     if dtype is not None:
-        params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
+        with np.errstate(over="ignore"):  # an overflow is refused just below, by name
+            params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
+        _check_finite(path, network)
     return to_backend(network, backend, device)
+
+
+def _check_finite(path: Path, network: Network) -> None:
+    """The non-finite rule at load: a NaN or infinity in any array refuses the file."""
+    try:
+        check_finite(network)
+    except NetworkError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
 
 
 def read_weights_info(
@@ -264,11 +311,13 @@ def _read(
         raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
     foreign = read_file(path, activations)  # other frameworks' files, told by content
     if foreign is not None:
+        _check_finite(path, foreign[0])
         return foreign
     network, header = _read_own(path)
     if activations is not None:
         network = check_activations(path, network, header, activations)
         header = {**header, "activations": list(network.activations)}
+    _check_finite(path, network)
     return network, header
 
 

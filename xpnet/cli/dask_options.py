@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from xpnet._typing import Array
 from xpnet.cli.options import UsageError, positive_int
 from xpnet.cli.output import word_list
+from xpnet.forward_pass import NO_CLASS
 from xpnet.inference import predict_labels
 from xpnet.network import Network
 
@@ -83,13 +84,17 @@ def read_input(args: argparse.Namespace) -> tuple[Array, Array, str, str]:
     return x, t, str(metadata.get("dataset", args.input)), str(metadata.get("split", "test"))
 
 
-def count_correct_on_dask(network: Network, x: Array, t: Array, args: argparse.Namespace) -> int:
-    """The correct answers over dask arrays, computed as one graph with dask's progress bar."""
+def count_correct_on_dask(
+    network: Network, x: Array, t: Array, args: argparse.Namespace
+) -> tuple[int, int]:
+    """The correct answers over dask arrays, and the rows with no class (an output that is
+    not finite), computed as one graph with dask's progress bar."""
     from xpnet.scaleout.schedulers import compute
 
     if args.chunk_rows is not None:
         x, t = x.rechunk({0: args.chunk_rows}), t.rechunk(args.chunk_rows)
     predicted = predict_labels(network, x, batch_size=args.batch_size)
-    lazy = network.xp.count_nonzero(predicted == t)
-    (correct,) = compute(lazy, progress=not args.json and sys.stderr.isatty())
-    return int(correct)
+    xp = network.xp
+    lazy = xp.count_nonzero(predicted == t), xp.count_nonzero(predicted == NO_CLASS)
+    correct, unlabelled = compute(*lazy, progress=not args.json and sys.stderr.isatty())
+    return int(correct), int(unlabelled)

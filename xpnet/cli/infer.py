@@ -17,13 +17,12 @@ from xpnet._array_api import device_name
 from xpnet.backends import get_backend
 from xpnet.batching import batch_size_for, iter_batches
 from xpnet.cli import dask_options
-from xpnet.cli.network_loading import load_network, weights_file
+from xpnet.cli.network_loading import load_network_and_info, weights_file
 from xpnet.cli.options import add_backend_options, add_data_options, positive_int
 from xpnet.cli.output import Score, display_path, json_safe, print_json, printable
 from xpnet.cli.progress import progress_bar
-from xpnet.inference import count_correct
+from xpnet.inference import count_correct, count_correct_and_unlabelled
 from xpnet.training_record import summary
-from xpnet.weights import read_weights_info
 
 PROGRESS_ROWS = 50_000
 """Rows counted per progress-bar step: large enough that updates cost nothing."""
@@ -33,6 +32,8 @@ PROGRESS_ROWS = 50_000
 class InferenceReport(Score):
     """What one inference run measured; ``--json`` prints it as is."""
 
+    not_finite: int
+    """Images whose output was not finite (NaN, infinity): no class, never correct."""
     seconds: float
     images_per_second: float | None
     """``None`` where the compute took no measurable time."""
@@ -105,8 +106,8 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     say(f"backend: {target}")
     weights = weights_file(args.weights)
-    network = load_network(str(weights), args.backend, args.device, args.activations)
-    info = read_weights_info(weights, activations=args.activations)
+    # One reading gives the arrays and the header that describes them.
+    network, info = load_network_and_info(weights, args.backend, args.device, args.activations)
     provenance = json_safe(info.get("metadata")) or None
     say(
         f"weights: {display_path(weights)} ({'-'.join(map(str, network.sizes))}, "
@@ -148,13 +149,14 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         first_call_seconds = warmed - transferred
 
     if target.name == "dask":
-        correct = dask_options.count_correct_on_dask(network, x, t, args)
+        correct, unlabelled = dask_options.count_correct_on_dask(network, x, t, args)
     else:
-        correct = 0
+        correct = unlabelled = 0
         batch_size = args.batch_size or batch_size_for(network, x)
         with progress_bar(total=len(x_host), unit="img", desc="compute", disable=args.json) as bar:
             for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, batch_size)):
-                correct += count_correct(network, xb, tb, batch_size=batch_size)
+                right, none = count_correct_and_unlabelled(network, xb, tb, batch_size=batch_size)
+                correct, unlabelled = correct + right, unlabelled + none
                 bar.update(xb.shape[0])
     target.synchronize()
     computed = time.perf_counter()
@@ -170,6 +172,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         images=images,
         correct=correct,
         accuracy=correct / images if images else None,
+        not_finite=unlabelled,
         seconds=computed - start,
         images_per_second=images / compute_seconds if compute_seconds > 0 else None,
         load_seconds=loaded - start,
@@ -190,6 +193,11 @@ def print_report(report: InferenceReport) -> None:
         if report.first_call_seconds is None
         else f", first call {report.first_call_seconds * 1e3:.1f} ms"
     )
+    if report.not_finite:
+        print(
+            f"not finite: {report.not_finite} images gave an output that is not finite "
+            "(NaN or infinity); counted as wrong"
+        )
     print(
         f"time: load {report.load_seconds * 1e3:.1f} ms, transfer "
         f"{report.transfer_seconds * 1e3:.1f} ms{first_call}, "

@@ -17,6 +17,7 @@ from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import add_backend_options, add_dataset_options, positive_int
 from xpnet.cli.output import Score, print_json
 from xpnet.cli.pictures import add_picture_command, check_picture_outputs, deliver
+from xpnet.forward_pass import NO_CLASS, labels_of
 from xpnet.inference import predict
 from xpnet.plotting import (
     confusion_matrix,
@@ -35,6 +36,8 @@ class Inspection(Score):
     """What ``inspect`` found; ``--json`` prints it as is (docs/cli.md names the keys)."""
 
     misclassified: int
+    not_finite: int
+    """Images whose output held a NaN or an infinity: no class, misclassified, worst first."""
     misclassified_indices: list[int]
     """Worst first: lowest probability for the true class."""
     confusion_matrix: list[list[int]]
@@ -98,9 +101,15 @@ def run(args: argparse.Namespace) -> int:
         dtype=str(network.dtype).split(".")[-1],
     )
     probabilities = predict(network, images, batch_size=args.batch_size)
-    predicted = target.xp.argmax(probabilities, axis=-1)
+    # The non-finite rule: a row whose output is not finite has no class (never correct).
+    predicted = labels_of(target.xp, probabilities, probabilities)
     worst = to_host(misclassified_indices(labels, probabilities))
-    counts = to_host(confusion_matrix(labels, predicted))
+    not_finite = int(target.xp.count_nonzero(predicted == NO_CLASS))
+    if not_finite:  # the confusion matrix counts the rows that have a class
+        keep = to_host(predicted) != NO_CLASS
+        counts = to_host(confusion_matrix(to_host(labels)[keep], to_host(predicted)[keep]))
+    else:
+        counts = to_host(confusion_matrix(labels, predicted))
     total = images.shape[0]
     figures = {
         "misclassified": plot_misclassified(
@@ -120,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         correct=total - len(worst),
         accuracy=(total - len(worst)) / total if total else None,
         misclassified=len(worst),
+        not_finite=not_finite,
         misclassified_indices=worst.tolist(),
         confusion_matrix=counts.tolist(),
         out=None if args.out is None else str(args.out),

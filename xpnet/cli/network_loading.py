@@ -7,6 +7,7 @@ textbook's weights (fetched once into the cache), or nothing for the bundled wei
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from xpnet.network import Network
 from xpnet.pretrained import BUNDLED_WEIGHTS
@@ -19,6 +20,16 @@ def load_network(
     from xpnet.weights import load_weights
 
     return load_weights(weights_file(path), backend=backend, device=device, activations=activations)
+
+
+def load_network_and_info(
+    path: Path, backend: str, device: str | None, activations: str | None = None
+) -> tuple[Network, dict[str, Any]]:
+    """The network at ``path`` on the target backend and its file's header, from one
+    reading (see :func:`xpnet.weights.load_weights_and_info`)."""
+    from xpnet.weights import load_weights_and_info
+
+    return load_weights_and_info(path, backend=backend, device=device, activations=activations)
 
 
 def weights_file(path: str | None) -> Path:

@@ -7,11 +7,11 @@ missing parent folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from xpnet._atomic import atomic_write
+from xpnet._atomic import atomic_write, write_all
 from xpnet.cli.output import display_path
 from xpnet.errors import XpnetError
 
@@ -51,3 +51,23 @@ def write_output(path: Path, write: Callable[[BinaryIO], None], *, force: bool) 
             write(stream)
     except FileExistsError:
         raise XpnetError(f"--out {display_path(path)} exists; pass --force to replace it") from None
+
+
+def write_outputs(items: Sequence[tuple[Path, Callable[[BinaryIO], None]]], *, force: bool) -> None:
+    """Write a command's set of output files, each through its ``write``: all of them are
+    replaced or none (see :func:`xpnet._atomic.write_all`). A failure, a full disk above
+    all, is one line naming the file and the cause, and says that nothing was replaced."""
+    for path, _ in items:
+        check_output(path, force=force)
+    try:
+        write_all(items, replace=force)
+    except FileExistsError as exc:
+        shown = display_path(exc.filename or "")
+        raise XpnetError(f"--out {shown} exists; pass --force to replace it") from None
+    except OSError as exc:
+        which = display_path(exc.filename) if exc.filename else "an output file"
+        kept = "no file was written" if len(items) == 1 else f"none of the {len(items)} files"
+        raise XpnetError(
+            f"cannot write {which}: {exc.strerror or exc}; {kept}"
+            + ("" if len(items) == 1 else " was written or replaced")
+        ) from None

@@ -10,15 +10,16 @@ without pyplot; pyplot is imported only to show them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from xpnet.cli.options import UsageError, add_force_option, positive_int
 from xpnet.cli.output import display_path, tell
-from xpnet.cli.output_files import check_output, write_output
+from xpnet.cli.output_files import check_output, write_output, write_outputs
 from xpnet.errors import XpnetError
 from xpnet.plotting import require_matplotlib
 
@@ -137,11 +138,21 @@ def deliver(
     for path, figure in figures:
         if path is not None:
             check_size(figure, args.dpi)
-    if folder is not None and not folder.is_dir():
+    made = folder is not None and not folder.is_dir()
+    if folder is not None and made:
         folder.mkdir()
-    for path, figure in figures:
-        if path is not None:
-            save(figure, path, dpi=args.dpi, force=args.force)
+    chosen = [(path, figure) for path, figure in figures if path is not None]
+    try:  # all the pictures, or none: a full disk replaces none of them
+        write_outputs(
+            [(path, writer(figure, path, args.dpi)) for path, figure in chosen], force=args.force
+        )
+    except BaseException:
+        if folder is not None and made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    for path, figure in chosen:
+        say_written(figure, path, args.dpi)
     if args.show and missing_display():
         tell(f"xpnet: notice: no window shown: {missing_display()}")
     elif args.show:
@@ -154,6 +165,12 @@ def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI, force: bool = Fa
 
     The file appears whole or not at all; an existing one is replaced only with ``force``.
     """
+    write_output(path, writer(figure, path, dpi), force=force)
+    say_written(figure, path, dpi)
+
+
+def writer(figure: Figure, path: Path, dpi: int) -> Callable[[BinaryIO], None]:
+    """What writes ``figure`` into a stream, in the format ``path``'s suffix names."""
     suffix = path.suffix.removeprefix(".").lower()
 
     def write(stream: BinaryIO) -> None:
@@ -166,7 +183,11 @@ def save(figure: Figure, path: Path, *, dpi: int = DEFAULT_DPI, force: bool = Fa
                 f"cannot write {display_path(path)}: {type(exc).__name__}: {exc}"
             ) from None
 
-    write_output(path, write, force=force)
+    return write
+
+
+def say_written(figure: Figure, path: Path, dpi: int) -> None:
+    """Tell where a picture went, with its pixel size."""
     width, height = (figure.get_size_inches() * dpi).round().astype(int)
     tell(f"wrote {display_path(path)} ({width}x{height} px)")
 

@@ -16,14 +16,12 @@ random shifts of up to 2 pixels, seed 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import shlex
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,9 +143,11 @@ def layer_sizes(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     check_output(args.out, force=args.force)
     check_memory(args.layers, args.dtype)
-    record, network = train_network(args)
-    metadata = json_safe(asdict(record))
-    with deferred_interrupts() as interrupts:
+    with SaveOnSignals() as signals:
+        record, network = train_network(args, signals)
+        # From here on every signal waits: the network is saved whatever arrives.
+        signals.defer()
+        metadata = json_safe(asdict(record))
         if not args.force:  # a file that appeared while training is not replaced either
             check_output(args.out, force=False)
         save_weights(network, args.out, metadata=metadata)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print_json({**metadata, "out": str(args.out), "files": [str(args.out)]})
     else:
         print_record(record, args.out)
-    if record.interrupted or interrupts:
+    if record.interrupted or signals.received:
         if not record.interrupted:
             what = "while saving; saved the network to"
         elif record.epochs_completed == record.epochs:
@@ -166,26 +166,74 @@ def run(args: argparse.Namespace) -> int:
                 "saved the network so far to"
             )
         tell(f"xpnet: interrupted {what} {display_path(args.out)}")
-        return INTERRUPTED
+        return signals.exit_status()
     return 0
 
 
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[list[int]]:
-    """Hold Ctrl-C back while the network is saved; yields the signals that came meanwhile.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals that end training early and still save the network: Ctrl-C, ``kill`` and
+a closed terminal."""
 
-    A second Ctrl-C must not cost the network that the first one asked to save. Off the
-    main thread (where Python cannot set handlers) nothing is deferred.
+
+class SaveOnSignals:
+    """The signal rule of ``xpnet train``: once the first step has begun, every promised
+    save happens whatever signals arrive, however close together.
+
+    While the data loads, a signal ends the command at once (nothing is trained yet).
+    During training a signal is only recorded; the step under way completes, and the
+    training loop stops there (:meth:`on_batch`), keeping the network of that step. While
+    the trained network is scored, the first signal interrupts the scoring. Any later
+    signal, and every signal during the save (:meth:`defer`), is only recorded. A handler
+    that only records cannot be interrupted half-way by a second signal, so no pair of
+    signals reaches a point where the network is lost. Signals ignored when the command
+    starts (``nohup``, a shell's ``trap '' INT``) stay ignored; off the main thread (where
+    Python cannot set handlers) nothing changes.
     """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    before = signal.signal(signal.SIGINT, lambda number, _frame: received.append(number))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, before)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._raising = True
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> SaveOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._before[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for signum, before in self._before.items():
+            signal.signal(signum, before)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        if self._raising and len(self.received) == 1:
+            self._raising = False  # at most one KeyboardInterrupt, ever
+            raise KeyboardInterrupt
+
+    def record_only(self) -> None:
+        """From now on signals are recorded, never raised (training has begun)."""
+        self._raising = False
+
+    def raise_first(self) -> None:
+        """The first signal, if none came yet, interrupts what runs next (the scoring)."""
+        self._raising = not self.received
+
+    def defer(self) -> None:
+        """Every signal from now on only waits (the save)."""
+        self._raising = False
+
+    def on_batch(self) -> None:
+        """Called after each training step: end training here once a signal came."""
+        if self.received:
+            raise KeyboardInterrupt
+
+    def exit_status(self) -> int:
+        """128 plus the first signal's number (130 for Ctrl-C), as shells report it."""
+        return 128 + self.received[0] if self.received else INTERRUPTED
 
 
 def physical_memory() -> int | None:
@@ -210,9 +258,13 @@ def check_memory(sizes: tuple[int, ...], dtype: str) -> None:
         )
 
 
-def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
-    """Load the data, train as ``args`` say, score on the test split; Ctrl-C ends training
-    and skips the scoring, leaving the network as of the last completed step."""
+def train_network(
+    args: argparse.Namespace, signals: SaveOnSignals | None = None
+) -> tuple[TrainingRecord, Network]:
+    """Load the data, train as ``args`` say, score on the test split; a signal (see
+    :class:`SaveOnSignals`) ends training and skips the scoring, leaving the network as of
+    the last completed step."""
+    signals = signals or SaveOnSignals()
     target = get_backend(args.backend, args.device)
     lr = args.lr if args.lr is not None else LEARNING_RATES.get(args.optimizer)
     optimizer = make_optimizer(args.optimizer, lr)
@@ -238,8 +290,14 @@ def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
         device=args.device,
     )
     test: tuple[float | None, float | None] = (None, None)
+
+    def on_batch(stats: Any) -> None:
+        bars.batch(stats)
+        signals.on_batch()
+
     with EpochBars(args.epochs, disable=args.json) as bars:
         start = time.perf_counter()
+        signals.record_only()
         network, history = train(
             network,
             x,
@@ -250,16 +308,19 @@ def train_network(args: argparse.Namespace) -> tuple[TrainingRecord, Network]:
             weight_decay=args.weight_decay,
             seed=args.seed,
             augment_shift=args.augment_shift,
-            on_batch=bars.batch,
+            on_batch=on_batch,
             on_epoch=bars.epoch,
         )
         seconds = time.perf_counter() - start
-        interrupted = history.interrupted
-        try:
-            if not interrupted:
+        interrupted = history.interrupted or bool(signals.received)
+        if not interrupted:
+            try:  # the first signal interrupts the scoring; the network is kept
+                signals.raise_first()
                 test = evaluate(network, x_test, t_test)
-        except KeyboardInterrupt:  # the network is trained: it is still saved
-            interrupted = True
+                signals.defer()
+            except KeyboardInterrupt:
+                interrupted, test = True, (None, None)
+        signals.defer()
     last = history.epochs[-1] if history.epochs else None
     record = TrainingRecord(
         command=command_line(args, optimizer.lr),

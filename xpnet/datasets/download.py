@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from xpnet._temporaries import ATTEMPTS, abandoned, create_locked
 from xpnet.errors import DataError
 
 LOCAL_FILES_HINT = (
@@ -51,8 +52,6 @@ STAGING_PREFIX = ".download-"
 """How xpnet's staging folders start; only those that also hold its lock are swept."""
 _LOCK = "xpnet-download.lock"
 """The lock file in a staging folder: JSON naming the file, held (flock) while in use."""
-_STALE_EMPTY = 3600.0
-"""Age in seconds after which an empty staging folder (killed before its lock) is removed."""
 
 
 class _Failed(Exception):
@@ -211,59 +210,48 @@ def staging_folder(parent: Path, filename: str) -> Iterator[Path]:
     removes the partial file, the lock and the folder.
     """
     sweep_staging(parent)
-    folder = Path(tempfile.mkdtemp(dir=parent, prefix=STAGING_PREFIX))
-    lock = None
+    folder, lock = _new_staging(parent, filename)
     try:
-        lock = _hold_lock(folder, filename)
         yield folder
     finally:
         with contextlib.suppress(FileNotFoundError):
             (folder / filename).unlink()
-        if lock is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / _LOCK).unlink()
-            os.close(lock)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / _LOCK).unlink()
+        os.close(lock)
         with contextlib.suppress(OSError):
             folder.rmdir()
 
 
-def _hold_lock(folder: Path, filename: str) -> int | None:
-    """Create ``folder``'s lock file, already locked, naming ``filename``; its descriptor.
-
-    The lock is written under another name and renamed into place once locked, so no
-    sweeper ever sees an unlocked lock of a live download. Without ``fcntl`` (Windows)
-    there is no lock, and nothing is ever swept.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".lock-")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, json.dumps({"file": filename, "pid": os.getpid()}).encode())
-        os.replace(temporary, folder / _LOCK)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return fd
+def _new_staging(parent: Path, filename: str) -> tuple[Path, int]:
+    """A new staging folder and its lock file, held, naming ``filename``: the folder and
+    the lock's descriptor. A sweeper that removes the folder while it is still empty (it
+    holds nothing yet) makes this try again with another."""
+    for _ in range(ATTEMPTS):
+        folder = Path(tempfile.mkdtemp(dir=parent, prefix=STAGING_PREFIX))
+        try:
+            fd, _ = create_locked(folder, lambda: _LOCK)
+        except (FileNotFoundError, FileExistsError):
+            continue  # swept while empty
+        try:
+            os.write(fd, json.dumps({"file": filename, "pid": os.getpid()}).encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        return folder, fd
+    raise DataError(f"cannot make a staging folder in {parent} for {filename}")
 
 
 def sweep_staging(parent: Path) -> list[Path]:
     """Remove the staging folders in ``parent`` that killed downloads left; return them.
 
-    A folder is removed only if its name starts with ``.download-``, it holds xpnet's
-    lock file, and no process holds that lock (a live download does, until it ends):
-    then its lock, the partial file the lock names and the folder go, and nothing else
-    (a folder holding anything more stays). An empty ``.download-*`` folder older than
-    an hour (a process killed before it made its lock) is removed too.
+    By :mod:`xpnet._temporaries`' rule: a folder is removed only if its name starts with
+    ``.download-`` and it holds xpnet's lock file that no process holds (a live download
+    holds it, until it ends); then its lock, the partial file the lock names and the
+    folder go, and nothing else (a folder holding anything more stays, as does one whose
+    lock file is not one xpnet wrote). An empty ``.download-*`` folder (a process killed
+    before its lock) holds nothing to lose and is removed too.
     """
-    try:
-        import fcntl
-    except ImportError:
-        return []
     removed = []
     try:
         entries = list(parent.glob(f"{STAGING_PREFIX}*"))
@@ -273,35 +261,36 @@ def sweep_staging(parent: Path) -> list[Path]:
         with contextlib.suppress(OSError):
             if folder.is_symlink() or not folder.is_dir():
                 continue
-            if _sweep_one(folder, fcntl):
+            if _sweep_one(folder):
                 removed.append(folder)
     return removed
 
 
-def _sweep_one(folder: Path, fcntl: Any) -> bool:
-    try:
-        fd = os.open(folder / _LOCK, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        if not any(folder.iterdir()) and time.time() - folder.stat().st_mtime > _STALE_EMPTY:
+MAX_LOCK_BYTES = 4096
+"""The most of a lock file read: xpnet's are one short JSON object."""
+
+
+def _sweep_one(folder: Path) -> bool:
+    if not os.path.lexists(folder / _LOCK):
+        if not any(folder.iterdir()):
             folder.rmdir()
             return True
         return False
-    try:
+    with abandoned(folder / _LOCK) as gone:
+        if not gone:
+            return False  # a live download holds it (or it is not a file)
+        with open(folder / _LOCK, "rb") as stream:
+            text = stream.read(MAX_LOCK_BYTES + 1)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # a live download holds it
-        with open(fd, "rb", closefd=False) as stream:
-            meta = json.loads(stream.read(4096) or b"null")
+            meta = json.loads(text) if len(text) <= MAX_LOCK_BYTES else None
+        except (ValueError, RecursionError):  # not a lock xpnet wrote: leave the folder
+            return False
         name = meta.get("file") if isinstance(meta, dict) else None
-        if isinstance(name, str) and name and os.path.basename(name) == name:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
+        if not (isinstance(name, str) and name and os.path.basename(name) == name):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
         (folder / _LOCK).unlink()
-    except ValueError:
-        return False  # not a lock xpnet wrote: leave the folder as it is
-    finally:
-        os.close(fd)
     folder.rmdir()  # OSError (kept) if anything else is in it
     return True
 

@@ -20,14 +20,14 @@ import hashlib
 import json
 import os
 import stat
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xpnet._atomic import TEMP_SUFFIX, atomic_write
+from xpnet._atomic import atomic_write, temp_pattern
+from xpnet._temporaries import sweep_files
 from xpnet.datasets.idx import read_errors
 from xpnet.datasets.registry import DataFile
 from xpnet.datasets.verify import Verified, parse_verified
@@ -38,8 +38,6 @@ _MAGIC = b"XPNET PARSED COPY 2\n"
 _MAX_HEADER = 4096
 """The most bytes the JSON line of a copy may take."""
 _CHUNK = 1 << 20
-_STALE = 3600.0
-"""Seconds after which a temporary copy (a writer killed mid-write) is removed."""
 
 
 class _Damaged(Exception):
@@ -177,21 +175,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
 
 
 def _sweep_temporaries(folder: Path) -> None:
-    """Remove the temporary files of copies whose writer was killed mid-write.
-
-    Only the names :func:`xpnet._atomic.atomic_write` gives a copy's temporary file
-    (``.<name>.parsed.<random><suffix>``), only regular files, and only once untouched
-    for an hour: a live writer finishes a copy long before that.
-    """
-    try:
-        entries = list(folder.glob(f".*.parsed.*{TEMP_SUFFIX}"))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        try:
-            facts = entry.lstat()
-            if stat.S_ISREG(facts.st_mode) and now - facts.st_mtime > _STALE:
-                entry.unlink()
-        except OSError:
-            continue
+    """Remove the temporary files of copies whose writer died mid-write: the names
+    :func:`xpnet._atomic.atomic_write` gives, by :mod:`xpnet._temporaries`' rule (only
+    those whose writer's lock is gone)."""
+    sweep_files(folder, temp_pattern())

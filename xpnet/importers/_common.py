@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from xpnet.errors import NetworkError, WeightsError
-from xpnet.network import Layer, Network, to_backend
+from xpnet.network import Layer, Network, check_finite, to_backend
 
 
 class Unsupported(Exception):
@@ -70,6 +70,7 @@ def place(network: Network, backend: str, device: str | None, dtype: str | None 
     if dtype is not None:
         params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
+    check_finite(network)  # the non-finite rule: after the cast, which can overflow
     return to_backend(network, backend, device)
 
 

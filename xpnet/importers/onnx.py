@@ -629,7 +629,7 @@ def _within_budget(tensor: Any, label: str) -> Any:
         budget.check(declared, tensor.ByteSize(), label)
     except budget.OverBudget as exc:
         raise Unsupported(str(exc)) from None
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError):
         raise Unsupported(f"{label} is malformed (element type {tensor.data_type})") from None
     return tensor
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnet._temporaries import abandoned, create_locked
 from xpnet._typing import Array
 from xpnet.errors import DataError
 
@@ -57,7 +58,9 @@ MANIFEST = "xpnet-manifest.json"
 """The store's manifest, beside the group's ``zarr.json``."""
 
 STAGING_MARKER = "xpnet-staging.json"
-"""The file that marks a folder as a store xpnet is still building (with the builder's pid)."""
+"""The file that marks a folder as a store xpnet is still building; its builder holds its
+lock (``flock``) while it builds, so one whose lock is free was left by a dead process
+and is swept (:mod:`xpnet._temporaries`)."""
 
 MAX_METADATA_BYTES = 1 << 20
 """The largest ``zarr.json`` read: far above what a store's group or arrays need."""
@@ -247,11 +250,13 @@ def write_store(
     }
     staging = target.with_name(f".{target.name}.xpnet-{secrets.token_hex(8)}")
     made = False
+    marker: int | None = None  # the staging marker, locked while this process builds
     try:
         with interrupts_deferred():
             staging.mkdir()
             made = True
-            _write_json(staging / STAGING_MARKER, {"xpnet": "staging", "pid": os.getpid()})
+            marker, _ = create_locked(staging, lambda: STAGING_MARKER)
+            os.write(marker, json.dumps({"xpnet": "staging", "pid": os.getpid()}).encode())
         _build(staging, images.reshape(len(images), pixels), labels, rows, chunk_rows, attrs)
         with interrupts_deferred():
             if replacing:
@@ -263,6 +268,9 @@ def write_store(
             with interrupts_deferred():
                 _remove_xpnet_folder(staging)
         raise
+    finally:
+        if marker is not None:
+            os.close(marker)
     if replacing:
         with interrupts_deferred():
             _remove_xpnet_folder(staging)  # now the old store
@@ -475,27 +483,15 @@ def _clean_leftovers(target: Path) -> None:
         folder = Path(entry.path)
         marker = folder / STAGING_MARKER
         if os.path.lexists(marker):
-            try:
-                pid = _read_json(marker, MAX_METADATA_BYTES).get("pid")
-            except DataError:
-                continue
-            if isinstance(pid, int) and not _alive(pid):
-                _remove_xpnet_folder(folder)
+            # xpnet._temporaries' rule: its builder's lock on the marker is gone.
+            with abandoned(marker) as gone:
+                if gone:
+                    _remove_xpnet_folder(folder)
         elif _is_complete_store(folder):
             if os.path.lexists(target):
                 _remove_xpnet_folder(folder)
             else:
                 os.rename(folder, target)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return pid > 0
 
 
 def _is_complete_store(folder: Path) -> bool:
@@ -521,7 +517,7 @@ def _remove_xpnet_folder(folder: Path) -> None:
         here = Path(root)
         for name in files:
             relative = (here / name).relative_to(folder).as_posix()
-            if relative in owned and stat.S_ISREG(os.lstat(here / name).st_mode):
+            if _owned(relative, owned) and stat.S_ISREG(os.lstat(here / name).st_mode):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(here / name)
         for name in dirs:
@@ -535,6 +531,20 @@ def _remove_xpnet_folder(folder: Path) -> None:
         warnings.warn(
             f"left {folder}: it holds files that xpnet did not write", RuntimeWarning, stacklevel=3
         )
+
+
+_PARTIAL = re.compile(r"(?P<stem>.+)\.[0-9a-f]{32}\.partial")
+"""The temporary file zarr writes each of its files as (its suffix replaced by a token and
+``.partial``) before renaming it into place: a writer killed mid-chunk leaves one."""
+
+
+def _owned(relative: str, owned: set[str]) -> bool:
+    """Whether the file at ``relative`` is one of the ``owned`` files or zarr's partial
+    copy of one."""
+    if relative in owned:
+        return True
+    match = _PARTIAL.fullmatch(relative)
+    return match is not None and any(os.path.splitext(name)[0] == match["stem"] for name in owned)
 
 
 def _owned_files(folder: Path) -> set[str]:
