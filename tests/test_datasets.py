@@ -329,6 +329,35 @@ def test_a_changed_source_is_parsed_again(toy: Path, parses: list[str]) -> None:
     assert parses == ["t10k-images.gz", "t10k-labels.gz", "t10k-labels.gz"]
 
 
+@pytest.mark.parametrize("damage", ["one bit", "two bytes swapped", "a byte short", "a zero"])
+def test_accidental_damage_anywhere_in_a_parsed_copy_is_caught(
+    toy: Path, cache: Path, parses: list[str], damage: str
+) -> None:
+    """The copy's CRC catches what disks and cut-short writers do, wherever it lands."""
+    expected = read_idx(toy / "t10k-images.gz").reshape(5, -1)
+    load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    spec = DATASETS["toy"].splits["test"].images
+    copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")
+    whole = copy.read_bytes()
+    start = len(whole) - expected.size
+    for place in np.random.default_rng(1).integers(start, len(whole) - 1, 8):
+        data = bytearray(whole)
+        if damage == "one bit":
+            data[place] ^= 1 << int(place % 8)
+        elif damage == "two bytes swapped":
+            data[place], data[place + 1] = data[place + 1], data[place] ^ 0x80
+        elif damage == "a byte short":
+            del data[place]
+        else:
+            data[place] = 0 if data[place] else 1
+        copy.write_bytes(bytes(data))
+        parses.clear()
+        with pytest.warns(UserWarning, match="parsed copy .* is damaged"):
+            x, _ = load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+        np.testing.assert_array_equal(x, expected)
+        assert parses == ["t10k-images.gz"]  # parsed from the checked source again
+
+
 def test_a_damaged_parsed_copy_is_not_trusted(toy: Path, cache: Path, parses: list[str]) -> None:
     spec = DATASETS["toy"].splits["test"].images
     copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")

@@ -30,12 +30,14 @@ from xpnet.network import Network, NetworkLike, as_network
 ENGINES = ("auto", "array-api", "onnxruntime")
 """The engines a NumPy forward pass may run on: ``auto`` chooses by :data:`AUTO_ROWS`."""
 
-AUTO_ROWS = 100_000
+AUTO_ROWS = 50_000
 """The rows of NumPy input after which ``auto`` runs ONNX Runtime: a call of this many, or
-fewer once this process has run this many on the array-API path. Below it, what ONNX
-Runtime saves (about a microsecond a row of the textbook's network) does not pay for what
-it costs a process to start (importing it, building a session: tens of milliseconds); see
-docs/performance.md. A network whose session is built already runs there whatever its rows."""
+fewer once this process has run this many on the array-API path (the rule of renting until
+the rent paid would have bought: never more than twice the better choice's cost). Below
+it, what ONNX Runtime saves (about a microsecond a row of the textbook's network) does not
+pay for what it costs a process to start (importing it and building a session: tens of
+milliseconds); docs/performance.md has the figures. A network whose session is built
+already runs there whatever its rows."""
 
 _generic_rows = 0
 """Rows of input ONNX Runtime could have run that ``auto`` gave the array-API path."""
