@@ -119,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="folder of the MNIST t10k gz files")
     parser.add_argument("--rounds", type=int, default=15, help="(default: 15)")
     parser.add_argument("--no-torch", action="store_true", help="leave the PyTorch peer out")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="for a checkout from before issue 27: no --engine row, and the bundled weights' "
+        "rows get --data-dir (no test split shipped in the package then)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="xpnet-e2e-") as scratch:
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     book_line = "Accuracy:0.9352"
     infer = [python, "-m", "xpnet", "infer"]
     bundled_line = f"Accuracy:{_bundled_accuracy()}"
+    bundled = [*infer, "--data-dir", data] if args.before else infer
     commands = [
         Command("book script", [python, str(scratch / "book.py"), data, weights], book_line),
         Command(
@@ -144,7 +151,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
             [*infer, "--weights", weights, "--data-dir", data],
             book_line,
         ),
-        Command("xpnet infer (bundled weights, shipped data), warm", infer, bundled_line),
+        Command("xpnet infer (bundled weights, shipped data), warm", bundled, bundled_line),
         Command(
             "xpnet infer --weights PKL --data-dir DIR, cold",
             [*infer, "--weights", weights, "--data-dir", data],
@@ -153,7 +160,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         ),
         Command(
             "xpnet infer (bundled weights, shipped data), cold",
-            infer,
+            bundled,
             bundled_line,
             fresh_cache=True,
         ),
@@ -163,6 +170,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
             book_line,
         ),
     ]
+    if args.before:
+        commands.pop()  # no --engine before issue 27
     if not args.no_torch and _has("torch"):
         commands.append(
             Command(

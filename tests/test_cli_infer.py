@@ -17,7 +17,7 @@ from xpnet._array_api import device_name
 from xpnet.backends import to_host
 from xpnet.cli import main
 from xpnet.datasets import DATASETS, load_mnist
-from xpnet.inference import ENGINES
+from xpnet.inference import AUTO_ROWS, ENGINES
 
 
 def infer(capsys, *args: str) -> tuple[int, str, str]:
@@ -205,7 +205,8 @@ def test_the_engine_is_the_users_choice_and_the_report_names_it(book_weights, ca
     pytest.importorskip("onnxruntime", reason="the engine needs onnxruntime (extra fast)")
     monkeypatch.delenv("XPNET_ENGINE", raising=False)
     common = ("--weights", str(book_weights), "--data-dir", str(MNIST_DIR))
-    for option, expected in (("auto", "array-api"), *((e, e) for e in ENGINES[1:])):
+    chosen = "onnxruntime" if AUTO_ROWS <= 10_000 else "array-api"  # auto's rule
+    for option, expected in (("auto", chosen), *((e, e) for e in ENGINES[1:])):
         status, out, err = infer(capsys, *common, "--engine", option, "--json")
         assert status == 0
         report = json.loads(out)
@@ -216,6 +217,12 @@ def test_the_engine_is_the_users_choice_and_the_report_names_it(book_weights, ca
     assert json.loads(infer(capsys, *common, "--json")[1])["engine"] == "onnxruntime"
     status, out, _ = infer(capsys, *common, "--engine", "array-api", "--json")
     assert json.loads(out)["engine"] == "array-api"  # the option wins over the variable
+
+
+def test_the_command_line_offers_the_libraries_engines():
+    from xpnet.cli import options
+
+    assert options.ENGINES == ENGINES
 
 
 def test_an_unknown_engine_is_one_line(capsys, monkeypatch):

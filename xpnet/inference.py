@@ -30,14 +30,14 @@ from xpnet.network import Network, NetworkLike, as_network
 ENGINES = ("auto", "array-api", "onnxruntime")
 """The engines a NumPy forward pass may run on: ``auto`` chooses by :data:`AUTO_ROWS`."""
 
-AUTO_ROWS = 50_000
-"""The rows of NumPy input after which ``auto`` runs ONNX Runtime: a call of this many, or
-fewer once this process has run this many on the array-API path (the rule of renting until
-the rent paid would have bought: never more than twice the better choice's cost). Below
-it, what ONNX Runtime saves (about a microsecond a row of the textbook's network) does not
-pay for what it costs a process to start (importing it and building a session: tens of
-milliseconds); docs/performance.md has the figures. A network whose session is built
-already runs there whatever its rows."""
+AUTO_ROWS = 10_000
+"""The rows of NumPy input from which ``auto`` runs ONNX Runtime: a call of this many, or
+a smaller one once this process has given the array-API code this many (the rule of
+renting until the rent paid would have bought: never more than twice the better
+choice's cost). From this size on, importing ONNX Runtime, building its session and
+running it took no longer, in a fresh process, than the array-API code on the same rows
+(docs/performance.md has the figures); below it the start-up does not pay. A network whose
+session is built already runs there whatever its rows."""
 
 _generic_rows = 0
 """Rows of input ONNX Runtime could have run that ``auto`` gave the array-API path."""

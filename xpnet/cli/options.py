@@ -163,7 +163,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         help="folder holding the dataset's files (.gz or raw); default: $XPNET_DATA_DIR, "
-        "then the cache",
+        "then the cache, then (MNIST's test split) the copy shipped with xpnet",
     )
     parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
 
