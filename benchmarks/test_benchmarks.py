@@ -140,7 +140,7 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     assert result["machine"]["numpy_engine"] == ": ".join(xpnet.numpy_engine())
     assert [v["name"] for v in result["variants_back_to_back"]] == names
     assert {t["variant"] for t in result["targets_back_to_back"]} <= set(names)
-    if xpnet.numpy_engine()[0] == "onnxruntime":
+    if peers.numpy_engine(xpnet.get_backend("numpy")) == "onnxruntime":
         assert {"onnxruntime", "xpnet numpy on cpu, generic"} <= set(names)
     assert result["machine"]["cpu"].endswith(" cores")
     assert all(v["milliseconds"] > 0 for v in result["variants"])
