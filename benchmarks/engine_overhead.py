@@ -70,10 +70,10 @@ def peer(operator: str, inter_op_threads: int = 0) -> Callable[[], int]:
     return lambda: int(np.count_nonzero(session.run(None, {"x": x})[0] == t))
 
 
-xpnet.count_correct(network, x, t)  # builds xpnet's session
+xpnet.count_correct(network, x, t, engine="onnxruntime")  # builds xpnet's session
 own = engine._session(network, True, np.dtype(np.float32), engine.THREADS)
 variants = {
-    "xpnet.count_correct": lambda: xpnet.count_correct(network, x, t),
+    "xpnet.count_correct": lambda: xpnet.count_correct(network, x, t, engine="onnxruntime"),
     "xpnet's session, run directly": lambda: int(
         np.count_nonzero(own.run(None, {"input": x})[0] == t)
     ),
@@ -132,7 +132,7 @@ output = own.run(None, {"input": x})[0]
 peer_count = after_a_run(lambda: int(np.count_nonzero(output == t)))
 (entry,) = engine._entries
 entry[2][True, np.dtype(np.float32), engine.THREADS] = Replay(output)
-xpnet_work = after_a_run(lambda: xpnet.count_correct(network, x, t))
+xpnet_work = after_a_run(lambda: xpnet.count_correct(network, x, t, engine="onnxruntime"))
 entry[2][True, np.dtype(np.float32), engine.THREADS] = own
 for name, (cold, warm) in (
     ("count_correct less its session's run", xpnet_work),

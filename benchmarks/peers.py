@@ -123,15 +123,27 @@ def _jitted(backend: Backend, work: Workload) -> Variant:
     return Variant(f"xpnet {backend}, jax.jit", run, "jax.jit(xpnet.predict_labels)")
 
 
+def numpy_engine(backend: Backend) -> str | None:
+    """The engine the xpnet variants run NumPy input on: ONNX Runtime where installed (the
+    variants time an engine, not ``auto``'s choice, which would give the first calls of a
+    process to the array-API code), else the setting in force."""
+    from xpnet import _onnxruntime_engine
+
+    return "onnxruntime" if backend.name == "numpy" and _onnxruntime_engine.available() else None
+
+
 def _resident(name: str, backend: Backend, work: Workload, *, raw: bool) -> Variant:
     network = work.network_on(backend)
+    engine = numpy_engine(backend)
     if raw:
         network = network.scale_input(1 / 255)
     x = backend.asarray(work.pixels if raw else work.images)
     t = work.labels_on(backend)
 
     def run() -> int:
-        correct = xpnet.count_correct(network, x, t, batch_size=max(1, len(work.labels)))
+        correct = xpnet.count_correct(
+            network, x, t, batch_size=max(1, len(work.labels)), engine=engine
+        )
         backend.synchronize()
         return correct
 
@@ -321,17 +333,18 @@ def end_to_end_variants(work: Workload, data_dir: str) -> list[Variant]:
 
     network = work.network.scale_input(1 / 255)
     folder = Path(data_dir)
+    engine = numpy_engine(get_backend("numpy"))
 
     def warm() -> int:
         x, t = load_mnist(normalize=False, split="test", data_dir=folder, download=False)
-        return xpnet.count_correct(network, x, t, batch_size=len(t))
+        return xpnet.count_correct(network, x, t, batch_size=len(t), engine=engine)
 
     def cold() -> int:
         x = read_idx(folder / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
         t = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
-        return xpnet.count_correct(network, x, t, batch_size=len(t))
+        return xpnet.count_correct(network, x, t, batch_size=len(t), engine=engine)
 
     return [
-        Variant("end to end, warm files", warm, "load_mnist from its parsed .npy cache + infer"),
+        Variant("end to end, warm files", warm, "load_mnist from its parsed cache + infer"),
         Variant("end to end, cold files", cold, "gzip IDX files parsed + infer"),
     ]

@@ -140,7 +140,7 @@ def test_bench_command_reports_every_variant(book_weights, tmp_path, capsys):
     assert result["machine"]["numpy_engine"] == ": ".join(xpnet.numpy_engine())
     assert [v["name"] for v in result["variants_back_to_back"]] == names
     assert {t["variant"] for t in result["targets_back_to_back"]} <= set(names)
-    if xpnet.numpy_engine()[0] == "onnxruntime":
+    if peers.numpy_engine(xpnet.get_backend("numpy")) == "onnxruntime":
         assert {"onnxruntime", "xpnet numpy on cpu, generic"} <= set(names)
     assert result["machine"]["cpu"].endswith(" cores")
     assert all(v["milliseconds"] > 0 for v in result["variants"])
@@ -301,3 +301,40 @@ def test_the_scripts_run_from_anywhere_and_show_their_options(script, tmp_path):
     if script == "dask_benchmark.py":
         wanted = ["--weights", "--data-dir", "--images", "--chunk-rows", "--repeats", "--store"]
     assert all(option in done.stdout for option in wanted)
+
+
+@needs_mnist
+def test_the_end_to_end_benchmark_times_whole_processes_that_give_the_books_answer(
+    book_weights, tmp_path, capsys
+):
+    from benchmarks import end_to_end
+
+    out = tmp_path / "e2e.json"
+    arguments = ["--weights", str(book_weights), "--data-dir", str(MNIST_DIR), "--rounds", "1"]
+    assert end_to_end.main([*arguments, "--no-torch", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    names = [row["name"] for row in results["commands"]]
+    assert names[0] == "book script" and len(names) == 6
+    assert {row["name"]: row["paired_ratio"] for row in results["commands"]}["book script"] == 1
+    assert all(row["median_s"] > 0 for row in results["commands"] + results["imports"])
+    printed = capsys.readouterr().out
+    assert "target xpnet infer --weights PKL --data-dir DIR, warm: within 1.2x:" in printed
+    assert "target import xpnet within 50 ms of import numpy:" in printed
+
+
+def test_the_book_script_of_the_end_to_end_benchmark_is_the_books_flow(book_weights, tmp_path):
+    """The peer prints the book's accuracy from the gz files and the pickle, as the book's
+    own chapter 3 script does (whatever xpnet computes)."""
+    from benchmarks import end_to_end
+
+    if not all((MNIST_DIR / name).is_file() for name in ("t10k-images-idx3-ubyte.gz",)):
+        pytest.skip(f"the MNIST test files are not in {MNIST_DIR}")
+    script = tmp_path / "book.py"
+    script.write_text(end_to_end.BOOK_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(MNIST_DIR), str(book_weights)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == f"Accuracy:{BOOK_CORRECT / 10_000}"

@@ -1,7 +1,8 @@
 """Where the real data lives for tests, and markers that skip, saying why, where it is absent.
 
 CI sets ``XPNET_DATA_DIR`` (the MNIST folder) and ``XPNET_BOOK_WEIGHTS``; a developer's
-checkout falls back to ``../shared/data`` beside the repository.
+checkout falls back to ``../shared/data`` beside the repository, and the MNIST test split
+to the copy shipped inside the package (so the tests that need only it run everywhere).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from typing import TypeVar
 
 import pytest
 
+from xpnet.datasets.registry import EMBEDDED_MNIST_TEST
+
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("XPNET_DATA_DIR") or REPO.parent / "shared/data/mnist").resolve()
+TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_SHARED_MNIST = REPO.parent / "shared/data/mnist"
+MNIST_DIR = Path(
+    os.environ.get("XPNET_DATA_DIR")
+    or (_SHARED_MNIST if _SHARED_MNIST.is_dir() else EMBEDDED_MNIST_TEST)
+).resolve()
 BOOK_WEIGHTS = Path(
     os.environ.get("XPNET_BOOK_WEIGHTS") or REPO.parent / "shared/data/book/sample_weight.pkl"
 ).resolve()
-TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 BOOK_CORRECT = 9352
 """Test images the textbook's weights classify correctly (accuracy 0.9352)."""

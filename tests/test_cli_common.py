@@ -431,9 +431,21 @@ def test_backends_names_the_numpy_engine_and_why(capsys, monkeypatch):
     import xpnet.cli.backends as backends_command
 
     reason = "onnxruntime not installed (pip install 'xpnet[fast]')"
-    monkeypatch.setattr(backends_command, "numpy_engine", lambda: ("generic", reason))
+    monkeypatch.setattr(backends_command, "numpy_engine", lambda: ("auto", reason))
     assert main(["backends"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"numpy engine: generic ({reason})"
+    assert capsys.readouterr().out.splitlines()[-1] == f"numpy engine: auto ({reason})"
+
+
+def test_backends_says_which_engine_the_environment_chose(capsys, monkeypatch):
+    monkeypatch.setenv("XPNET_ENGINE", "array-api")
+    assert main(["backends"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == "numpy engine: array-api (xpnet's array-API code)"
+    monkeypatch.setenv("XPNET_ENGINE", "auto")
+    assert main(["backends", "--json"]) == 0
+    engine = json.loads(capsys.readouterr().out)["numpy_engine"]
+    assert engine["engine"] == "auto"
+    assert engine["detail"].startswith(("onnxruntime ", "xpnet's array-API code: "))
 
 
 def test_no_images_give_null_not_nan(made_up_mnist, weights, capsys, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -15,7 +16,8 @@ import xpnet
 from xpnet._array_api import device_name
 from xpnet.backends import to_host
 from xpnet.cli import main
-from xpnet.datasets import load_mnist
+from xpnet.datasets import DATASETS, load_mnist
+from xpnet.inference import AUTO_ROWS, ENGINES
 
 
 def infer(capsys, *args: str) -> tuple[int, str, str]:
@@ -151,6 +153,9 @@ def test_unusable_backend_is_one_line(capsys, args, message):
 
 def test_missing_data_names_files_and_fix(book_weights, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)  # CI points it at the real files
+    # As if the package shipped no test split (it does: the main job's offline default).
+    mnist = dataclasses.replace(DATASETS["mnist"], embedded=None)
+    monkeypatch.setitem(DATASETS, "mnist", mnist)
     status, _, err = infer(
         capsys, "--weights", str(book_weights), "--data-dir", str(tmp_path), "--no-download"
     )
@@ -179,3 +184,57 @@ def test_weights_that_do_not_fit_the_images(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(xpnet.WeightsError):
         main(["infer", "--weights", str(tmp_path / "missing.npz"), "--debug"])
+
+
+def test_no_options_classify_the_shipped_test_split_offline(tmp_path, capsys, monkeypatch):
+    """A fresh install with no network, no data folder and an empty cache: the bundled
+    weights on the test split shipped in the package, with the accuracy their header
+    records from training."""
+    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path / "empty cache"))
+    monkeypatch.setattr("xpnet.datasets.locate.fetch", lambda *a, **k: pytest.fail("fetched"))
+    recorded = xpnet.read_weights_info(xpnet.BUNDLED_WEIGHTS)["metadata"]["test_accuracy"]
+    for _ in range(2):  # parsed from the package, then from the cache
+        status, out, _ = infer(capsys)
+        assert status == 0
+        assert out.splitlines()[-1] == f"Accuracy:{recorded}"
+
+
+@needs_mnist
+def test_the_engine_is_the_users_choice_and_the_report_names_it(book_weights, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the engine needs onnxruntime (extra fast)")
+    monkeypatch.delenv("XPNET_ENGINE", raising=False)
+    common = ("--weights", str(book_weights), "--data-dir", str(MNIST_DIR))
+    chosen = "onnxruntime" if AUTO_ROWS <= 10_000 else "array-api"  # auto's rule
+    for option, expected in (("auto", chosen), *((e, e) for e in ENGINES[1:])):
+        status, out, err = infer(capsys, *common, "--engine", option, "--json")
+        assert status == 0
+        report = json.loads(out)
+        assert report["engine"] == expected and report["correct"] == BOOK_CORRECT
+        status, out, err = infer(capsys, *common, "--engine", option)
+        assert f"engine: {expected}" in out.splitlines() and f"engine: {expected}" in err
+    monkeypatch.setenv("XPNET_ENGINE", "onnxruntime")
+    assert json.loads(infer(capsys, *common, "--json")[1])["engine"] == "onnxruntime"
+    status, out, _ = infer(capsys, *common, "--engine", "array-api", "--json")
+    assert json.loads(out)["engine"] == "array-api"  # the option wins over the variable
+
+
+def test_the_command_line_offers_the_libraries_engines():
+    from xpnet.cli import options
+
+    assert options.ENGINES == ENGINES
+
+
+def test_an_unknown_engine_is_one_line(capsys, monkeypatch):
+    with pytest.raises(SystemExit) as usage:
+        infer(capsys, "--engine", "numba")
+    assert usage.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "invalid choice: 'numba'" in err
+    monkeypatch.setenv("XPNET_ENGINE", "numba")
+    status, out, err = infer(capsys)
+    assert status == 1 and out == ""
+    assert err.strip() == (
+        "xpnet: error: ValueError: XPNET_ENGINE='numba' is not an engine; choose one of "
+        "auto, array-api, onnxruntime"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -48,6 +49,7 @@ from xpnet.datasets import (
 from xpnet.datasets import parsed as parsed_module
 from xpnet.datasets.download import file_md5
 from xpnet.datasets.locate import lookup_dirs
+from xpnet.datasets.registry import EMBEDDED_MNIST_TEST
 from xpnet.datasets.verify import ForeignFileError, Verified, parse_verified
 from xpnet.errors import DataError
 
@@ -58,6 +60,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def without_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MNIST as if the package shipped no copy of its test split (to test missing files)."""
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], embedded=None))
 
 
 @pytest.fixture
@@ -112,6 +120,70 @@ def test_normalize_flatten_and_one_hot_variants() -> None:
     assert raw.flags.writeable and x.flags.writeable  # arrays the caller owns
 
 
+@pytest.fixture
+def sources(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files parsed from source (not from the parsed cache), in order, by path."""
+    seen: list[Path] = []
+    real = parsed_module.parse_verified
+
+    def spy(path: Path, spec: DataFile, dataset: str | None = None) -> Verified:
+        seen.append(path)
+        return real(path, spec, dataset)
+
+    monkeypatch.setattr(parsed_module, "parse_verified", spy)
+    return seen
+
+
+def test_the_test_split_loads_offline_from_the_package_with_an_empty_cache(
+    sources: list[Path],
+) -> None:
+    x, t = load_mnist(split="test", download=False)
+    assert x.shape == (10000, 784) and x.dtype == np.float32
+    assert np.bincount(t).tolist() == TEST_COUNTS  # the counts the data's README gives
+    assert sorted(sources) == sorted(EMBEDDED_MNIST_TEST / name for name in TEST_FILES)
+    again, _ = load_mnist(split="test", download=False)
+    assert len(sources) == 2  # the second load read the parsed copies
+    np.testing.assert_array_equal(again, x)
+
+
+def test_the_embedded_files_are_the_registered_mnist_test_split() -> None:
+    images, labels = get_dataset("mnist").splits["test"]
+    assert file_md5(EMBEDDED_MNIST_TEST / labels.gz_name) == labels.md5
+    with gzip.open(EMBEDDED_MNIST_TEST / images.gz_name) as stream:
+        payload = stream.read()
+    assert hashlib.md5(payload).hexdigest() == images.payload_md5
+
+
+@needs_mnist
+def test_an_explicit_data_folder_wins_over_the_embedded_copy(
+    tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = linked(tmp_path / "data", *TEST_FILES)
+    load_mnist(split="test", data_dir=data, download=False)
+    assert {path.parent for path in sources} == {data}
+    sources.clear()
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path / "another cache"))
+    load_mnist(split="test", download=False)
+    assert {path.parent for path in sources} == {data}
+
+
+def test_a_changed_embedded_copy_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / TEST_FILES[1]).write_bytes((EMBEDDED_MNIST_TEST / TEST_FILES[1]).read_bytes())
+    images = read_idx(EMBEDDED_MNIST_TEST / TEST_FILES[0])
+    images[-1, -1, -1] ^= 1
+    write_idx(shipped / TEST_FILES[0], images)
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], embedded=shipped))
+    with pytest.raises(DataError) as info:
+        load_mnist(split="test", download=False)
+    assert f"{shipped / TEST_FILES[0]} is not the canonical t10k-images" in str(info.value)
+    assert not list(cache.rglob("t10k-images*.parsed"))  # nothing kept from a refused copy
+
+
 @needs_mnist
 def test_the_recompressed_test_images_are_accepted_by_their_payload() -> None:
     images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
@@ -121,6 +193,7 @@ def test_the_recompressed_test_images_are_accepted_by_their_payload() -> None:
 
 
 @needs_mnist
+@pytest.mark.usefixtures("without_embedded")
 def test_a_changed_copy_is_rejected_by_name_and_reason(tmp_path: Path) -> None:
     data = linked(tmp_path / "data", "t10k-labels-idx1-ubyte.gz")
     images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
@@ -257,6 +330,35 @@ def test_a_changed_source_is_parsed_again(toy: Path, parses: list[str]) -> None:
     assert parses == ["t10k-images.gz", "t10k-labels.gz", "t10k-labels.gz"]
 
 
+@pytest.mark.parametrize("damage", ["one bit", "two bytes swapped", "a byte short", "a zero"])
+def test_accidental_damage_anywhere_in_a_parsed_copy_is_caught(
+    toy: Path, cache: Path, parses: list[str], damage: str
+) -> None:
+    """The copy's CRC catches what disks and cut-short writers do, wherever it lands."""
+    expected = read_idx(toy / "t10k-images.gz").reshape(5, -1)
+    load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+    spec = DATASETS["toy"].splits["test"].images
+    copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")
+    whole = copy.read_bytes()
+    start = len(whole) - expected.size
+    for place in np.random.default_rng(1).integers(start, len(whole) - 1, 8):
+        data = bytearray(whole)
+        if damage == "one bit":
+            data[place] ^= 1 << int(place % 8)
+        elif damage == "two bytes swapped":
+            data[place], data[place + 1] = data[place + 1], data[place] ^ 0x80
+        elif damage == "a byte short":
+            del data[place]
+        else:
+            data[place] = 0 if data[place] else 1
+        copy.write_bytes(bytes(data))
+        parses.clear()
+        with pytest.warns(UserWarning, match="parsed copy .* is damaged"):
+            x, _ = load_mnist(False, dataset="toy", split="test", data_dir=toy, download=False)
+        np.testing.assert_array_equal(x, expected)
+        assert parses == ["t10k-images.gz"]  # parsed from the checked source again
+
+
 def test_a_damaged_parsed_copy_is_not_trusted(toy: Path, cache: Path, parses: list[str]) -> None:
     spec = DATASETS["toy"].splits["test"].images
     copy = parsed_module.parsed_copy_path(toy / "t10k-images.gz", spec, cache / "toy")
@@ -272,6 +374,7 @@ def test_a_damaged_parsed_copy_is_not_trusted(toy: Path, cache: Path, parses: li
     np.testing.assert_array_equal(x, read_idx(toy / "t10k-images.gz").reshape(5, -1))
 
 
+@pytest.mark.usefixtures("without_embedded")
 def test_offline_without_files_names_the_files_and_folders(tmp_path: Path, cache: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -299,7 +402,11 @@ def test_the_search_order(tmp_path: Path, cache: Path, monkeypatch: pytest.Monke
         DEBIAN_FASHION,
         cache / "fashion-mnist",
     ]
-    assert search_dirs(get_dataset("mnist"), None) == [tmp_path / "env", cache / "mnist"]
+    assert search_dirs(get_dataset("mnist"), None) == [
+        tmp_path / "env",
+        cache / "mnist",
+        EMBEDDED_MNIST_TEST,
+    ]
 
 
 def test_the_default_cache_is_the_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,7 +426,8 @@ def test_the_core_install_loads_local_files_without_a_cache_folder(
     # pip install xpnet (numpy and array-api-compat only): no platformdirs, no cache folder.
     monkeypatch.delenv("XPNET_CACHE_DIR")
     monkeypatch.setitem(sys.modules, "platformdirs", None)
-    assert search_dirs(get_dataset("mnist"), tmp_path) == [tmp_path]
+    assert search_dirs(get_dataset("mnist"), tmp_path) == [tmp_path, EMBEDDED_MNIST_TEST]
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], embedded=None))
     for _ in range(2):
         x, t = load_mnist(split="test", data_dir=MNIST_DIR)
         assert x.shape == (10000, 784) and np.bincount(t).tolist() == TEST_COUNTS

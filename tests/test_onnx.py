@@ -24,6 +24,13 @@ onnx = pytest.importorskip("onnx", reason="the exporter needs onnx (extra fast)"
 ort = pytest.importorskip("onnxruntime", reason="the engine needs onnxruntime (extra fast)")
 
 
+@pytest.fixture(autouse=True)
+def on_the_engine(monkeypatch) -> None:
+    """NumPy input runs in ONNX Runtime here whatever its size (``auto`` would give small
+    inputs to the array-API code): the tests below are of that engine."""
+    monkeypatch.setenv("XPNET_ENGINE", "onnxruntime")
+
+
 @pytest.fixture
 def builds(monkeypatch) -> list[tuple]:
     """The sessions the engine builds in this test, one entry each; the cache starts empty."""
@@ -403,19 +410,21 @@ np.save(sys.argv[1], xpnet.predict(network, x))
 """
 
 
-def test_without_onnxruntime_numpy_runs_the_generic_path(tmp_path):
+def test_without_onnxruntime_numpy_runs_the_generic_path(tmp_path, monkeypatch):
     out = tmp_path / "out.npy"
+    monkeypatch.delenv("XPNET_ENGINE")
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT, str(out)], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == (
-        "('generic', \"onnxruntime not installed (pip install 'xpnet[fast]')\")"
+        "('auto', \"xpnet's array-API code: onnxruntime not installed "
+        "(pip install 'xpnet[fast]')\")"
     )
     network = xpnet.init_network((30, 12, 5), seed=1)
     x = np.random.default_rng(2).normal(size=(25, 30)).astype(np.float32)
     np.testing.assert_array_equal(np.load(out), generic(network, x, labels=False))
     name, detail = xpnet.numpy_engine()
-    assert name == "onnxruntime" and detail.startswith(f"onnxruntime {ort.__version__}")
+    assert name == "auto" and detail.startswith(f"onnxruntime {ort.__version__} for ")
 
 
 @pytest.mark.needs_session("dask", reason="dask, distributed and zarr are the dask session's")
@@ -462,3 +471,209 @@ def test_raw_pixels_convert_in_numpy_or_in_the_graph_with_the_same_answers(
     )
     fed = np.dtype(np.uint8 if in_graph else np.float32)
     assert builds == [(True, fed, engine.THREADS)]
+
+
+# The engine switch ---------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_each_way_to_choose_the_engine_gives_the_books_labels_image_for_image(
+    book_weights, test_split, builds, monkeypatch
+):
+    network = xpnet.load_weights(book_weights)
+    pixels, t = test_split
+    x = pixels.astype(np.float32) / 255.0
+    expected = book_labels({k: np.asarray(v) for k, v in network.to_mapping().items()}, x)
+    monkeypatch.delenv("XPNET_ENGINE")
+    by_argument = {"array-api": xpnet.predict_labels(network, x, engine="array-api")}
+    assert builds == []
+    by_argument["onnxruntime"] = xpnet.predict_labels(network, x, engine="onnxruntime")
+    assert len(builds) == 1
+    by_argument["auto"] = xpnet.predict_labels(network, x, engine="auto")  # its session is built
+    for labels in by_argument.values():
+        np.testing.assert_array_equal(labels, expected)
+    for name in ("array-api", "onnxruntime"):
+        with xpnet.use_engine(name):
+            np.testing.assert_array_equal(xpnet.predict_labels(network, x), expected)
+            assert xpnet.count_correct(network, x, t) == BOOK_CORRECT
+        monkeypatch.setenv("XPNET_ENGINE", name)
+        np.testing.assert_array_equal(xpnet.predict_labels(network, x), expected)
+        assert xpnet.accuracy(network, x, t, engine=name) == BOOK_CORRECT / len(t)
+    assert len(builds) == 1  # the array-API runs built nothing
+
+
+def test_the_array_api_engine_runs_the_written_once_code(builds, monkeypatch):
+    network = random_network(["sigmoid", "relu", "softmax"], "float32")
+    x = np.random.default_rng(3).normal(size=(50, 30)).astype(np.float32)
+    ran = []
+    real = xpnet.inference.forward
+    monkeypatch.setattr(xpnet.inference, "forward", lambda *a, **k: ran.append(1) or real(*a, **k))
+    expected = generic(network, x, labels=False)
+    np.testing.assert_array_equal(xpnet.predict(network, x, engine="array-api"), expected)
+    assert ran and builds == []
+
+
+def test_auto_weighs_the_rows_against_onnxruntimes_start_up(builds, monkeypatch):
+    monkeypatch.delenv("XPNET_ENGINE")
+    monkeypatch.setattr(xpnet.inference, "AUTO_ROWS", 100)
+    monkeypatch.setattr(xpnet.inference, "_generic_rows", 0)
+    network = random_network(["sigmoid", "softmax"], "float32")
+    other = random_network(["sigmoid", "softmax"], "float32", seed=1)
+    x = np.random.default_rng(4).normal(size=(100, 30)).astype(np.float32)
+    assert xpnet.choose_engine(network, x[:60]) == "array-api"
+    xpnet.predict_labels(network, x[:60])  # 60 rows given to the array-API code
+    assert builds == [] and xpnet.inference._generic_rows == 60
+    assert xpnet.choose_engine(other, x[:39]) == "array-api"
+    assert xpnet.choose_engine(other, x[:40]) == "onnxruntime"  # 60 + 40: the rule's rows
+    monkeypatch.setattr(xpnet.inference, "_generic_rows", 0)
+    assert xpnet.choose_engine(network, x) == "onnxruntime"  # one call of 100 rows
+    labels = xpnet.predict_labels(network, x)
+    assert len(builds) == 1
+    np.testing.assert_array_equal(labels, generic(network, x, labels=True))
+    assert xpnet.choose_engine(network, x[:1]) == "onnxruntime"  # its session is built
+    assert xpnet.choose_engine(other, x[:1]) == "array-api"
+    assert xpnet.choose_engine(network, x[0]) == "array-api"  # one sample: no rows to run
+
+
+def test_other_backends_run_the_array_api_code_whatever_the_setting(builds):
+    xp = pytest.importorskip("array_api_strict")
+    network = xpnet.to_backend(random_network(["sigmoid", "softmax"]), "array_api_strict")
+    x = xp.asarray(np.random.default_rng(5).normal(size=(20, 30)))
+    assert xpnet.choose_engine(network, x, "onnxruntime") == "array-api"
+    labels = xpnet.predict_labels(network, x, engine="onnxruntime")
+    assert builds == [] and labels.shape == (20,)
+
+
+@pytest.mark.parametrize("where", ["argument", "context", "environment"])
+def test_an_unknown_engine_is_one_line_naming_the_choices(where, monkeypatch):
+    network = random_network(["softmax"])
+    x = np.zeros((2, 30))
+    with pytest.raises(ValueError) as info:
+        if where == "argument":
+            xpnet.predict(network, x, engine="numba")
+        elif where == "context":
+            with xpnet.use_engine("numba"):
+                pass
+        else:
+            monkeypatch.setenv("XPNET_ENGINE", "numba")
+            xpnet.predict(network, x)
+    message = str(info.value)
+    assert "\n" not in message and "'numba' is not an engine" in message
+    assert "choose one of auto, array-api, onnxruntime" in message
+    assert message.startswith("XPNET_ENGINE=" if where == "environment" else "engine=")
+
+
+def test_onnxruntime_chosen_where_it_is_missing_says_so(monkeypatch):
+    monkeypatch.setattr(engine, "_AVAILABLE", False)
+    monkeypatch.setattr(engine, "why_not", lambda: "onnxruntime not installed (pip install x)")
+    network = random_network(["softmax"])
+    x = np.zeros((2, 30))
+    with pytest.raises(xpnet.BackendUnavailableError, match="engine 'onnxruntime' cannot run: "):
+        xpnet.predict(network, x, engine="onnxruntime")
+    assert xpnet.choose_engine(network, x, "auto") == "array-api"
+    reason = "cannot run: onnxruntime not installed (pip install x)"
+    assert xpnet.numpy_engine() == ("onnxruntime", reason)
+
+
+# The graph's bytes, written without onnx ------------------------------------------------------
+
+
+def helper_model(network, *, labels, input_dtype):
+    """The graph built by ``onnx.helper`` and serialized by protobuf: the reference."""
+    import json
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    dtype = network.layers[0].weight.dtype
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    source = dtype if input_dtype is None else np.dtype(input_dtype)
+    nodes, weights, a = [], [], "input"
+    if source != dtype:
+        nodes.append(helper.make_node("Cast", ["input"], ["cast"], to=elem))
+        a = "cast"
+    operators = {"identity": "Identity", "sigmoid": "Sigmoid", "relu": "Relu", "tanh": "Tanh"}
+    for number, layer in enumerate(network.layers, start=1):
+        last = number == len(network.layers)
+        weights += [
+            numpy_helper.from_array(np.asarray(layer.weight), f"W{number}"),
+            numpy_helper.from_array(np.asarray(layer.bias), f"b{number}"),
+        ]
+        z = f"z{number}"
+        nodes.append(helper.make_node("Gemm", [a, f"W{number}", f"b{number}"], [z]))
+        if last and labels and layer.activation in ("softmax", "identity"):
+            a = z
+            break
+        a = "output" if last and not labels else f"a{number}"
+        if layer.activation == "step":
+            if not any(w.name == "zero" for w in weights):
+                weights.append(numpy_helper.from_array(np.zeros((), dtype), "zero"))
+            nodes.append(helper.make_node("Greater", [z, "zero"], [f"{z}_positive"]))
+            nodes.append(helper.make_node("Cast", [f"{z}_positive"], [a], to=elem))
+        elif layer.activation == "softmax":
+            nodes.append(helper.make_node("Softmax", [z], [a], axis=-1))
+        else:
+            nodes.append(helper.make_node(operators[layer.activation], [z], [a]))
+    if labels:  # the non-finite rule: -1 where a row's last sums z are not all finite
+        weights += [
+            numpy_helper.from_array(np.array([1], np.int64), "last_axis"),
+            numpy_helper.from_array(np.array(-1, np.int64), "no_class"),
+        ]
+        nodes += [
+            helper.make_node("ArgMax", [a], ["classes"], axis=1, keepdims=0),
+            helper.make_node("Sub", [z, z], ["z_less_z"]),
+            helper.make_node("ReduceSum", ["z_less_z", "last_axis"], ["z_check"], keepdims=0),
+            helper.make_node("IsNaN", ["z_check"], ["not_finite"]),
+            helper.make_node("Where", ["not_finite", "no_class", "classes"], ["labels"]),
+        ]
+        result = helper.make_tensor_value_info("labels", TensorProto.INT64, ["rows"])
+    else:
+        result = helper.make_tensor_value_info("output", elem, ["rows", network.sizes[-1]])
+    inputs = helper.make_tensor_value_info(
+        "input", helper.np_dtype_to_tensor_dtype(source), ["rows", network.sizes[0]]
+    )
+    graph = helper.make_graph(nodes, "xpnet", [inputs], [result], initializer=weights)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="xpnet",
+        producer_version=xpnet.__version__,
+    )
+    activations = json.dumps(network.activations)
+    helper.set_model_props(model, {"xpnet_version": xpnet.__version__, "activations": activations})
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("input_dtype", [None, np.uint8, np.float64])
+@pytest.mark.parametrize(
+    ("activations", "dtype"),
+    [
+        (["sigmoid", "sigmoid", "softmax"], "float32"),
+        (["relu", "step", "tanh", "identity"], "float64"),
+        (["step", "step", "softmax"], "float32"),
+        (["identity"], "float16"),
+    ],
+)
+def test_the_graphs_bytes_are_those_onnx_helper_writes(activations, dtype, input_dtype, labels):
+    from xpnet.onnx_export import onnx_bytes
+
+    network = random_network(activations, dtype)
+    expected = helper_model(network, labels=labels, input_dtype=input_dtype)
+    assert onnx_bytes(network, labels=labels, input_dtype=input_dtype) == expected
+    onnx.checker.check_model(onnx.load_from_string(expected), full_check=True)
+
+
+def test_a_weight_with_negative_zero_nan_and_big_endian_bytes_is_written_as_its_values():
+    from xpnet.onnx_export import onnx_bytes
+
+    network = random_network(["sigmoid", "softmax"], "float64")
+    weight = np.array(network.layers[0].weight, dtype=">f8")
+    weight[0, :3] = [-0.0, np.nan, np.inf]
+    first = xpnet.Layer(weight, network.layers[0].bias.astype(">f8"), "sigmoid")
+    last = network.layers[1]
+    second = xpnet.Layer(last.weight.astype(">f8"), last.bias.astype(">f8"), "softmax")
+    model = onnx.load_from_string(onnx_bytes(xpnet.Network((first, second))))
+    written = onnx.numpy_helper.to_array(model.graph.initializer[0])
+    assert written.dtype == np.float64
+    assert written.astype("<f8").tobytes() == weight.astype("<f8").tobytes()

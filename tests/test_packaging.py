@@ -53,8 +53,8 @@ def test_the_build_requirement_can_build_the_metadata_used():
     requires = [line.replace(" ", "") for line in CONFIG["build-system"]["requires"]]
     assert requires == ["hatchling>=1.27", "hatch-fancy-pypi-readme>=25.1"]
     assert CONFIG["build-system"]["build-backend"] == "hatchling.build"
-    assert CONFIG["project"]["license"] == "MIT"
-    assert CONFIG["project"]["license-files"] == ["LICENSE"]
+    assert CONFIG["project"]["license"] == "MIT AND CC-BY-SA-3.0"
+    assert CONFIG["project"]["license-files"] == ["LICENSE", f"{MNIST_TEST}/LICENSE.md"]
     assert "readme" in CONFIG["project"]["dynamic"] and "readme" not in CONFIG["project"]
     hook = CONFIG["tool"]["hatch"]["metadata"]["hooks"]["fancy-pypi-readme"]
     assert hook["fragments"] == [{"path": "README.md"}]
@@ -65,6 +65,17 @@ def test_no_project_url_is_given_as_xpnet_has_no_public_address():
     """A URL to an address xpnet does not own would send users to someone else's project."""
     assert "urls" not in CONFIG["project"]
     assert "urls" not in CONFIG["project"].get("dynamic", [])
+
+
+MNIST_TEST = "xpnet/datasets/mnist_test"
+"""The MNIST test split that ships in the package, with its CC BY-SA 3.0 notice."""
+MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def test_the_embedded_mnist_files_carry_their_attribution_and_licence():
+    text = (REPO / MNIST_TEST / "LICENSE.md").read_text()
+    for words in ("Yann LeCun", "Corinna Cortes", "NIST", "CC BY-SA 3.0", *MNIST_TEST_FILES):
+        assert words in text
 
 
 def test_the_license_file_is_mit_and_names_the_copyright_holder():
@@ -110,12 +121,17 @@ def test_the_wheel_has_py_typed_the_license_and_the_bundled_weights(built):
         metadata = email.parser.Parser().parsestr(archive.read(f"{info}/METADATA").decode())
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
         license_text = archive.read(f"{info}/licenses/LICENSE").decode()
+        data_license = archive.read(f"{info}/licenses/{MNIST_TEST}/LICENSE.md").decode()
+        embedded = {name: archive.read(f"{MNIST_TEST}/{name}") for name in MNIST_TEST_FILES}
     assert {"xpnet/py.typed", "xpnet/__main__.py", "xpnet/pretrained/mnist_5k.npz"} <= names
     assert license_text == (REPO / "LICENSE").read_text()
+    assert data_license == (REPO / MNIST_TEST / "LICENSE.md").read_text()
+    assert embedded == {name: (REPO / MNIST_TEST / name).read_bytes() for name in embedded}
+    assert wheel.stat().st_size < 5_000_000
     assert not any(name.startswith(("tests/", "benchmarks/", "xpnet/bench")) for name in names)
     assert metadata["Version"] == version
-    assert metadata["License-Expression"] == "MIT"
-    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata["License-Expression"] == "MIT AND CC-BY-SA-3.0"
+    assert metadata.get_all("License-File") == ["LICENSE", f"{MNIST_TEST}/LICENSE.md"]
     assert metadata["Requires-Python"] == ">=3.11"
     assert metadata["Description-Content-Type"] == "text/markdown"
     assert "Typing :: Typed" in metadata.get_all("Classifier")
@@ -136,7 +152,8 @@ def test_the_sdist_carries_everything_its_tests_need(built):
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "scripts").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "benchmarks").glob("*.py")}
     wanted |= {str(path.relative_to(REPO)) for path in (REPO / "xpnet").rglob("*.py")}
-    wanted |= {"xpnet/py.typed", "xpnet/pretrained/mnist_5k.npz"}
+    wanted |= {"xpnet/py.typed", "xpnet/pretrained/mnist_5k.npz", f"{MNIST_TEST}/LICENSE.md"}
+    wanted |= {f"{MNIST_TEST}/{name}" for name in MNIST_TEST_FILES}
     assert {"tests/conftest.py", "tests/realdata.py", "tests/reference.py"} <= wanted
     assert wanted - names == set()
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]

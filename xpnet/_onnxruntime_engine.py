@@ -1,24 +1,23 @@
 """The forward pass for NumPy arrays in ONNX Runtime, where the ``fast`` extra installs it.
 
-The graph is :func:`xpnet.onnx_export.onnx_model`'s, so labels come from an in-graph
-``ArgMax`` and probabilities from ``Softmax``. Sessions are built once per network and
-kept in this process only (a network pickled to a dask worker carries none; a forked child
-drops its parent's, whose threads it lacks). A cached session is reused only while the
-network's arrays hold the same bits as when it was built, so arrays changed in place get a
-new one. ``import xpnet`` imports neither onnx nor onnxruntime.
+The graph is :func:`xpnet.onnx_export.onnx_bytes`'s (written without importing ``onnx``),
+so labels come from an in-graph ``ArgMax`` and probabilities from ``Softmax``. Sessions are
+built once per network and kept in this process only (a network pickled to a dask worker
+carries none; a forked child drops its parent's, whose threads it lacks). A cached session
+is reused only while the network's arrays hold the same bits as when it was built, so
+arrays changed in place get a new one. ``import xpnet`` imports neither onnx nor onnxruntime.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from typing import Any, Literal
 
 import numpy as np
 
+from xpnet._onnx_graph import OPERATORS
 from xpnet.network import Network
-from xpnet.onnx_export import _OPERATORS
 
 THREADS = 0
 """ONNX Runtime's intra-op threads on the main thread (0: one per physical core). Calls
@@ -54,22 +53,23 @@ _entries: list[tuple[_Kept, tuple[str, ...], dict[tuple, Any]]] = []
 
 def why_not() -> str | None:
     """Why NumPy input cannot run in ONNX Runtime here; ``None`` where it can."""
-    missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"{' and '.join(missing)} not installed (pip install 'xpnet[fast]')"
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime not installed (pip install 'xpnet[fast]')"
     return None
 
 
-def accepts(network: Network, x: object) -> bool:
-    """Whether this engine runs ``network`` on ``x``: 2-D NumPy rows, float32/64 weights,
-    a graph that fits one protobuf message (:func:`fits`)."""
+def takes(network: Network, x: object) -> bool:
+    """Whether this engine can run ``network`` on ``x``: 2-D NumPy rows, float32/64 weights,
+    a graph that fits one protobuf message (:func:`fits`; whether ONNX Runtime is installed
+    aside)."""
     return (
         isinstance(x, np.ndarray)
         and x.ndim == 2
         and network.layers[0].weight.dtype in (np.float32, np.float64)
-        and all(a in _OPERATORS or a == "step" for a in network.activations)
+        and all(a in OPERATORS or a == "step" for a in network.activations)
         and fits(network)
-        and _available()
     )
 
 
@@ -78,6 +78,20 @@ def fits(network: Network) -> bool:
     arrays' sizes, before any graph is built)."""
     weights = sum(layer.weight.nbytes + layer.bias.nbytes for layer in network.layers)
     return weights + LAYER_BYTES * (len(network.layers) + 1) <= MAX_MODEL_BYTES
+
+
+def accepts(network: Network, x: object) -> bool:
+    """Whether this engine can run ``network`` on ``x`` here: :func:`takes`, and installed."""
+    return takes(network, x) and available()
+
+
+def has_session(network: Network) -> bool:
+    """Whether a session of ``network`` (its arrays' bits as they are now) is built."""
+    if not _entries:
+        return False
+    arrays = [a for layer in network.layers for a in (layer.weight, layer.bias)]
+    with _lock:
+        return any(_holds(arrays, e[0]) and e[1] == network.activations for e in _entries)
 
 
 def forward(network: Network, x: np.ndarray, *, labels: bool) -> np.ndarray:
@@ -135,17 +149,18 @@ def _bits(arrays: list[np.ndarray]) -> _Kept:
 def _build(network: Network, labels: bool, fed: np.dtype, threads: int) -> Any:
     import onnxruntime
 
-    from xpnet.onnx_export import onnx_model
+    from xpnet.onnx_export import onnx_bytes
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
-    model = onnx_model(network, labels=labels, input_dtype=fed).SerializeToString()
+    model = onnx_bytes(network, labels=labels, input_dtype=fed)
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def _available() -> bool:
+def available() -> bool:
+    """Whether ONNX Runtime is installed (looked up once per process)."""
     global _AVAILABLE
     if _AVAILABLE is None:
         _AVAILABLE = why_not() is None
@@ -170,27 +185,3 @@ _inherited: list[Any] = []
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parents_sessions)
-
-
-def numpy_engine() -> tuple[str, str]:
-    """Which engine runs the forward pass on NumPy input here, and why.
-
-    Returns
-    -------
-    tuple of str
-        ``("onnxruntime", version)`` where the ``fast`` extra is installed, else
-        ``("generic", reason)``: xpnet's own array-API code, and why ONNX Runtime is not used.
-
-    Examples
-    --------
-    >>> import xpnet
-    >>> engine, why = xpnet.numpy_engine()
-    >>> engine in ("onnxruntime", "generic")
-    True
-    """
-    reason = why_not()
-    if reason is not None:
-        return "generic", reason
-    from importlib.metadata import version
-
-    return "onnxruntime", f"onnxruntime {version('onnxruntime')}, onnx {version('onnx')}"

@@ -1,17 +1,21 @@
 """The public forward pass and accuracy, and the one place that decides which engine runs.
 
-:func:`_run` dispatches: NumPy rows to ONNX Runtime where the ``fast`` extra installs it,
-dask arrays chunk by chunk, everything else to the written-once
-:func:`xpnet.forward_pass.forward` (in batches by :mod:`xpnet.batching`'s rule). Each engine
-blocks the rows itself. Results stay on the input's device; only the final count of correct
-answers comes back to the host, once, as a Python int. Every computation runs under the
+:func:`_run` dispatches: dask arrays chunk by chunk; NumPy rows to the engine chosen
+(:func:`choose_engine`: ONNX Runtime, where the ``fast`` extra installs it, or the
+array-API code); everything else to the written-once :func:`xpnet.forward_pass.forward`
+(in batches by :mod:`xpnet.batching`'s rule). Each engine blocks the rows itself. Results
+stay on the input's device; only the final count of correct answers comes back to the
+host, once, as a Python int. Every computation runs under the
 device rule (:func:`xpnet._device.on_device_of`: on CuPy, the input's GPU is the current
 device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
 from xpnet import _dask
@@ -20,11 +24,175 @@ from xpnet._device import on_device_of
 from xpnet._typing import Array
 from xpnet.backends import to_host
 from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
+from xpnet.errors import BackendUnavailableError
 from xpnet.forward_pass import NO_CLASS, forward
 from xpnet.network import Network, NetworkLike, as_network
 
+ENGINES = ("auto", "array-api", "onnxruntime")
+"""The engines a NumPy forward pass may run on: ``auto`` chooses by :data:`AUTO_ROWS`."""
 
-def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
+AUTO_ROWS = 10_000
+"""The rows of NumPy input from which ``auto`` runs ONNX Runtime: a call of this many, or
+a smaller one once this process has given the array-API code this many (the rule of
+renting until the rent paid would have bought: never more than twice the better
+choice's cost). From this size on, importing ONNX Runtime, building its session and
+running it took no longer, in a fresh process, than the array-API code on the same rows
+(docs/performance.md has the figures); below it the start-up does not pay. A network whose
+session is built already runs there whatever its rows."""
+
+_generic_rows = 0
+"""Rows of input ONNX Runtime could have run that ``auto`` gave the array-API path."""
+
+_chosen: ContextVar[str | None] = ContextVar("xpnet_engine", default=None)
+
+
+@contextmanager
+def use_engine(engine: str) -> Iterator[None]:
+    """Run NumPy forward passes on ``engine`` inside a ``with`` block (this thread only).
+
+    ``engine`` is ``"auto"``, ``"array-api"`` (xpnet's own array-API code, the code every
+    backend runs) or ``"onnxruntime"`` (the ``fast`` extra). An ``engine=`` argument wins
+    over it; it wins over the environment variable ``XPNET_ENGINE``.
+
+    Parameters
+    ----------
+    engine : {"auto", "array-api", "onnxruntime"}
+        The engine of the block.
+
+    Raises
+    ------
+    ValueError
+        If ``engine`` is not one of :data:`ENGINES`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> network = xpnet.init_network((4, 3, 2), seed=0)
+    >>> x = np.ones((5, 4), dtype=np.float32)
+    >>> with xpnet.use_engine("array-api"):
+    ...     print(xpnet.choose_engine(network, x))
+    array-api
+    """
+    token = _chosen.set(_checked(engine, "engine"))
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def engine_setting(engine: str | None = None) -> str:
+    """The engine in force: ``engine`` where given, else :func:`use_engine`'s, else
+    ``$XPNET_ENGINE``, else ``"auto"``; a one-line ValueError for an unknown name."""
+    if engine is not None:
+        return _checked(engine, "engine")
+    chosen = _chosen.get()
+    if chosen is not None:
+        return chosen
+    variable = os.environ.get("XPNET_ENGINE")
+    return _checked(variable, "XPNET_ENGINE") if variable else "auto"
+
+
+def _checked(engine: object, where: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"{where}={engine!r} is not an engine; choose one of {', '.join(ENGINES)}")
+    return str(engine)
+
+
+def choose_engine(network: NetworkLike, x: Array, engine: str | None = None) -> str:
+    """Which engine runs ``network`` on ``x``: ``"onnxruntime"`` or ``"array-api"``.
+
+    ``engine`` (else :func:`use_engine`'s, else ``$XPNET_ENGINE``, else ``"auto"``) is:
+
+    - ``"array-api"``: xpnet's array-API code, on every backend;
+    - ``"onnxruntime"``: NumPy rows (2-D, float32 or float64 weights) in ONNX Runtime,
+      :class:`~xpnet.BackendUnavailableError` where it is not installed; other input
+      (another backend, one 1-D sample) runs the array-API code;
+    - ``"auto"``: NumPy rows in ONNX Runtime where it is installed and the work pays for
+      its start-up: ``x`` has :data:`AUTO_ROWS` rows or more, or this process has given the
+      array-API code that many already, or the network's session is built; else the
+      array-API code. The labels are the same either way.
+
+    Parameters
+    ----------
+    network : Network or dict
+        A :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``.
+    x : array
+        The input the engine would run on.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        The setting to apply; ``None``: the one in force.
+
+    Returns
+    -------
+    str
+        ``"onnxruntime"`` or ``"array-api"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> network = xpnet.init_network((4, 3, 2), seed=0)
+    >>> xpnet.choose_engine(network, np.ones((5, 4), dtype=np.float32), "array-api")
+    'array-api'
+    """
+    net = as_network(network)
+    return _choose(net, x, engine_setting(engine))
+
+
+def _choose(net: Network, x: Array, setting: str) -> str:
+    if setting == "array-api" or not _engine.takes(net, x):
+        return "array-api"
+    if setting == "onnxruntime":
+        reason = _engine.why_not() if not _engine.available() else None
+        if reason is not None:
+            raise BackendUnavailableError(f"engine 'onnxruntime' cannot run: {reason}")
+        return "onnxruntime"
+    if not _engine.available():
+        return "array-api"
+    if _generic_rows + x.shape[0] >= AUTO_ROWS or _engine.has_session(net):
+        return "onnxruntime"
+    return "array-api"
+
+
+def numpy_engine() -> tuple[str, str]:
+    """The engine setting for NumPy input here, and what it means on this machine.
+
+    Returns
+    -------
+    tuple of str
+        The setting in force (``"auto"``, ``"array-api"`` or ``"onnxruntime"``, see
+        :func:`choose_engine`), and in words which engine runs under it and why:
+        ONNX Runtime's version, the rule of ``auto``, or why ONNX Runtime is not used.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> engine, why = xpnet.numpy_engine()
+    >>> engine in ("auto", "array-api", "onnxruntime")
+    True
+    """
+    setting = engine_setting()
+    reason = _engine.why_not()
+    if setting == "array-api":
+        return setting, "xpnet's array-API code"
+    if reason is not None:
+        if setting == "onnxruntime":
+            return setting, f"cannot run: {reason}"
+        return setting, f"xpnet's array-API code: {reason}"
+    from importlib.metadata import version
+
+    runtime = f"onnxruntime {version('onnxruntime')}"
+    if setting == "onnxruntime":
+        return setting, runtime
+    return setting, (
+        f"{runtime} for {AUTO_ROWS:,} rows or more (in one call, or in this process, or once "
+        "its session is built), else xpnet's array-API code"
+    )
+
+
+def predict(
+    network: NetworkLike, x: Array, *, batch_size: int | None = None, engine: str | None = None
+) -> Array:
     """Forward pass of ``network`` over ``x`` (one sample or a batch along axis 0).
 
     ``network`` is a :class:`~xpnet.Network` or the textbook's dict ``W1, b1, ...``
@@ -32,8 +200,9 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     is cast to the network's dtype batch by batch (so raw uint8 pixels are fine, see
     :meth:`~xpnet.Network.scale_input`); input that cannot be pixels (complex, strings,
     objects, masked arrays) is refused. ``batch_size`` bounds the rows computed at once;
-    ``None`` runs ``x`` whole. NumPy input runs in ONNX Runtime where the ``fast`` extra
-    installs it (see :func:`xpnet.numpy_engine`), with the same labels.
+    ``None`` runs ``x`` whole. ``engine`` chooses what runs NumPy input (see
+    :func:`choose_engine`: ``"auto"``, ``"array-api"``, ``"onnxruntime"``); the labels are
+    the same on each.
 
     Parameters
     ----------
@@ -44,6 +213,9 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
         and device.
     batch_size : int, optional
         The most rows computed at once; ``None`` runs ``x`` whole.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        What runs NumPy input; ``None``: :func:`use_engine`'s, else ``$XPNET_ENGINE``,
+        else ``"auto"`` (see :func:`choose_engine`).
 
     Returns
     -------
@@ -58,7 +230,7 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     NetworkError
         If ``x`` has the wrong width or cannot be pixels.
     ValueError
-        If ``batch_size`` is not a positive integer.
+        If ``batch_size`` is not a positive integer, or ``engine`` no engine.
 
     Examples
     --------
@@ -76,11 +248,14 @@ def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) ->
     net = as_network(network)
     net.check_input(x)
     batch_size = optional_batch_size(batch_size)
+    setting = engine_setting(engine)
     with on_device_of(x):
-        return _run(net, x, batch_size, labels=False)
+        return _run(net, x, batch_size, labels=False, engine=setting)
 
 
-def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
+def predict_labels(
+    network: NetworkLike, x: Array, *, batch_size: int | None = None, engine: str | None = None
+) -> Array:
     """The predicted class of each row of ``x`` (argmax of :func:`predict`), on x's device.
 
     A softmax or identity output layer is skipped: the argmax of its input is the same.
@@ -93,6 +268,9 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
         One sample or a batch along axis 0, on the network's backend and device.
     batch_size : int, optional
         The most rows computed at once; ``None`` runs ``x`` whole.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        What runs NumPy input; ``None``: :func:`use_engine`'s, else ``$XPNET_ENGINE``,
+        else ``"auto"`` (see :func:`choose_engine`).
 
     Returns
     -------
@@ -108,7 +286,7 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     NetworkError
         If ``x`` has the wrong width or cannot be pixels.
     ValueError
-        If ``batch_size`` is not a positive integer.
+        If ``batch_size`` is not a positive integer, or ``engine`` no engine.
 
     Examples
     --------
@@ -126,8 +304,9 @@ def predict_labels(network: NetworkLike, x: Array, *, batch_size: int | None = N
     net = as_network(network)
     net.check_input(x)
     batch_size = optional_batch_size(batch_size)
+    setting = engine_setting(engine)
     with on_device_of(x):
-        return _run(net, x, batch_size, labels=True)
+        return _run(net, x, batch_size, labels=True, engine=setting)
 
 
 AUTO = "auto"
@@ -135,15 +314,20 @@ AUTO = "auto"
 the array the generic path runs on (for dask, each chunk: NumPy or CuPy)."""
 
 
-def _run(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) -> Array:
+def _run(
+    net: Network, x: Array, batch_size: int | str | None, *, labels: bool, engine: str
+) -> Array:
     """The forward pass of ``net`` over ``x`` by the engine that runs it; each engine blocks
     the rows itself. ``batch_size``: rows at once on the generic path (``None``: all,
-    :data:`AUTO`: the batching rule)."""
-    if _engine.accepts(net, x):  # NumPy rows: ONNX Runtime, in blocks of its own
-        return _engine.forward(net, x, labels=labels)
+    :data:`AUTO`: the batching rule). ``engine``: the setting (one of :data:`ENGINES`)."""
+    global _generic_rows
     if _dask.accepts(x):  # lazily: each chunk of rows by this function, in memory
-        chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels)
+        chunk_forward = partial(_run_on_device, batch_size=batch_size, labels=labels, engine=engine)
         return _dask.forward(net, x, chunk_forward, labels=labels)
+    if _choose(net, x, engine) == "onnxruntime":  # NumPy rows, in blocks of its own
+        return _engine.forward(net, x, labels=labels)
+    if engine == "auto" and _engine.takes(net, x):
+        _generic_rows += x.shape[0]
     if isinstance(batch_size, str):  # AUTO
         batch_size = batch_size_for(net, x)
     if batch_size is None or x.ndim < 2 or batch_size >= x.shape[0]:
@@ -152,14 +336,21 @@ def _run(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) 
     return net.xp.concat(parts, axis=0) if parts else forward(net, x, labels=labels)
 
 
-def _run_on_device(net: Network, x: Array, batch_size: int | str | None, *, labels: bool) -> Array:
+def _run_on_device(
+    net: Network, x: Array, batch_size: int | str | None, *, labels: bool, engine: str
+) -> Array:
     """:func:`_run` under the device rule (each dask chunk task enters its chunk's device)."""
     with on_device_of(x):
-        return _run(net, x, batch_size, labels=labels)
+        return _run(net, x, batch_size, labels=labels, engine=engine)
 
 
 def count_correct(
-    network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None
+    network: NetworkLike,
+    x: Array,
+    t: Array,
+    *,
+    batch_size: int | None = None,
+    engine: str | None = None,
 ) -> int:
     """How many rows of ``x`` the network classifies as labelled by ``t``.
 
@@ -182,6 +373,9 @@ def count_correct(
         Class indices ``(N,)`` or one-hot rows ``(N, classes)``, on ``x``'s device.
     batch_size : int, optional
         The most rows computed at once; ``None`` follows the batching rule.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        What runs NumPy input; ``None``: :func:`use_engine`'s, else ``$XPNET_ENGINE``,
+        else ``"auto"`` (see :func:`choose_engine`).
 
     Returns
     -------
@@ -197,7 +391,7 @@ def count_correct(
     NetworkError
         If ``x`` or ``t`` has the wrong shape or dtype, or a label is out of range.
     ValueError
-        If ``batch_size`` is not a positive integer.
+        If ``batch_size`` is not a positive integer, or ``engine`` no engine.
 
     Examples
     --------
@@ -215,16 +409,33 @@ def count_correct(
     net = as_network(network)
     net.check_input(x)
     batch_size = optional_batch_size(batch_size)
-    xp = net.xp
+    setting = engine_setting(engine)
     with on_device_of(x):
-        net.check_labels(t, x)
-        labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
-        predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
-        return int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype, copy=False)))
+        predicted, labels = _predicted_and_labels(net, x, t, batch_size, setting)
+        return int(net.xp.count_nonzero(predicted == labels))
+
+
+def _predicted_and_labels(
+    net: Network, x: Array, t: Array, batch_size: int | None, setting: str
+) -> tuple[Array, Array]:
+    """The labels ``net`` predicts for ``x``, and ``t``'s labels (checked) in their dtype:
+    what the counting functions compare, under the caller's device rule."""
+    xp = net.xp
+    net.check_labels(t, x)
+    labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
+    predicted = _run(
+        net, x, AUTO if batch_size is None else batch_size, labels=True, engine=setting
+    )
+    return predicted, xp.astype(labels, predicted.dtype, copy=False)
 
 
 def count_correct_and_unlabelled(
-    network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None
+    network: NetworkLike,
+    x: Array,
+    t: Array,
+    *,
+    batch_size: int | None = None,
+    engine: str | None = None,
 ) -> tuple[int, int]:
     """:func:`count_correct`, and how many rows got no class at all (their output layer's
     values were not all finite: the non-finite rule), from one pass.
@@ -250,21 +461,28 @@ def count_correct_and_unlabelled(
     net = as_network(network)
     net.check_input(x)
     batch_size = optional_batch_size(batch_size)
+    setting = engine_setting(engine)
     xp = net.xp
     with on_device_of(x):
-        net.check_labels(t, x)
-        labels = xp.argmax(t, axis=-1) if t.ndim == 2 else t
-        predicted = _run(net, x, AUTO if batch_size is None else batch_size, labels=True)
-        correct = xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype, copy=False))
+        predicted, labels = _predicted_and_labels(net, x, t, batch_size, setting)
+        correct = xp.count_nonzero(predicted == labels)
         unlabelled = xp.count_nonzero(predicted == NO_CLASS)
         both = to_host(xp.stack([correct, unlabelled]))
     return int(both[0]), int(both[1])
 
 
-def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None = None) -> float:
+def accuracy(
+    network: NetworkLike,
+    x: Array,
+    t: Array,
+    *,
+    batch_size: int | None = None,
+    engine: str | None = None,
+) -> float:
     """Fraction of rows of ``x`` classified as labelled by ``t`` (NaN for empty input).
 
-    Labels and ``batch_size`` as in :func:`count_correct` (``None``: the batching rule).
+    Labels, ``batch_size`` and ``engine`` as in :func:`count_correct` (``None``: the
+    batching rule, the engine in force).
 
     Parameters
     ----------
@@ -276,6 +494,9 @@ def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None
         Class indices ``(N,)`` or one-hot rows ``(N, classes)``, on ``x``'s device.
     batch_size : int, optional
         The most rows computed at once; ``None`` follows the batching rule.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        What runs NumPy input; ``None``: :func:`use_engine`'s, else ``$XPNET_ENGINE``,
+        else ``"auto"`` (see :func:`choose_engine`).
 
     Returns
     -------
@@ -289,7 +510,7 @@ def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None
     NetworkError
         If ``x`` or ``t`` has the wrong shape or dtype, or a label is out of range.
     ValueError
-        If ``batch_size`` is not a positive integer.
+        If ``batch_size`` is not a positive integer, or ``engine`` no engine.
 
     Examples
     --------
@@ -305,12 +526,16 @@ def accuracy(network: NetworkLike, x: Array, t: Array, *, batch_size: int | None
     0.5
     """
     total = x.shape[0]
-    correct = count_correct(network, x, t, batch_size=batch_size)
+    correct = count_correct(network, x, t, batch_size=batch_size, engine=engine)
     return correct / total if total else float("nan")
 
 
 def predict_labels_streaming(
-    network: NetworkLike, blocks: Iterable[Array], *, batch_size: int | None = None
+    network: NetworkLike,
+    blocks: Iterable[Array],
+    *,
+    batch_size: int | None = None,
+    engine: str | None = None,
 ) -> Array:
     """The predicted classes of a stream of input blocks, joined in order.
 
@@ -327,6 +552,8 @@ def predict_labels_streaming(
         Batches ``(rows, features)`` on the network's backend and device, in order.
     batch_size : int, optional
         The most rows computed at once within a block; ``None`` runs each block whole.
+    engine : {"auto", "array-api", "onnxruntime"}, optional
+        What runs NumPy blocks (see :func:`choose_engine`).
 
     Returns
     -------
@@ -354,7 +581,8 @@ def predict_labels_streaming(
     """
     net = as_network(network)
     batch_size = optional_batch_size(batch_size)
-    parts = [predict_labels(net, block, batch_size=batch_size) for block in blocks]
+    setting = engine_setting(engine)
+    parts = [predict_labels(net, block, batch_size=batch_size, engine=setting) for block in blocks]
     if not parts:
         raise ValueError("predict_labels_streaming needs at least one block")
     with on_device_of(parts[0]):

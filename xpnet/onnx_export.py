@@ -1,39 +1,44 @@
 """A network as an ONNX graph: one ``Gemm`` per dense layer and its activation.
 
 :func:`export_onnx` writes the graph to a file that any ONNX runtime runs; the NumPy engine
-(:mod:`xpnet._onnxruntime_engine`) runs the same graph, made by :func:`onnx_model`, in
-ONNX Runtime. Needs the ``onnx`` package (extra ``fast``), imported only when called.
+(:mod:`xpnet._onnxruntime_engine`) runs the same graph, as :func:`onnx_bytes` writes it
+without the ``onnx`` package (:mod:`xpnet._onnx_graph`), in ONNX Runtime.
+:func:`onnx_model` and :func:`export_onnx` check the graph with ``onnx`` (extra ``onnx``),
+imported only when called.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xpnet._onnx_graph import IR_VERSION, OPSET, ORDER_PRESERVING, model_bytes
 from xpnet.backends import to_host
 from xpnet.network import NetworkLike, as_network
 
-OPSET = 17
-"""The ``ai.onnx`` opset of the graphs: what ONNX Runtime 1.12 and later run."""
+__all__ = ["IR_VERSION", "OPSET", "ORDER_PRESERVING", "export_onnx", "onnx_bytes", "onnx_model"]
 
-IR_VERSION = 8
-"""The ONNX file format version written, which ONNX Runtime 1.10 and later read."""
 
-ORDER_PRESERVING = frozenset({"softmax", "identity"})
-"""Output activations whose argmax is the argmax of their input: labels skip them."""
+def onnx_bytes(network: NetworkLike, *, labels: bool = False, input_dtype: Any = None) -> bytes:
+    """The serialized ONNX model of ``network``, written without the ``onnx`` package.
 
-_OPERATORS = {
-    "identity": "Identity",
-    "sigmoid": "Sigmoid",
-    "relu": "Relu",
-    "tanh": "Tanh",
-    "softmax": "Softmax",  # along the last axis, as xpnet.softmax (opset 13 and later)
-}
-"""ONNX operators of the activations that have one; ``step`` is ``Greater`` then ``Cast``."""
+    The graph is :func:`onnx_model`'s (see there); the weights are copied to the host.
+    """
+    net = as_network(network)
+    layers = [
+        (
+            np.ascontiguousarray(to_host(layer.weight)),
+            np.ascontiguousarray(to_host(layer.bias)),
+            layer.activation,
+        )
+        for layer in net.layers
+    ]
+    dtype = layers[0][0].dtype
+    source = dtype if input_dtype is None else np.dtype(input_dtype)
+    return model_bytes(layers, labels=labels, input_dtype=source, producer_version=_version())
 
 
 def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any = None) -> Any:
@@ -44,72 +49,11 @@ def onnx_model(network: NetworkLike, *, labels: bool = False, input_dtype: Any =
     ``output`` is the last layer's activation; with ``labels``, ``labels`` is its argmax
     (int64), the last activation skipped where it preserves order, and ``-1`` for a row
     whose last layer's sums are not all finite, as in :func:`xpnet.predict_labels`. The
-    weights are copied to the host.
+    weights are copied to the host. The model is :func:`onnx_bytes` parsed by ``onnx``.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
-    from xpnet.forward_pass import NO_CLASS
-
-    net = as_network(network)
-    dtype = np.dtype(to_host(net.layers[0].weight).dtype)
-    elem = helper.np_dtype_to_tensor_dtype(dtype)
-    source = dtype if input_dtype is None else np.dtype(input_dtype)
-    nodes, weights, a = [], [], "input"
-    if source != dtype:
-        nodes.append(helper.make_node("Cast", ["input"], ["cast"], to=elem))
-        a = "cast"
-    *_, last = net.layers
-    for number, layer in enumerate(net.layers, start=1):
-        weights += [
-            numpy_helper.from_array(np.ascontiguousarray(to_host(layer.weight)), f"W{number}"),
-            numpy_helper.from_array(np.ascontiguousarray(to_host(layer.bias)), f"b{number}"),
-        ]
-        z = f"z{number}"
-        nodes.append(helper.make_node("Gemm", [a, f"W{number}", f"b{number}"], [z]))
-        if layer is last and labels and layer.activation in ORDER_PRESERVING:
-            a = z
-            break
-        a = "output" if layer is last and not labels else f"a{number}"
-        if layer.activation == "step":
-            if not any(w.name == "zero" for w in weights):
-                weights.append(numpy_helper.from_array(np.zeros((), dtype), "zero"))
-            nodes.append(helper.make_node("Greater", [z, "zero"], [f"{z}_positive"]))
-            nodes.append(helper.make_node("Cast", [f"{z}_positive"], [a], to=elem))
-        else:
-            axis: dict[str, Any] = {"axis": -1} if layer.activation == "softmax" else {}
-            nodes.append(helper.make_node(_OPERATORS[layer.activation], [z], [a], **axis))
-    if labels:
-        # The non-finite rule (xpnet.forward_pass.labels_of): z - z is 0 where z is finite
-        # and NaN elsewhere, so a row's sum of it is NaN exactly where the row has no class.
-        weights += [
-            numpy_helper.from_array(np.array([1], np.int64), "last_axis"),
-            numpy_helper.from_array(np.array(NO_CLASS, np.int64), "no_class"),
-        ]
-        nodes += [
-            helper.make_node("ArgMax", [a], ["classes"], axis=1, keepdims=0),
-            helper.make_node("Sub", [z, z], ["z_less_z"]),
-            helper.make_node("ReduceSum", ["z_less_z", "last_axis"], ["z_check"], keepdims=0),
-            helper.make_node("IsNaN", ["z_check"], ["not_finite"]),
-            helper.make_node("Where", ["not_finite", "no_class", "classes"], ["labels"]),
-        ]
-        result = helper.make_tensor_value_info("labels", TensorProto.INT64, ["rows"])
-    else:
-        result = helper.make_tensor_value_info("output", elem, ["rows", net.sizes[-1]])
-    inputs = helper.make_tensor_value_info(
-        "input", helper.np_dtype_to_tensor_dtype(source), ["rows", net.sizes[0]]
-    )
-    graph = helper.make_graph(nodes, "xpnet", [inputs], [result], initializer=weights)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="xpnet",
-        producer_version=_version(),
-    )
-    helper.set_model_props(
-        model, {"xpnet_version": _version(), "activations": json.dumps(net.activations)}
-    )
+    model = onnx.load_from_string(onnx_bytes(network, labels=labels, input_dtype=input_dtype))
     onnx.checker.check_model(model, full_check=True)
     return model
 

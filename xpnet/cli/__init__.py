@@ -8,26 +8,28 @@ keys, output files and pipes.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
 
 from xpnet import __version__
-from xpnet.cli import (
-    backends,
-    convert,
-    infer,
-    inspect_predictions,
-    plot_activations,
-    show_mnist,
-    train,
-)
 from xpnet.cli.options import Parser, UsageError, add_debug_option, describe
 from xpnet.cli.output import INTERRUPTED, printable, silence_stdout, stdout_broken, tell
 from xpnet.errors import XpnetError
 
-COMMANDS = (infer, train, backends, plot_activations, show_mnist, inspect_predictions, convert)
-"""The command modules, in the order ``xpnet --help`` lists their commands."""
+COMMANDS = {
+    "infer": "infer",
+    "train": "train",
+    "backends": "backends",
+    "plot-activations": "plot_activations",
+    "show-mnist": "show_mnist",
+    "inspect": "inspect_predictions",
+    "convert": "convert",
+}
+"""Each command's name and its module in ``xpnet.cli``, in the order ``xpnet --help``
+lists them. A command line naming one imports that module alone: a command's start-up is
+part of its run time, and the others' imports (plotting, training, dask) are not."""
 
 EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, MemoryError)
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""
@@ -36,7 +38,8 @@ FAILURE = 1
 """The exit status of every failure but a usage error (2) and Ctrl-C (130)."""
 
 
-def build_parser() -> Parser:
+def build_parser(only: str | None = None) -> Parser:
+    """The ``xpnet`` parser with every command, or with the command ``only`` alone."""
     parser = Parser(
         prog="xpnet",
         description="The textbook's MNIST network on any array backend.",
@@ -46,8 +49,9 @@ def build_parser() -> Parser:
     subparsers = parser.add_subparsers(
         title="commands", required=True, metavar="COMMAND", dest="command"
     )
-    for command in COMMANDS:
-        command.register(subparsers)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f"xpnet.cli.{module}").register(subparsers)
     for command_parser in subparsers.choices.values():
         # The modules' docstrings are reST; help shows plain text.
         command_parser.description = describe(command_parser.description)
@@ -78,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args, unknown = build_parser().parse_known_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    named = next((word for word in words if not word.startswith("-")), None)
+    parser = build_parser(named if named in COMMANDS else None)
+    args, unknown = parser.parse_known_args(words)
     if unknown:  # reported by the command's own parser, with its own name
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.formatwarning = one_line_warning

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from xpnet._onnxruntime_engine import numpy_engine
 from xpnet.backends import BACKENDS, backend_status
 from xpnet.cli.output import print_json, printable
+from xpnet.inference import numpy_engine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list the backends and their availability",
         description="List the array backends xpnet knows, whether each can run here, and "
         "why not where it cannot (a package missing, no GPU), and which engine runs NumPy "
-        "input (ONNX Runtime, or the generic path and why).",
+        "input: the setting (auto, array-api or onnxruntime; $XPNET_ENGINE) and what it "
+        "means here.",
     )
     parser.add_argument(
         "--json",

@@ -18,10 +18,21 @@ from xpnet.backends import get_backend
 from xpnet.batching import batch_size_for, iter_batches
 from xpnet.cli import dask_options
 from xpnet.cli.network_loading import load_network_and_info, weights_file
-from xpnet.cli.options import add_backend_options, add_data_options, positive_int
+from xpnet.cli.options import (
+    add_backend_options,
+    add_data_options,
+    add_engine_option,
+    positive_int,
+)
 from xpnet.cli.output import Score, display_path, json_safe, print_json, printable
 from xpnet.cli.progress import progress_bar
-from xpnet.inference import count_correct, count_correct_and_unlabelled
+from xpnet.inference import (
+    choose_engine,
+    count_correct,
+    count_correct_and_unlabelled,
+    engine_setting,
+    use_engine,
+)
 from xpnet.training_record import summary
 
 PROGRESS_ROWS = 50_000
@@ -32,6 +43,9 @@ PROGRESS_ROWS = 50_000
 class InferenceReport(Score):
     """What one inference run measured; ``--json`` prints it as is."""
 
+    engine: str
+    """What ran the forward pass: ``onnxruntime`` or ``array-api`` (on dask, in each chunk:
+    ``auto`` chooses there, chunk by chunk)."""
     not_finite: int
     """Images whose output was not finite (NaN, infinity): no class, never correct."""
     seconds: float
@@ -54,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     add_backend_options(parser)
+    add_engine_option(parser)
     parser.add_argument(
         "--weights",
         help="weights file (xpnet .npz, the textbook's .pkl or a plain .npz of its dict), "
@@ -102,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 def infer(args: argparse.Namespace) -> InferenceReport:
     from xpnet.datasets import load_mnist
 
+    setting = engine_setting(args.engine)  # a bad $XPNET_ENGINE fails before any work
     target = get_backend(args.backend, args.device)
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     say(f"backend: {target}")
@@ -139,23 +155,31 @@ def infer(args: argparse.Namespace) -> InferenceReport:
     target.synchronize()
     transferred = time.perf_counter()
 
+    # One engine for the whole input, chosen by its size (auto weighs ONNX Runtime's start-up
+    # against the rows); dask chunks choose their own, under the same setting.
+    engine = setting if target.name == "dask" else choose_engine(network, x, setting)
+    say(f"engine: {engine}" + (" (each chunk)" if target.name == "dask" else ""))
+
     # One image first, timed apart: what a process pays once (ONNX Runtime
     # building its session, CuPy its kernels) is not throughput.
     warmed, first_call_seconds = transferred, None
     if target.name != "dask" and len(x_host):
-        count_correct(network, x[:1, ...], t[:1])
+        count_correct(network, x[:1, ...], t[:1], engine=engine)
         target.synchronize()
         warmed = time.perf_counter()
         first_call_seconds = warmed - transferred
 
     if target.name == "dask":
-        correct, unlabelled = dask_options.count_correct_on_dask(network, x, t, args)
+        with use_engine(setting):
+            correct, unlabelled = dask_options.count_correct_on_dask(network, x, t, args)
     else:
         correct = unlabelled = 0
         batch_size = args.batch_size or batch_size_for(network, x)
         with progress_bar(total=len(x_host), unit="img", desc="compute", disable=args.json) as bar:
             for xb, tb in iter_batches(x, t, batch_size=max(PROGRESS_ROWS, batch_size)):
-                right, none = count_correct_and_unlabelled(network, xb, tb, batch_size=batch_size)
+                right, none = count_correct_and_unlabelled(
+                    network, xb, tb, batch_size=batch_size, engine=engine
+                )
                 correct, unlabelled = correct + right, unlabelled + none
                 bar.update(xb.shape[0])
     target.synchronize()
@@ -170,6 +194,7 @@ def infer(args: argparse.Namespace) -> InferenceReport:
         dataset=dataset,
         split=split,
         images=images,
+        engine=engine,
         correct=correct,
         accuracy=correct / images if images else None,
         not_finite=unlabelled,
@@ -193,6 +218,7 @@ def print_report(report: InferenceReport) -> None:
         if report.first_call_seconds is None
         else f", first call {report.first_call_seconds * 1e3:.1f} ms"
     )
+    print(f"engine: {report.engine}")
     if report.not_finite:
         print(
             f"not finite: {report.not_finite} images gave an output that is not finite "

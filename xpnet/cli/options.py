@@ -142,12 +142,28 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+ENGINES = ("auto", "array-api", "onnxruntime")
+"""The engines ``--engine`` takes (those of :data:`xpnet.inference.ENGINES`, spelled here so
+that reading the command line imports no computing module)."""
+
+
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: what runs the forward pass on NumPy input."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="what runs NumPy input: xpnet's array-API code, ONNX Runtime (the fast extra), "
+        "or auto: ONNX Runtime where the rows are enough to pay for its start-up, else the "
+        "array-API code (docs/performance.md); default: $XPNET_ENGINE, else auto",
+    )
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """``--data-dir`` and ``--no-download``: where the dataset's files are."""
     parser.add_argument(
         "--data-dir",
         help="folder holding the dataset's files (.gz or raw); default: $XPNET_DATA_DIR, "
-        "then the cache",
+        "then the cache, then (MNIST's test split) the copy shipped with xpnet",
     )
     parser.add_argument("--no-download", action="store_true", help="never fetch missing files")
 

@@ -4,7 +4,9 @@ Folders, in order (docs/data.md): the ``data_dir`` argument, then ``$XPNET_DATA_
 each itself and its subfolders named after the dataset (``mnist/``, ``fashion-mnist/``;
 the 5k subset also ``mnist/``, where it sits beside the MNIST files), so either may name
 the folder of the files or a data root with one folder per dataset; then the dataset's
-system folders (Debian's ``/usr/share/datasets/fashion-mnist``); then the cache folder.
+system folders (Debian's ``/usr/share/datasets/fashion-mnist``); then the cache folder;
+last, the copy shipped inside the package (MNIST's test split), so the main job runs
+offline on a fresh install.
 In each, a file may be gzipped or not. The first copy that passes the checks (see
 :mod:`xpnet.datasets.verify`) is used. A copy that is another dataset's file (MNIST and
 Fashion-MNIST share file names) is passed over quietly; one that fails the checks is
@@ -75,15 +77,21 @@ def _known_cache_dir(dataset: Dataset) -> Path | None:
 
 def search_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> list[Path]:
     """The folders searched for the dataset's files, in order, without repeats (the cache
-    folder last, where there is one).
+    folder, where there is one, then the package's own copies, where it ships some).
 
     ``data_dir`` and ``$XPNET_DATA_DIR`` are searched with their subfolders named in
     ``dataset.folders`` (see :func:`lookup_dirs`).
     """
     env = os.environ.get("XPNET_DATA_DIR")
     dirs = [Path(d) for d in (data_dir, env) if d]
+    return _in_order(dataset, dirs)
+
+
+def _in_order(dataset: Dataset, dirs: list[Path]) -> list[Path]:
+    """``dirs``, the system folders, the cache folder and the embedded folder, without repeats."""
     cache = _known_cache_dir(dataset)
-    return list(dict.fromkeys([*dirs, *dataset.system_dirs, *([cache] if cache else [])]))
+    last = [folder for folder in (cache, dataset.embedded) if folder is not None]
+    return list(dict.fromkeys([*dirs, *dataset.system_dirs, *last]))
 
 
 def lookup_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> list[Path]:
@@ -91,8 +99,7 @@ def lookup_dirs(dataset: Dataset, data_dir: str | os.PathLike[str] | None) -> li
     env = os.environ.get("XPNET_DATA_DIR")
     roots = [Path(d) for d in (data_dir, env) if d]
     dirs = [folder for root in roots for folder in (root, *(root / f for f in dataset.folders))]
-    cache = _known_cache_dir(dataset)
-    return list(dict.fromkeys([*dirs, *dataset.system_dirs, *([cache] if cache else [])]))
+    return _in_order(dataset, dirs)
 
 
 def load_files(

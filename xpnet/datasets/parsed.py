@@ -4,10 +4,17 @@ A copy's name holds a digest of its source's path (its bytes, whatever their enc
 size and modification time and of the registry's facts about the file: an edited or
 replaced source is parsed and checked again. A copy is one file: a magic line, a line of
 JSON (the checksums that vouched for the source, the array's shape, the name's digest,
-the BLAKE2b digest of the array's bytes), then the array's bytes. It is read whole, and
-its digest is checked as it is read, every time: a copy that is damaged, cut short,
-renamed or altered (even with the same shape) is never used. xpnet then parses the
-verified source again, replaces the copy and warns once (one line naming the copy).
+the CRC-32 of the array's bytes), then the array's bytes. It is read whole, and its CRC
+is checked as it is read, every time: a copy that is damaged, cut short, renamed or
+altered (even with the same shape) is never used. xpnet then parses the verified source
+again, replaces the copy and warns once (one line naming the copy).
+
+The source files are checked by their md5 against the registry: they may come from
+anywhere. The copy lies in the user's own cache folder, which xpnet trusts as pip trusts
+its cache (whoever can write there can as well write the user's installed packages), so
+its check is against accidents (a disk error, a writer cut short, another version's
+format), which a CRC catches at a tenth of a cryptographic hash's cost, not against a
+forger; docs/performance.md weighs the two.
 
 Copies are written atomically (a temporary file in the same folder, then ``os.replace``),
 so two processes writing the same copy at once each leave a whole file, and a reader
@@ -21,6 +28,7 @@ import json
 import os
 import stat
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +40,9 @@ from xpnet.datasets.idx import read_errors
 from xpnet.datasets.registry import DataFile
 from xpnet.datasets.verify import Verified, parse_verified
 
-_FORMAT = 2
+_FORMAT = 3
 """Bump to orphan every copy written before a change of what a copy holds."""
-_MAGIC = b"XPNET PARSED COPY 2\n"
+_MAGIC = b"XPNET PARSED COPY 3\n"
 _MAX_HEADER = 4096
 """The most bytes the JSON line of a copy may take."""
 _CHUNK = 1 << 20
@@ -126,22 +134,22 @@ def _read_copy(stream: Any, copy: Path, spec: DataFile) -> np.ndarray:
         or meta.get("file") != spec.name
         or meta.get("dtype") != "uint8"
         or meta.get("shape") != list(spec.shape)
-        or not isinstance(meta.get("blake2b"), str)
+        or not isinstance(meta.get("crc32"), int)
     ):
         raise _Damaged("its header does not describe this file")
     array = np.empty(spec.shape, dtype=np.uint8)
     view = array.reshape(-1).data
-    digest = hashlib.blake2b()
+    crc = 0
     filled = 0
     while filled < len(view):
         got = stream.readinto(view[filled : filled + _CHUNK])
         if not got:
             raise _Damaged(f"cut short: {filled} of {len(view)} data bytes")
-        digest.update(view[filled : filled + got])
+        crc = zlib.crc32(view[filled : filled + got], crc)
         filled += got
     if stream.read(1):
         raise _Damaged(f"bytes follow its {len(view)} data bytes")
-    if digest.hexdigest() != meta["blake2b"]:
+    if crc != meta["crc32"]:
         raise _Damaged("its data do not match the checksum in its header")
     return array
 
@@ -153,7 +161,7 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
         "file": spec.name,
         "dtype": "uint8",
         "shape": list(array.shape),
-        "blake2b": hashlib.blake2b(array.reshape(-1).data).hexdigest(),
+        "crc32": zlib.crc32(array.reshape(-1).data),
         "source": {
             "md5": verified.md5,
             "payload_md5": verified.payload_md5,

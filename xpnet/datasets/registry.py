@@ -106,6 +106,9 @@ class Dataset:
     """How to obtain the files by hand, for a dataset without mirrors."""
     beside: tuple[str, ...] = ()
     """Other datasets' folder names where its files may also sit (under a data root)."""
+    embedded: Path | None = None
+    """The folder inside the package holding some of its files (searched last), checked
+    like any other copy: MNIST's test split ships there, so the main job needs no network."""
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -129,6 +132,11 @@ class Dataset:
         raise ValueError(f"unknown split {name!r} of {self.name}; choose one of {known}")
 
 
+EMBEDDED_MNIST_TEST = Path(__file__).with_name("mnist_test")
+"""The MNIST test split shipped in the package (its two ``t10k`` files, CC BY-SA 3.0,
+Yann LeCun and Corinna Cortes; the attribution and licence lie beside them in ``LICENSE.md``)."""
+
+
 def _mnist_layout(
     name: str,
     mirrors: tuple[str, ...],
@@ -137,6 +145,7 @@ def _mnist_layout(
     sizes: dict[str, int],
     system_dirs: tuple[Path, ...] = (),
     classes: tuple[str, ...] = _DIGITS,
+    embedded: Path | None = None,
 ) -> Dataset:
     """A dataset laid out like MNIST: 60,000 + 10,000 images of 28x28 pixels."""
 
@@ -151,7 +160,7 @@ def _mnist_layout(
         )
         for split, prefix, count in (("train", "train", 60_000), ("test", "t10k", 10_000))
     }
-    return Dataset(name, mirrors, splits, system_dirs, classes=classes)
+    return Dataset(name, mirrors, splits, system_dirs, classes=classes, embedded=embedded)
 
 
 MNIST = _mnist_layout(
@@ -180,6 +189,7 @@ MNIST = _mnist_layout(
         "t10k-images-idx3-ubyte": 1_648_877,
         "t10k-labels-idx1-ubyte": 4_542,
     },
+    embedded=EMBEDDED_MNIST_TEST,
 )
 
 # Debian's dataset-fashion-mnist re-wrote the gzip headers (file name dropped, time reset)
