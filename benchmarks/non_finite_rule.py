@@ -65,7 +65,7 @@ pairs = {
     "generic path": (lambda: forward(network, x, labels=True), bare_generic),
 }
 reference = bare_generic()
-assert all((call() == reference).all() for pair in pairs.values() for call in pair)
+assert all(np.array_equal(call(), reference) for pair in pairs.values() for call in pair)
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 for route, pair in pairs.items():  # apart: ONNX Runtime's spinning threads slow what follows
     times: list[list[float]] = [[], []]
