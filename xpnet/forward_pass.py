@@ -8,12 +8,14 @@ give the same labels.
 
 from __future__ import annotations
 
+from xpnet._device import device_rule
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network
 from xpnet.onnx_export import ORDER_PRESERVING
 
 
+@device_rule
 def forward(net: Network, x: Array, *, labels: bool) -> Array:
     """The output layer's values of ``net`` on ``x`` in one pass (with ``labels``, the
     class of each row: a softmax or identity output is skipped, its argmax being the
