@@ -533,3 +533,36 @@ def test_a_longdouble_network_moved_to_torch_is_one_line():
     with pytest.raises(xpnet.BackendUnavailableError, match=r"has no dtype float(96|128)") as e:
         xpnet.to_backend(network, "torch")
     assert "\n" not in str(e.value)
+
+
+# --- dask with CuPy chunks (runs where CuPy has a GPU: the GPU check's cupy step) ---------------
+
+
+@pytest.mark.only_backends("cupy", reason="dask with CuPy chunks needs CuPy on a GPU")
+def test_dask_with_cupy_chunks_counts_as_numpy_does(backend):
+    da = pytest.importorskip("dask.array")
+    import cupy
+
+    rng = np.random.default_rng(7)
+    host_net = xpnet.init_network((16, 8, 3), seed=3)
+    x_host = rng.random((250, 16)).astype(np.float32)
+    t_host = rng.integers(0, 3, 250)
+    expected = xpnet.count_correct(host_net, x_host, t_host)
+    lazy = xpnet.to_backend(host_net, "dask")
+    on_gpu = xpnet.Network(
+        tuple(
+            xpnet.Layer(
+                layer.weight.map_blocks(cupy.asarray),
+                layer.bias.map_blocks(cupy.asarray),
+                layer.activation,
+            )
+            for layer in lazy.layers
+        )
+    )
+    x = da.from_array(x_host, chunks=(60, 16)).map_blocks(cupy.asarray)
+    t = da.from_array(t_host, chunks=60).map_blocks(cupy.asarray)
+    labels = xpnet.predict_labels(on_gpu, x)
+    assert isinstance(labels._meta, cupy.ndarray)  # the chunks stayed on the GPU
+    assert xpnet.count_correct(on_gpu, x, t) == expected
+    host_labels = xpnet.predict_labels(host_net, x_host)
+    np.testing.assert_array_equal(cupy.asnumpy(labels.compute()), host_labels)
