@@ -163,6 +163,66 @@ def cupy(session: nox.Session) -> None:
     session.run("pytest", "--backend", "cupy", *pytest_args)
 
 
+HOST_LIKE = (
+    "numpy",
+    "pytest",
+    "pytest-xdist",
+    "cupy-cuda13x",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "scikit-learn",
+    "scipy",
+    "safetensors",
+    "matplotlib",
+    "hypothesis",
+    "jax",
+    "requests",
+    "tqdm",
+    "pyyaml",
+    "click",
+    "toolz",
+    "cloudpickle",
+    "fsspec",
+)
+"""What the lent GPU machines' image has (the device tool's KINDS.md), less PyTorch: no CUDA
+build of it fits on this project's machines, and the CPU wheel is not what the image has."""
+
+GPU_WINDOW_SECONDS = 360
+"""What the GPU check may take on a lent machine, its offline install included."""
+
+
+@nox.session(python="3.12")
+def gpu_rehearsal(session: nox.Session) -> None:
+    """``scripts/gpu_check.sh`` with its default settings in a host-like Python 3.12 with
+    CuPy installed and no GPU (a stand-in ``nvidia-smi``), timed: it must pass within the
+    GPU window's 6 minutes. Needs ``.whl`` and ``.gpu-data`` (``scripts/gpu_prepare.sh``);
+    the results go to ``gpu-results/rehearsal``."""
+    import time
+
+    session.install(*HOST_LIKE)
+    stand_in = Path(session.create_tmp()) / "bin"
+    stand_in.mkdir(exist_ok=True)
+    smi = stand_in / "nvidia-smi"
+    smi.write_text(
+        '#!/bin/sh\n[ "$1" = -L ] && echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-stand-in)"\n'
+    )
+    smi.chmod(0o755)
+    python = str(Path(session.bin) / "python")
+    env = {
+        "PATH": f"{stand_in}:{os.environ['PATH']}",
+        "PYTHON": python,
+        "XPNET_GPU_CHECK_REHEARSAL": "1",
+        "XPNET_GPU_RESULTS": "gpu-results/rehearsal",
+    }
+    started = time.monotonic()
+    session.run("bash", "scripts/gpu_check.sh", env=env, external=True)
+    seconds = time.monotonic() - started
+    session.log(f"gpu_check.sh rehearsal: {seconds:.0f} s of the window's {GPU_WINDOW_SECONDS}")
+    if seconds > GPU_WINDOW_SECONDS:
+        session.error(f"the rehearsal took {seconds:.0f} s, over {GPU_WINDOW_SECONDS}")
+
+
 @nox.session
 def build(session: nox.Session) -> None:
     """Build the sdist and the wheel as a package index gets them, and use them as a user would.

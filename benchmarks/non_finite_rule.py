@@ -34,7 +34,7 @@ x, _ = load_mnist(split="test", data_dir=os.environ["XPNET_DATA_DIR"])
 x = x.astype(np.float32)
 
 
-def session(bare: bool) -> Callable[[], object]:
+def session(bare: bool) -> Callable[[], np.ndarray]:
     model = onnx_model(network, labels=True)
     if bare:
         kept = [node for node in model.graph.node if node.op_type not in RULE_NODES]
@@ -52,7 +52,7 @@ def session(bare: bool) -> Callable[[], object]:
     return lambda: run(None, {"input": x})[0]
 
 
-def bare_generic() -> object:
+def bare_generic() -> np.ndarray:
     *hidden, last = network.layers
     a = x
     for layer in hidden:

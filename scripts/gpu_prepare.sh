@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # Prepares, here (where pip reaches PyPI), what scripts/gpu_check.sh takes to a GPU host
 # that has no network; both folders are ignored by git and travel as carried paths:
-#   .whl/       Python 3.12 wheels of what the host's image lacks (it has numpy, CuPy and
-#               pytest; no PyTorch CUDA build fits the carry), at the versions installed
-#               here, so the GPU runs the code CI tests; the build backend (hatchling, its
-#               readme plugin, what they need, and editables for `pip install -e`) for the
-#               offline `nox -s cupy` (XPNET_WHEELS=.whl); SHA256SUMS of them all;
-#   .gpu-data/  the MNIST files and the book's weights, from DATA (default ../shared/data),
-#               with their SHA256SUMS.
+#   .whl/       Python 3.12 wheels of what the host's image lacks, at the versions
+#               installed here, so the GPU runs the code CI tests. The image (the device
+#               tool's KINDS.md) has numpy, CuPy, PyTorch CUDA, JAX with its CUDA plugin,
+#               onnx, onnxruntime, onnxscript, scikit-learn, safetensors, matplotlib,
+#               hypothesis, pytest, requests, tqdm and dask's own needs (click, cloudpickle,
+#               fsspec, pyyaml, toolz); it lacks array-api-compat/-extra/-strict, dask
+#               (partd, locket), skl2onnx, skops (prettytable, wcwidth) and platformdirs;
+#               it has no nox, so no build backend travels. SHA256SUMS of them all.
+#   .gpu-data/  the MNIST test split and the book's weights, from DATA (default
+#               ../shared/data), with their SHA256SUMS.
 # scripts/gpu_check.sh verifies both sums before it uses a byte of either.
-# Usage: bash scripts/gpu_prepare.sh [DATA]
+# Usage: PYTHON=/path/to/a/python/with/them bash scripts/gpu_prepare.sh [DATA]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data}
 python=${PYTHON:-python3}
 packages=(
-    array-api-compat array-api-extra array-api-strict platformdirs tqdm threadpoolctl
-    requests urllib3 idna charset-normalizer certifi
-    hypothesis attrs sortedcontainers
-    matplotlib contourpy cycler fonttools kiwisolver packaging pillow pyparsing python-dateutil tzdata
-    hatchling hatch-fancy-pypi-readme editables pathspec pluggy tomlkit trove-classifiers
+    array-api-compat array-api-extra array-api-strict platformdirs
+    dask partd locket
+    skl2onnx skops prettytable wcwidth
 )
 
 pins=$("$python" - "${packages[@]}" <<'EOF'
@@ -29,10 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 try:
     print(" ".join(f"{name}=={version(name)}" for name in sys.argv[1:]))
 except PackageNotFoundError as missing:
-    sys.exit(
-        f"gpu_prepare: {missing.name} is not installed here: "
-        "pip install -e '.[test]' hatchling hatch-fancy-pypi-readme editables"
-    )
+    sys.exit(f"gpu_prepare: {missing.name} is not installed here: pip install -e '.[test]'")
 EOF
 )
 rm -rf .whl
@@ -50,5 +48,6 @@ cp "$data"/book/sample_weight.pkl .gpu-data/book/
 (cd .gpu-data && find mnist book -type f -print0 | sort -z | xargs -0 sha256sum > SHA256SUMS)
 echo "gpu_prepare: $(ls .whl/*.whl | wc -l) wheels ($pins), $(ls .gpu-data/mnist | wc -l) data files;" \
     "$(du -sh --total .whl .gpu-data | tail -1 | cut -f1) to carry"
-echo "next, with a GPU lent: run 'bash scripts/gpu_check.sh' with carry ['.whl', '.gpu-data']"
-echo "(rehearse here first: XPNET_GPU_CHECK_REHEARSAL=1 with a stand-in nvidia-smi on PATH)"
+echo "next, with a GPU lent, in one call with carry ['.whl', '.gpu-data']:"
+echo '  XPNET_GPU_RESULTS=$OUT/gpu-check bash scripts/gpu_check.sh'
+echo "(rehearse here first: tests/test_gpu_check.py, or see docs/gpu.md)"

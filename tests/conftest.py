@@ -52,7 +52,7 @@ DEVICES: dict[str, tuple[str | None, ...]] = {
     "numpy": (None,),
     "cupy": ("cuda:0",),
     "torch": ("cpu", "cuda:0"),
-    "jax": (None,),
+    "jax": (None, "cuda:0"),
     "dask": (None,),
     "array_api_strict": (None, "device1"),
 }

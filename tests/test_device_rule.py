@@ -13,13 +13,22 @@ on ``device1``.
 from __future__ import annotations
 
 import types
+import warnings
+from pathlib import Path
 
 import array_api_strict as strict
 import numpy as np
 import pytest
 
 import xpnet
+import xpnet.batching
+import xpnet.forward_pass
+import xpnet.gradients
+import xpnet.network
+import xpnet.onnx_export
+import xpnet.plotting
 from xpnet import _device
+from xpnet.activations import logistic_formula
 from xpnet.backends import to_host
 from xpnet.optimizers import Adam, Momentum
 from xpnet.plotting import confusion_matrix, misclassified_indices, plot_activations
@@ -206,7 +215,9 @@ def test_plotting_helpers(cupy_like, device1):
     counts = confusion_matrix(labels, predicted, num_classes=4)
     assert on_device1(worst, counts)
     assert int(to_host(counts).sum()) == 25
-    assert [entry for entry in cupy_like if entry[0] == "enter"] == [("enter", "device1")] * 2
+    entered = [entry for entry in cupy_like if entry[0] == "enter"]
+    # each helper enters its inputs' device (a helper it calls may enter it again, nested)
+    assert len(entered) >= 2 and set(entered) == {("enter", "device1")}
     pytest.importorskip("matplotlib")
     cupy_like.clear()
     plot_activations(["sigmoid", "relu"], num=11, backend=device1)
@@ -226,3 +237,449 @@ def test_a_fake_namespace_object_is_not_entered():
     fake = types.SimpleNamespace()
     with pytest.raises(TypeError):
         _device.on_device_of(fake)
+
+
+# --- every public function, on a CPU double of CuPy (tests/cupy_double.py) --------------------
+#
+# The double runs every operation on its current device and refuses an array from another
+# device, converts nothing to NumPy behind the caller's back, and reports free memory per
+# device. Each public function that computes is called with inputs on cuda:1 while cuda:0
+# is current: it must succeed, leave every array it returns on cuda:1, and leave cuda:0
+# current. The list of such functions is found by reading the package, so a new one fails
+# test_every_public_function_is_proved_or_exempt until it is given a call below.
+
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import pkgutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import cupy_double  # noqa: E402
+
+OTHER = "cuda:1"
+"""The device the inputs live on; cuda:0 stays current around every call."""
+
+
+def public_functions() -> dict[str, Callable[..., Any]]:
+    """Every public function and method of xpnet's public modules (the CLI's aside) that
+    takes or returns arrays or networks, or takes a ``backend`` or ``device``."""
+    found: dict[str, Callable[..., Any]] = {}
+    for info in pkgutil.walk_packages(xpnet.__path__, "xpnet."):
+        parts = info.name.split(".")
+        if any(part.startswith("_") for part in parts) or parts[1] == "cli":
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if name.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(value):
+                found[f"{module.__name__}.{name}"] = value
+            elif inspect.isclass(value):
+                for member, attribute in vars(value).items():
+                    function = (  # properties, cached properties, static and class methods
+                        getattr(attribute, "fget", None)
+                        or getattr(attribute, "func", None)
+                        or getattr(attribute, "__func__", attribute)
+                    )
+                    if not member.startswith("_") and inspect.isfunction(function):
+                        found[f"{module.__name__}.{name}.{member}"] = function
+    return {name: f for name, f in found.items() if computes(f)}
+
+
+def computes(function: Callable[..., Any]) -> bool:
+    annotations = " ".join(map(str, inspect.get_annotations(function).values()))
+    parameters = inspect.signature(function).parameters
+    return (
+        "Array" in annotations
+        or "Network" in annotations
+        or "backend" in parameters
+        or "device" in parameters
+    )
+
+
+EXEMPT = {
+    "xpnet.backends.get_backend": "makes no array",
+    "xpnet.backends.is_gpu": "reads a backend's name and device kind only",
+    "xpnet.datasets.idx.write_idx": "host files: takes NumPy data (a device array is refused)",
+    "xpnet.datasets.idx.idx_bytes": "host files: takes NumPy data (a device array is refused)",
+    "xpnet.scaleout.store.ImageStore.read": "the image store reads to the host (NumPy, dask)",
+    "xpnet.importers.read_file": "reads a file into a host network; placement is to_backend's",
+    "xpnet.importers.check_activations": "checks names only",
+    "xpnet.importers.keras.read_model": "reads a model into a host (NumPy) network",
+    "xpnet.importers.keras.read_file": "reads a file into a host (NumPy) network",
+    "xpnet.importers.onnx.read_file": "reads a file into a host (NumPy) network",
+    "xpnet.importers.onnx.read_model": "reads a model into a host (NumPy) network",
+    "xpnet.importers.safetensors.write": "writes a host network's bytes",
+    "xpnet.importers.safetensors.read_file": "reads a file into a host (NumPy) network",
+    "xpnet.importers.sklearn.read_mlp": "reads a model into a host (NumPy) network",
+    "xpnet.importers.sklearn.read_skops": "reads a file into a host (NumPy) network",
+    "xpnet.importers.torch.read_module": "reads a module into a host (NumPy) network",
+    "xpnet.importers.torch.read_state_dict": "reads tensors into a host (NumPy) network",
+    "xpnet.importers.torch.read_state_dict_arrays": "reads arrays into a host network",
+    "xpnet.importers.torch.read_state_dict_file": "reads a file into a host (NumPy) network",
+    "xpnet.importers.from_keras": "needs Keras and one of its backends; it places through "
+    "the same importers._common.place as from_sklearn, which is proved",
+    "xpnet.datasets.mnist.load_fashion_mnist": "load_mnist with another dataset name; "
+    "load_mnist is proved",
+    "xpnet.inference.choose_engine": "reads the input's type and shape only",
+}
+"""Public functions that take or give arrays but need no device entered, and why."""
+
+SAFE_WITHOUT_THE_RULE = {
+    # read shapes, dtypes or devices, slice, or copy to the host: no kernel runs
+    "xpnet.activations.identity_function",
+    "xpnet.backends.backend_of",
+    "xpnet.backends.free_device_memory",
+    "xpnet.backends.to_host",
+    "xpnet.batching.batch_size_for",
+    "xpnet.batching.iter_batches",
+    "xpnet.batching.working_set_per_row",
+    "xpnet.gradients.check_trainable",
+    "xpnet.network.Network.cast_input",
+    "xpnet.network.Network.check_input",
+    "xpnet.network.Network.from_mapping",
+    "xpnet.network.Network.to_mapping",
+    "xpnet.network.as_network",
+    "xpnet.onnx_export.export_onnx",
+    "xpnet.onnx_export.onnx_bytes",
+    "xpnet.onnx_export.onnx_model",
+    "xpnet.plotting.plot_first_layer_weights",
+    "xpnet.plotting.plot_image_grid",
+    "xpnet.weights.save_weights",
+    # create their arrays with asarray(..., device=), which array-api-compat's CuPy
+    # wrapper runs inside that device itself
+    "xpnet.backends.Backend.asarray",
+    "xpnet.datasets.mnist.load_mnist",
+    "xpnet.importers.from_onnx",
+    "xpnet.importers.from_sklearn",
+    "xpnet.importers.from_torch",
+    "xpnet.network.init_network",
+    "xpnet.network.to_backend",
+    "xpnet.network.to_backend from cuda:0",
+    "xpnet.weights.load_weights",
+    "xpnet.weights.load_weights_and_info",
+}
+"""Proved calls that still work with the rule taken out, because they launch no kernel on
+the inputs' device or only create arrays through ``asarray(device=)``. The control checks
+this both ways, so a function that starts computing must leave this set and be kept under
+the rule. identity and cast_input are here for float input of the network's dtype; their
+integer cases (``... int``) compute and are controlled."""
+
+
+class Inputs:
+    """Arrays and networks on cuda:1 of the double, made while cuda:0 is current."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.backend = xpnet.get_backend("cupy", OTHER)
+        self.network = xpnet.init_network((16, 8, 3), backend="cupy", device=OTHER)
+        self.x = self.backend.asarray(rng.standard_normal((12, 16)), "float32")
+        self.pixels = self.backend.asarray(rng.integers(0, 256, (12, 16)), "uint8")
+        self.labels = self.backend.asarray(np.arange(12) % 3)
+        self.one_hot = self.backend.asarray(np.eye(3)[np.arange(12) % 3], "float32")
+        self.square = self.backend.asarray(rng.standard_normal((4, 4)), "float32")
+        with self.backend.device:  # not through the code under test
+            self.probabilities = xpnet.softmax(self.x[:, :3])
+            self.half = self.square * 0.5
+
+
+def _grid_images(i: Inputs) -> Any:
+    images = i.backend.asarray(np.random.default_rng(1).random((12, 784)), "float32")
+    return images
+
+
+def _export(i: Inputs, tmp_path: Path) -> Any:
+    pytest.importorskip("onnx")
+    from xpnet.onnx_export import export_onnx
+
+    return export_onnx(i.network, tmp_path / "net.onnx")
+
+
+def _from_onnx(i: Inputs, tmp_path: Path) -> Any:
+    pytest.importorskip("onnx")
+    path = xpnet.export_onnx(xpnet.to_backend(i.network, "numpy"), tmp_path / "host.onnx")
+    model = pytest.importorskip("onnx").load(str(path))
+    return xpnet.from_onnx(model, backend="cupy", device=OTHER)
+
+
+def _from_sklearn(i: Inputs, tmp_path: Path) -> Any:
+    neural_network = pytest.importorskip("sklearn.neural_network")
+    model = neural_network.MLPClassifier((5,), max_iter=5, random_state=0)
+    rng = np.random.default_rng(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # five iterations do not converge
+        model.fit(rng.random((30, 4)), np.arange(30) % 3)
+    return xpnet.from_sklearn(model, backend="cupy", device=OTHER)
+
+
+def _from_torch(i: Inputs, tmp_path: Path) -> Any:
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Sigmoid(), torch.nn.Linear(5, 3))
+    return xpnet.from_torch(module, activations=None, backend="cupy", device=OTHER)
+
+
+def _load_mnist(i: Inputs, tmp_path: Path) -> Any:
+    from realdata import MNIST_DIR, TEST_FILES
+
+    if not all((MNIST_DIR / name).is_file() for name in TEST_FILES):
+        pytest.skip(f"the MNIST test files are not in {MNIST_DIR}")
+    from xpnet.datasets.mnist import load_mnist
+
+    return load_mnist(
+        split="test", data_dir=MNIST_DIR, download=False, backend="cupy", device=OTHER
+    )
+
+
+def _weights_round_trip(i: Inputs, tmp_path: Path, info: bool = False) -> Any:
+    xpnet.save_weights(i.network, tmp_path / "w.npz")
+    if info:
+        network, _ = xpnet.weights.load_weights_and_info(
+            tmp_path / "w.npz", backend="cupy", device=OTHER
+        )
+        return network
+    return xpnet.load_weights(tmp_path / "w.npz", backend="cupy", device=OTHER)
+
+
+def _plot(call: Callable[[], Any]) -> Any:
+    pytest.importorskip("matplotlib")
+    call()
+    return None
+
+
+def _batch_stats_loss(i: Inputs) -> Any:
+    seen: list[Any] = []
+    xpnet.train(i.network, i.x, i.labels, epochs=1, batch_size=6, on_batch=seen.append)
+    return [stats.loss for stats in seen]
+
+
+def _expected_batch_size(i: Inputs) -> int:
+    from xpnet.batching import auto_batch_size, working_set_per_row
+
+    free = cupy_double.FREE_BYTES[1] + cupy_double.POOL_FREE_BYTES[1]
+    rows = i.pixels.shape[0]
+    return auto_batch_size(rows, working_set_per_row(i.network), gpu=True, free_bytes=free)
+
+
+CALLS: dict[str, Callable[[Inputs, Path], Any]] = {
+    # activations, on float input and on integer input (converted on the device)
+    "xpnet.activations.identity_function": lambda i, _: xpnet.identity_function(i.x),
+    "xpnet.activations.identity_function int": lambda i, _: xpnet.identity_function(i.pixels),
+    "xpnet.activations.step_function": lambda i, _: xpnet.step_function(i.x),
+    "xpnet.activations.sigmoid": lambda i, _: xpnet.sigmoid(i.x),
+    "xpnet.activations.sigmoid int": lambda i, _: xpnet.sigmoid(i.pixels),
+    "xpnet.activations.logistic_formula": lambda i, _: logistic_formula(i.x, i.backend.xp),
+    "xpnet.activations.relu": lambda i, _: xpnet.relu(i.x),
+    "xpnet.activations.softmax": lambda i, _: xpnet.softmax(i.x),
+    "xpnet.activations.tanh": lambda i, _: xpnet.tanh(i.x),
+    # backends
+    "xpnet.backends.Backend.asarray": lambda i, _: i.backend.asarray([[1, 2]], "float32"),
+    "xpnet.backends.backend_of": lambda i, _: xpnet.backends.backend_of(i.x).asarray([1.0]),
+    "xpnet.backends.to_host": lambda i, _: xpnet.to_host(i.x),
+    "xpnet.backends.free_device_memory": lambda i, _: xpnet.backends.free_device_memory(i.backend),
+    # batching
+    "xpnet.batching.working_set_per_row": lambda i, _: xpnet.batching.working_set_per_row(
+        i.network
+    ),
+    "xpnet.batching.batch_size_for": lambda i, _: xpnet.batching.batch_size_for(
+        i.network, i.pixels
+    ),
+    "xpnet.batching.iter_batches": lambda i, _: list(
+        xpnet.iter_batches(i.x, i.labels, batch_size=5)
+    ),
+    # the forward pass and inference
+    "xpnet.forward_pass.forward": lambda i, _: xpnet.forward_pass.forward(
+        i.network, i.x, labels=True
+    ),
+    "xpnet.inference.predict": lambda i, _: xpnet.predict(i.network, i.pixels, batch_size=5),
+    "xpnet.inference.predict_labels": lambda i, _: xpnet.predict_labels(i.network, i.pixels),
+    "xpnet.inference.count_correct": lambda i, _: xpnet.count_correct(
+        i.network, i.pixels, i.labels, batch_size=5
+    ),
+    "xpnet.inference.count_correct_and_unlabelled": lambda i, _: (
+        xpnet.inference.count_correct_and_unlabelled(i.network, i.pixels, i.labels, batch_size=5)
+    ),
+    "xpnet.forward_pass.labels_of": lambda i, _: xpnet.forward_pass.labels_of(
+        i.backend.xp, i.x, i.x
+    ),
+    "xpnet.inference.accuracy": lambda i, _: xpnet.accuracy(i.network, i.pixels, i.labels),
+    "xpnet.inference.predict_labels_streaming": lambda i, _: xpnet.predict_labels_streaming(
+        i.network, [i.pixels[:5, ...], i.pixels[5:, ...]]
+    ),
+    # losses and gradients
+    "xpnet.gradients.check_trainable": lambda i, _: xpnet.gradients.check_trainable(i.network),
+    "xpnet.gradients.as_targets": lambda i, _: xpnet.gradients.as_targets(i.labels, 3, i.x.dtype),
+    "xpnet.gradients.log_softmax": lambda i, _: xpnet.gradients.log_softmax(i.x),
+    "xpnet.gradients.cross_entropy": lambda i, _: xpnet.gradients.cross_entropy(
+        i.x[:, :3], i.one_hot
+    ),
+    "xpnet.gradients.forward_logits": lambda i, _: xpnet.gradients.forward_logits(i.network, i.x),
+    "xpnet.gradients.backprop": lambda i, _: xpnet.gradients.backprop(
+        i.network, i.x, i.one_hot, 0.01
+    ),
+    "xpnet.gradients.loss_and_gradients": lambda i, _: xpnet.loss_and_gradients(
+        i.network, i.x, i.labels, weight_decay=0.01
+    ),
+    "xpnet.gradients.checked_training_input": lambda i, _: xpnet.gradients.checked_training_input(
+        i.network, i.pixels, i.labels
+    ),
+    # the network
+    "xpnet.network.Network.from_mapping": lambda i, _: xpnet.Network.from_mapping(
+        i.network.to_mapping()
+    ),
+    "xpnet.network.Network.to_mapping": lambda i, _: i.network.to_mapping(),
+    "xpnet.network.Network.scale_input": lambda i, _: i.network.scale_input(1 / 255),
+    "xpnet.network.Network.cast_input": lambda i, _: i.network.cast_input(i.x),
+    "xpnet.network.Network.cast_input int": lambda i, _: i.network.cast_input(i.pixels),
+    "xpnet.network.Network.check_input": lambda i, _: i.network.check_input(i.pixels),
+    "xpnet.network.Network.check_labels": lambda i, _: i.network.check_labels(i.labels, i.x),
+    "xpnet.network.check_finite": lambda i, _: xpnet.network.check_finite(i.network),
+    "xpnet.network.as_network": lambda i, _: xpnet.network.as_network(i.network.to_mapping()),
+    "xpnet.network.init_network": lambda i, _: xpnet.init_network(
+        (4, 3), backend="cupy", device=OTHER
+    ),
+    "xpnet.network.to_backend": lambda i, _: xpnet.to_backend(
+        xpnet.to_backend(i.network, "numpy"), "cupy", OTHER
+    ),
+    "xpnet.network.to_backend from cuda:0": lambda i, _: xpnet.to_backend(
+        xpnet.init_network((4, 3), backend="cupy", device="cuda:0"), "cupy", OTHER
+    ),
+    # files and formats
+    "xpnet.onnx_export.onnx_model": lambda i, _: (
+        pytest.importorskip("onnx") and xpnet.onnx_export.onnx_model(i.network) and None
+    ),
+    "xpnet.onnx_export.onnx_bytes": lambda i, _: xpnet.onnx_export.onnx_bytes(i.network) and None,
+    "xpnet.onnx_export.export_onnx": lambda i, tmp: _export(i, tmp) and None,
+    "xpnet.weights.save_weights": lambda i, tmp: xpnet.save_weights(i.network, tmp / "s.npz"),
+    "xpnet.weights.load_weights": _weights_round_trip,
+    "xpnet.weights.load_weights_and_info": lambda i, tmp: _weights_round_trip(i, tmp, info=True),
+    "xpnet.importers.from_onnx": _from_onnx,
+    "xpnet.importers.from_sklearn": _from_sklearn,
+    "xpnet.importers.from_torch": _from_torch,
+    "xpnet.datasets.mnist.load_mnist": _load_mnist,
+    # optimizers
+    "xpnet.optimizers.Optimizer.step": lambda i, _: xpnet.Adam().step([i.square], [i.half]),
+    "xpnet.optimizers.SGD.update": lambda i, _: xpnet.SGD(lr=0.1).step([i.square], [i.square]),
+    "xpnet.optimizers.Momentum.update": lambda i, _: xpnet.Momentum(lr=0.1).step(
+        [i.square], [i.square]
+    ),
+    "xpnet.optimizers.Adam.update": lambda i, _: xpnet.Adam().step([i.square], [i.square]),
+    "xpnet.optimizers.Optimizer.update": lambda i, _: xpnet.Adam().step([i.square], [i.square]),
+    # plotting
+    "xpnet.plotting.plot_activations": lambda i, _: _plot(
+        lambda: xpnet.plotting.plot_activations(["sigmoid", "softmax"], num=9, backend=i.backend)
+    ),
+    "xpnet.plotting.plot_image_grid": lambda i, _: _plot(
+        lambda: xpnet.plotting.plot_image_grid(
+            _grid_images(i), i.labels, rows=2, cols=2, predicted=i.labels
+        )
+    ),
+    "xpnet.plotting.misclassified_indices": lambda i, _: xpnet.plotting.misclassified_indices(
+        i.labels, i.probabilities
+    ),
+    "xpnet.plotting.plot_misclassified": lambda i, _: _plot(
+        lambda: xpnet.plotting.plot_misclassified(_grid_images(i), i.labels, i.probabilities)
+    ),
+    "xpnet.plotting.confusion_matrix": lambda i, _: xpnet.plotting.confusion_matrix(
+        i.labels, xpnet.predict_labels(i.network, i.x), num_classes=3
+    ),
+    "xpnet.plotting.plot_confusion_matrix": lambda i, _: _plot(
+        lambda: xpnet.plotting.plot_confusion_matrix(i.labels, i.labels, num_classes=3)
+    ),
+    "xpnet.plotting.plot_first_layer_weights": lambda i, _: _plot(
+        lambda: xpnet.plotting.plot_first_layer_weights(
+            xpnet.init_network((784, 4, 3), backend="cupy", device=OTHER), cols=2
+        )
+    ),
+    # training
+    "xpnet.training.train": lambda i, _: xpnet.train(
+        i.network,
+        i.x,
+        i.labels,
+        epochs=1,
+        batch_size=5,
+        optimizer="adam",
+        x_val=i.x,
+        t_val=i.labels,
+        augment_shift=0,
+    ),
+    "xpnet.training.evaluate": lambda i, _: xpnet.evaluate(i.network, i.x, i.labels, batch_size=5),
+    "xpnet.training.shift_images": lambda i, _: xpnet.shift_images(
+        i.x, i.backend.asarray(np.ones((12, 2), dtype=np.int64)), max_shift=1, image_shape=(4, 4)
+    ),
+    "xpnet.training.BatchStats.loss": lambda i, _: _batch_stats_loss(i),
+}
+"""How each public function is called on inputs that live on cuda:1."""
+
+
+@pytest.fixture
+def on_double():
+    with cupy_double.installed():
+        yield
+
+
+def test_every_public_function_is_proved_or_exempt():
+    public = set(public_functions())
+    proved = {name.split(" ")[0] for name in CALLS}
+    assert not proved & set(EXEMPT), "a function is both proved and exempt"
+    missing = sorted(public - proved - set(EXEMPT))
+    assert not missing, f"public functions with no device-rule call in CALLS: {missing}"
+    stale = sorted((proved | set(EXEMPT)) - public)
+    assert not stale, f"CALLS or EXEMPT name functions that are gone: {stale}"
+    assert set(CALLS) >= SAFE_WITHOUT_THE_RULE
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_public_function_keeps_the_device_rule(name, on_double, tmp_path):
+    inputs = Inputs()
+    assert cupy_double.current_device() == 0
+    result = CALLS[name](inputs, tmp_path)
+    assert cupy_double.current_device() == 0, "the call left another device current"
+    assert cupy_double.devices_of(result) <= {1}, f"{name} gave arrays on another device"
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_without_the_rule_the_call_breaks(name, on_double, tmp_path, monkeypatch):
+    # The control: with CuPy's entry taken out of the rule, every call that computes on
+    # the device fails (the double refuses cuda:1's arrays on cuda:0) or leaves arrays on
+    # cuda:0; those in SAFE_WITHOUT_THE_RULE still work. So each call above tests the rule.
+    inputs = Inputs()
+    monkeypatch.delitem(_device._ENTER, "cupy")
+    try:
+        result = CALLS[name](inputs, tmp_path)
+    except cupy_double.DeviceMismatch:
+        broke = True
+    else:
+        broke = cupy_double.devices_of(result) - {1} != set()
+    assert broke is (name not in SAFE_WITHOUT_THE_RULE), name
+
+
+def test_free_memory_and_batches_follow_the_inputs_device(on_double):
+    from xpnet.backends import free_device_memory
+
+    for index in (0, 1):
+        backend = xpnet.get_backend("cupy", f"cuda:{index}")
+        expected = cupy_double.FREE_BYTES[index] + cupy_double.POOL_FREE_BYTES[index]
+        assert free_device_memory(backend) == expected
+    inputs = Inputs()
+    assert xpnet.batching.batch_size_for(inputs.network, inputs.pixels) == _expected_batch_size(
+        inputs
+    )
+
+
+def test_the_double_refuses_what_cupy_refuses(on_double):
+    import cupy
+
+    x = cupy_double.on(1, [1.0, 2.0])
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array"):
+        np.asarray(x)
+    with pytest.raises(TypeError):
+        np.exp(x)
+    with pytest.raises(cupy_double.DeviceMismatch):
+        cupy.exp(x)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        x + np.ones(2)
+    with cupy.cuda.Device(1):
+        assert (x + 1.0)._device == 1 and cupy.exp(x)._device == 1
+    moved = cupy.asarray(x)  # an explicit copy onto the current device
+    assert moved._device == 0 and moved.get().tolist() == [1.0, 2.0]
+    assert x[:1]._device == 1  # a view: no kernel, no device change

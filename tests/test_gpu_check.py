@@ -1,14 +1,19 @@
 """scripts/gpu_check.sh, rehearsed on a CPU machine: a stand-in ``nvidia-smi``, prepared
-folders made here (a probe wheel, the MNIST test split), numpy in place of cupy. The
-script's own logic is what is tested: its steps, its summary, and its exit status for a
-pass, a failing test, and missing or altered carried folders."""
+folders made here (a probe wheel, the MNIST test split), array-api-strict in place of
+cupy. The script's own logic is what is tested: its steps, the record each one leaves as
+it ends, its results folder (at most 8 files, all of which come back from the device
+machine), and its exit status for a pass, a failing test, a test that hangs and ignores
+SIGTERM, and missing or altered carried folders. The rehearsal with the default settings
+in a host-like Python 3.12 is the nox session ``gpu_rehearsal``."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +94,13 @@ def rehearsal(tmp_path):
         "def pytest_runtest_call(item):\n"
         "    raise AssertionError('made to fail by the gpu_check rehearsal test')\n"
     )
+    (tmp_path / "hang_one.py").write_text(  # deaf to SIGTERM from the start, then stuck
+        "import signal, time\n"
+        "def pytest_configure(config):\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "def pytest_runtest_call(item):\n"
+        "    time.sleep(3600)\n"
+    )
 
     def run(results: str, **extra: str) -> subprocess.CompletedProcess:
         env = {
@@ -100,12 +112,17 @@ def rehearsal(tmp_path):
             "XPNET_GPU_WHEELS": str(wheels),
             "XPNET_GPU_DATA": str(data),
             "XPNET_GPU_RESULTS": str(tmp_path / results),
-            "XPNET_GPU_CHECK_ROUNDS": "1",
+            "XPNET_GPU_CHECK_BENCH_BUDGET": "5",
+            # the script's logic is tested here, not its timing: a loaded CI machine may
+            # take minutes to import the test modules
+            "XPNET_GPU_CHECK_DEADLINE": "3000",
+            "XPNET_GPU_CHECK_TEST_SECONDS": "600",
+            "XPNET_GPU_CHECK_WORKERS": "1",
             "XPNET_GPU_CHECK_PYTEST_ARGS": "-k test_softmax_over_an_empty_axis_is_empty",
             **extra,
         }
         return subprocess.run(
-            ["bash", str(GPU_CHECK)], env=env, capture_output=True, text=True, timeout=600
+            ["bash", str(GPU_CHECK)], env=env, capture_output=True, text=True, timeout=3000
         )
 
     run.data = data  # type: ignore[attr-defined]
@@ -118,18 +135,38 @@ def summary_of(folder: Path) -> dict[str, str]:
     return {step["step"]: step["status"] for step in steps}
 
 
+def steps_of(folder: Path) -> dict[str, dict]:
+    return {
+        step["step"]: step for step in json.loads((folder / "summary.json").read_text())["steps"]
+    }
+
+
+RETURNED = re.compile(r"[A-Za-z0-9._-]+")
+"""What the device machine sends back: at most 8 files, named in these characters."""
+
+
 @pytest.mark.data
 def test_gpu_check_rehearsal_passes_and_fails_when_a_test_fails(rehearsal):
     passed = rehearsal("ok")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     results = rehearsal.root / "ok"
-    assert "REHEARSAL (numpy stands in for cupy" in passed.stdout
+    assert "REHEARSAL (array_api_strict's device1 stands in for cupy" in passed.stdout
     statuses = summary_of(results)
-    assert statuses["gpu"] == statuses["carried"] == statuses["install"] == "passed"
-    assert statuses["tests-numpy"] == "passed" and statuses["benchmark"] == "passed"
-    assert statuses["tests-torch"] in ("passed", "absent")
-    assert json.loads((results / "bench.json").read_text())["correct"] == BOOK_CORRECT
+    assert statuses["gpu"] == statuses["carried"] == "passed"
+    for framework in ("cupy", "torch", "jax"):  # a probe that fails says why, in one line
+        assert statuses[framework] in ("passed", "rehearsed")
+        assert statuses[f"tests-{framework}"] == "passed"
+    assert statuses["benchmark"] == "passed"
+    cupy_tests = steps_of(results)["tests-cupy"]
+    assert cupy_tests["passed"] >= 1 and cupy_tests["failed"] == 0
+    bench = json.loads((results / "bench.json").read_text())
+    assert bench["backends"]["numpy"]["correct"] == BOOK_CORRECT
+    for info in bench["backends"].values():
+        assert info.get("correct", BOOK_CORRECT) == BOOK_CORRECT
     assert "exit status 0: every step passed" in (results / "summary.txt").read_text()
+    files = sorted(path.name for path in results.iterdir())
+    assert len(files) <= 8 and all(RETURNED.fullmatch(name) for name in files), files
+    assert all(path.is_file() for path in results.iterdir())
 
     failed = rehearsal(
         "bad",
@@ -137,11 +174,35 @@ def test_gpu_check_rehearsal_passes_and_fails_when_a_test_fails(rehearsal):
         XPNET_GPU_CHECK_BENCH="0",
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert summary_of(rehearsal.root / "bad")["tests-numpy"] == "failed"
-    assert (
-        "made to fail by the gpu_check rehearsal test"
-        in (rehearsal.root / "bad" / "tests-numpy.log").read_text()
+    step = steps_of(rehearsal.root / "bad")["tests-cupy"]
+    assert step["status"] == "failed" and step["failed"] >= 1
+    assert "made to fail by the gpu_check rehearsal test" in step["first_failures"][0]
+    log = (rehearsal.root / "bad" / "tests.log").read_text()
+    assert "made to fail by the gpu_check rehearsal test" in log
+
+
+@pytest.mark.data
+def test_a_hung_step_is_killed_and_the_steps_before_it_are_kept(rehearsal):
+    # pytest deaf to SIGTERM and stuck in a test, as a process stuck in the driver: timeout -k
+    # kills it, the step is recorded as a timeout, and the check goes on to its end and exit
+    # status with every step before it kept.
+    started = time.monotonic()
+    hung = rehearsal(
+        "hung",
+        XPNET_GPU_CHECK_ONLY="jax",
+        XPNET_GPU_CHECK_PYTEST_ARGS="-k test_softmax_over -p hang_one",
+        XPNET_GPU_CHECK_TEST_SECONDS="60",
+        XPNET_GPU_CHECK_BENCH="0",
     )
+    assert hung.returncode == 1, hung.stdout + hung.stderr
+    assert time.monotonic() - started < 1200  # not the hour the stuck test would sleep
+    steps = steps_of(rehearsal.root / "hung")
+    assert steps["gpu"]["status"] == steps["carried"]["status"] == "passed"
+    assert steps["jax"]["status"] in ("passed", "rehearsed") and "cupy" not in steps
+    assert steps["tests-jax"]["status"] == "timeout"
+    assert 60 <= steps["tests-jax"]["seconds"] < 60 + 10 + 30  # TERM ignored, then KILL
+    assert steps["benchmark"]["status"] == "skipped"
+    assert "exit status 1" in (rehearsal.root / "hung" / "summary.txt").read_text()
 
 
 @pytest.mark.data

@@ -9,6 +9,10 @@ kernels on the current device and array-api-compat's CuPy ``zeros``, ``arange`` 
 every other backend the rule is a no-op context: PyTorch and JAX place each operation by
 its operands and honour ``device=``.
 
+Public functions that compute on arrays they are given wear :func:`device_rule`, which
+enters the device of their first array argument; those that create arrays for a backend
+use :func:`on_backend` inside.
+
 **Device names**, the same for CuPy, PyTorch and JAX (:func:`parse_device`): ``cpu``;
 ``cuda`` (the first GPU, as ``cuda:0``), ``cuda:N``, and a bare ``N``; ``gpu`` and
 ``gpu:N`` as JAX spells them. Anything else (``cuda:``, ``cuda:-1``, ``cuda0``, ``-1``) is
@@ -18,10 +22,11 @@ refused the same way on all three. array-api-strict keeps its own names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import array_api_compat as compat
 
@@ -79,3 +84,46 @@ def on_device_of(x: Array) -> AbstractContextManager[Any]:
     if name not in _ENTER:
         return contextlib.nullcontext()
     return on_backend(name, compat.device(x))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_backend_of_type: dict[type, str | None] = {}
+"""The backend name of each argument type seen by :func:`device_rule` (``None``: not an
+array); the rule's cost on NumPy is then one dictionary lookup per argument."""
+
+
+def _backend_of_argument(value: object) -> str | None:
+    kind = type(value)
+    try:
+        return _backend_of_type[kind]
+    except KeyError:
+        pass
+    name = backend_name(compat.array_namespace(value)) if compat.is_array_api_obj(value) else None
+    _backend_of_type[kind] = name
+    return name
+
+
+def device_rule(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` under the device rule of its first array argument.
+
+    The first positional or keyword argument that is an array decides the device (a
+    network, a number or ``self`` is passed over); where no argument is an array, or the
+    backend needs no device entered, ``function`` runs as it is.
+    """
+
+    @functools.wraps(function)
+    def on_inputs_device(*args: P.args, **kwargs: P.kwargs) -> R:
+        for value in (*args, *kwargs.values()):
+            name = _backend_of_argument(value)
+            if name is None:
+                continue
+            enter = _ENTER.get(name)
+            if enter is None:
+                break
+            with enter(compat.device(value)):
+                return function(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return on_inputs_device

@@ -11,10 +11,12 @@ import math
 from collections.abc import Callable
 
 from xpnet._array_api import as_floating, namespace_of, scalar_like
+from xpnet._device import device_rule
 from xpnet._native import native_sigmoid
 from xpnet._typing import Array, Namespace
 
 
+@device_rule
 def identity_function(x: Array) -> Array:
     """Return ``x`` unchanged (the output activation of a regression network).
 
@@ -41,6 +43,7 @@ def identity_function(x: Array) -> Array:
     return as_floating(x, xp, "identity_function")
 
 
+@device_rule
 def step_function(x: Array) -> Array:
     """1 where ``x > 0``, else 0, in ``x``'s floating dtype (NaN gives 0).
 
@@ -68,6 +71,7 @@ def step_function(x: Array) -> Array:
     return xp.astype(x > 0, x.dtype)
 
 
+@device_rule
 def sigmoid(x: Array) -> Array:
     """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
 
@@ -102,6 +106,7 @@ def sigmoid(x: Array) -> Array:
     return native(x) if native is not None else logistic_formula(x, xp)
 
 
+@device_rule
 def logistic_formula(x: Array, xp: Namespace) -> Array:
     """The sigmoid of floating ``x`` from standard functions only (see :func:`sigmoid`)."""
     decay = xp.exp(-xp.abs(x))
@@ -109,6 +114,7 @@ def logistic_formula(x: Array, xp: Namespace) -> Array:
     return xp.where(x >= 0, positive, decay * positive)
 
 
+@device_rule
 def relu(x: Array) -> Array:
     """``max(x, 0)``; NaN propagates.
 
@@ -136,6 +142,7 @@ def relu(x: Array) -> Array:
     return xp.maximum(x, scalar_like(0.0, x, xp))
 
 
+@device_rule
 def softmax(x: Array, axis: int = -1) -> Array:
     """Softmax along ``axis``, safe from overflow (the maximum is subtracted first).
 
@@ -201,6 +208,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 """Activation functions by the names that networks and weight files use."""
 
 
+@device_rule
 def tanh(x: Array) -> Array:
     """The hyperbolic tangent, in [-1, 1] for every input (±1 at ±inf); NaN propagates.
 

@@ -35,7 +35,8 @@ _PACKAGE = {
 }
 _INSTALL_HINT = {
     "numpy": "pip install numpy",
-    "cupy": "pip install 'xpnet[cuda12]' (or 'xpnet[cuda13]') on a machine with an NVIDIA GPU",
+    "cupy": "pip install 'xpnet[cuda13]' (or 'xpnet[cuda12]' for a CUDA 12 driver) on a machine "
+    "with an NVIDIA GPU; it brings CuPy with the CUDA libraries it loads (CuPy's ctk extra)",
     "torch": "pip install 'xpnet[torch]'",
     "jax": "pip install 'xpnet[jax]'",
     "dask": "pip install 'xpnet[dask]'",
@@ -265,8 +266,7 @@ def get_backend(name: str, device: str | None = None) -> Backend:
 
 
 def _import_failed(name: str, exc: BaseException) -> BackendUnavailableError:
-    lines = str(exc).strip().splitlines()
-    why = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    why = _first_line(exc)
     return BackendUnavailableError(
         f"backend {name!r}: the package {_PACKAGE[name]!r} is installed but cannot be imported "
         f"({why}); {_INSTALL_HINT[name]}"
@@ -327,7 +327,39 @@ def _resolve_cupy(device: str | None) -> tuple[Namespace, Device]:
         ) from None
     if index >= count:
         raise _no_cuda_device("cupy", index, count)
+    missing = _cupy_libraries_missing()
+    if missing:
+        raise BackendUnavailableError(f"backend 'cupy' sees {count} GPU(s) but {missing}")
     return importlib.import_module("array_api_compat.cupy"), cupy.cuda.Device(index)
+
+
+def _cupy_libraries_missing() -> str:
+    """Why CuPy cannot compile a kernel (NVRTC) or multiply matrices (cuBLAS) here, or "".
+
+    CuPy 14 loads both from the CUDA toolkit on the system or from pip's CUDA wheels (its
+    ``ctk`` extra) only when first needed, so a CuPy that counts the GPUs may still fail at
+    its first elementwise kernel or matrix product; this loads them now, in microseconds
+    once loaded.
+    """
+    problems = []
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:  # DynamicLibNotFoundError, ImportError, a CUDA error
+        problems.append(f"NVRTC, CUDA's kernel compiler, cannot load ({_first_line(exc)})")
+    try:
+        from cupy_backends.cuda.libs import cublas  # noqa: F401  (loading it is the check)
+    except Exception as exc:
+        problems.append(f"cuBLAS, CUDA's matrix library, cannot load ({_first_line(exc)})")
+    if not problems:
+        return ""
+    return "; ".join(problems) + f": {_INSTALL_HINT['cupy']}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
 def _resolve_torch(device: str | None) -> tuple[Namespace, Device]:

@@ -12,6 +12,7 @@ label is :data:`NO_CLASS`, which no label equals, so it is never counted as corr
 
 from __future__ import annotations
 
+from xpnet._device import device_rule
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.network import Network
@@ -21,6 +22,7 @@ NO_CLASS = -1
 """The label of a row whose output layer's values are not all finite: no class at all."""
 
 
+@device_rule
 def labels_of(xp: Namespace, values: Array, z: Array) -> Array:
     """The class of each row of ``values`` (its argmax, in namespace ``xp``), or
     :data:`NO_CLASS` for a row where the output layer's sums ``z`` (``values`` before the
@@ -35,6 +37,7 @@ def labels_of(xp: Namespace, values: Array, z: Array) -> Array:
     return xp.where(finite, classes, xp.full_like(classes, NO_CLASS))
 
 
+@device_rule
 def forward(net: Network, x: Array, *, labels: bool) -> Array:
     """The output layer's values of ``net`` on ``x`` in one pass (with ``labels``, the
     class of each row: a softmax or identity output is skipped, its argmax being the

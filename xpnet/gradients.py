@@ -18,7 +18,7 @@ from typing import TypeAlias
 import array_api_compat as compat
 
 from xpnet._array_api import describe, namespace_of, scalar_like
-from xpnet._device import on_device_of
+from xpnet._device import device_rule, on_device_of
 from xpnet._typing import Array
 from xpnet.activations import ACTIVATIONS, softmax
 from xpnet.backends import to_host
@@ -100,6 +100,7 @@ def check_trainable(network: Network) -> None:
         )
 
 
+@device_rule
 def as_targets(t: Array, classes: int, dtype: object) -> Array:
     """One-hot rows ``(N, classes)`` in ``dtype`` from class indices ``(N,)`` or one-hot rows.
 
@@ -121,6 +122,7 @@ def as_targets(t: Array, classes: int, dtype: object) -> Array:
     return xp.astype(t[:, None] == classes_row, dtype)
 
 
+@device_rule
 def log_softmax(z: Array) -> Array:
     """``log(softmax(z))`` along the last axis, via log-sum-exp (finite for finite ``z``)."""
     xp = namespace_of(z)
@@ -128,12 +130,14 @@ def log_softmax(z: Array) -> Array:
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
+@device_rule
 def cross_entropy(logits: Array, targets: Array) -> Array:
     """Mean over rows of ``-sum(targets * log_softmax(logits))``, as a 0-d array."""
     xp = namespace_of(logits, targets)
     return -xp.sum(targets * log_softmax(logits)) / float(logits.shape[0])
 
 
+@device_rule
 def forward_logits(network: Network, x: Array) -> Array:
     """The output layer's pre-activations for a checked batch ``x`` (softmax not applied)."""
     return _forward(network, x)[2]
@@ -156,6 +160,7 @@ def _l2_penalty(network: Network, weight_decay: float) -> Array:
     return 0.5 * weight_decay * sum(xp.sum(layer.weight**2) for layer in network.layers)
 
 
+@device_rule
 def backprop(network: Network, x: Array, targets: Array, weight_decay: float = 0.0) -> Backprop:
     """One forward and backward pass over a batch, unchecked (the core of the training loop).
 
@@ -231,6 +236,7 @@ def loss_and_gradients(
     return result.loss, result.gradients
 
 
+@device_rule
 def checked_training_input(network: Network, x: Array, t: Array) -> Array:
     """``x`` as a checked ``(N, features)`` batch in the network's dtype, with N labels in ``t``."""
     network.check_input(x)

@@ -19,7 +19,7 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import describe, device_name
-from xpnet._device import on_backend, on_device_of
+from xpnet._device import device_rule, on_backend, on_device_of
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
 from xpnet.backends import Backend, backend_of, get_backend, to_host
@@ -187,6 +187,7 @@ class Network:
             scaled = Layer(first.weight * float(factor), first.bias, first.activation)
         return Network((scaled, *rest))
 
+    @device_rule
     def cast_input(self, x: Array) -> Array:
         """``x`` in the network's floating dtype (a no-op where it already is)."""
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
@@ -214,6 +215,7 @@ class Network:
                 )
             )
 
+    @device_rule
     def check_labels(self, t: Array, x: Array) -> None:
         """Check labels ``t`` for the rows of ``x`` as :meth:`check_input` checks ``x``.
 
