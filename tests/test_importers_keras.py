@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -93,6 +94,29 @@ def test_keras_file_matches_keras(trained, backend, tmp_path):
     renamed = tmp_path / "model.weights"  # recognised by content, whatever its name
     shutil.copy(path, renamed)
     assert xpnet.read_weights_info(renamed)["format"] == "keras"
+
+
+NO_ARRAY_COPY_WARNING = pytest.mark.filterwarnings(
+    "error:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+"""NumPy 2 warns where ``np.array`` meets an ``__array__`` without ``copy`` (PyTorch's
+tensors): once per weight, a thousand times a session, if xpnet converted through it."""
+
+
+@NO_ARRAY_COPY_WARNING
+def test_weights_are_taken_without_numpys_copy_keyword_warning(trained, tmp_path):
+    path = tmp_path / "model.keras"
+    with warnings.catch_warnings():  # Keras's own get_weights (the reference) and save warn
+        warnings.simplefilter("ignore", DeprecationWarning)
+        expected = [array for layer in trained.layers for array in layer.get_weights()]
+        trained.save(path)
+    network = xpnet.from_keras(trained)
+    taken = [array for layer in network.layers for array in (layer.weight, layer.bias)]
+    assert len(taken) == len(expected)
+    for mine, theirs in zip(taken, expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(xpnet.load_weights(path).layers, network.layers, strict=True):
+        np.testing.assert_array_equal(mine.weight, theirs.weight)
 
 
 @pytest.mark.parametrize(
