@@ -1,4 +1,5 @@
-"""Backend selection for the test suite, after scipy's and array-api-extra's ``xp`` fixture.
+"""Backend selection for the test suite, after the ``xp`` fixtures of scipy
+(``scipy/conftest.py``) and array-api-extra (``tests/main/conftest.py``).
 
 Choose backends with ``pytest --backend torch --backend array_api_strict`` (repeatable) or
 ``XPNET_TEST_BACKENDS=torch,array_api_strict``; by default every backend xpnet knows is
