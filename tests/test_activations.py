@@ -65,20 +65,20 @@ def test_softmax_textbook_example_is_overflow_safe(backend):
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
-def test_softmax_any_axis_sums_to_one(backend, axis):
-    host = sample((3, 4, 5), scale=30.0)
-    result = xpnet.softmax(backend.asarray(host, dtype="float32"), axis=axis)
+def test_softmax_any_axis_sums_to_one(backend, axis, dtype):
+    host = sample((3, 4, 5), scale=30.0).astype(dtype)
+    result = xpnet.softmax(backend.asarray(host), axis=axis)
     assert_close(
         result,
-        backend.asarray(reference.softmax(host, axis=axis), dtype="float32"),
-        rtol=1e-5,
-        atol=1e-30,
+        backend.asarray(reference.softmax(host.astype(np.float64), axis=axis), dtype=dtype),
+        rtol=max(1e-5, 5 * RTOL[dtype]),
+        atol=ATOL[dtype],
     )
     sums = to_host(backend.xp.sum(result, axis=axis))
-    np.testing.assert_allclose(sums, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sums, 1.0, rtol=max(1e-6, 5 * RTOL[dtype]))
 
 
-def test_softmax_special_values(backend):
+def test_softmax_special_values(backend, dtype):
     inf, nan = np.inf, np.nan
     host = np.array(
         [
@@ -93,8 +93,8 @@ def test_softmax_special_values(backend):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "invalid value" warnings from inf - inf
-        result = xpnet.softmax(backend.asarray(host, dtype="float32"))
-    assert_close(result, backend.asarray(expected, dtype="float32"), rtol=1e-6, atol=1e-30)
+        result = xpnet.softmax(backend.asarray(host, dtype=dtype))
+    assert_close(result, backend.asarray(expected, dtype=dtype), rtol=RTOL[dtype], atol=1e-30)
 
 
 def test_sigmoid_stable_for_large_magnitudes(backend, dtype):
