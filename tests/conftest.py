@@ -21,9 +21,8 @@ Two more axes, for what review cannot see:
     computes, as scikit-learn's ``yield_namespace_device_dtype_combinations`` yields them
     (:func:`backend_device_dtype_combinations`): float32 and float64 everywhere, float16
     where the backend's namespace has it (not array-api-strict nor dask: the standard has no
-    float16).
-    Reserved for tests whose result depends on the dtype (the compute functions); a test
-    that parametrizes ``dtype`` itself next to ``backend`` is refused.
+    float16). Reserved for tests whose result depends on the dtype (the compute functions);
+    a test that parametrizes ``dtype`` itself next to ``backend`` is refused.
 
 A test that takes the ``backend`` fixture (or ``xp``, ``device``, ``device_option``, which
 take it) runs once per selected backend and device. Every other test is backend-independent
@@ -97,7 +96,7 @@ def backend_device_dtype_combinations(
     """``(backend, device, dtype)`` for each selected backend, device and floating dtype.
 
     After scikit-learn's ``yield_namespace_device_dtype_combinations``: float32 and float64
-    on every backend and device, float16 where the backend computes it. ``devices``, when
+    on every backend and device, float16 where its namespace has it. ``devices``, when
     not empty, keeps only those devices (``default`` for ``None``).
     """
     for name in backends:
