@@ -26,7 +26,8 @@ TORCH = "torch==2.13.0"
 
 
 def run_suite(session: nox.Session, backend: str, *extra_args: str) -> None:
-    """Run the whole test suite with ``backend`` selected."""
+    """Run the whole test suite with ``backend`` selected (more with ``--backend`` in
+    ``extra_args``)."""
     session.run("pytest", "--backend", backend, *extra_args, *session.posargs)
 
 
@@ -42,9 +43,10 @@ TORCH_GRAPHS = "onnxscript>=0.2"
 @nox.session
 def numpy(session: nox.Session) -> None:
     """NumPy with ONNX Runtime (the ``fast`` extra) and the importers, in random test order
-    (pytest-randomly prints the seed that reproduces an order)."""
+    (pytest-randomly prints the seed that reproduces an order). The tests' ``numpy_readonly``
+    backend runs here too: NumPy with read-only inputs, which fails any write into one."""
     session.install("-e", f".[test,fast,{IMPORTERS}]", SKLEARN_GRAPHS, "pytest-randomly")
-    run_suite(session, "numpy")
+    run_suite(session, "numpy", "--backend", "numpy_readonly")
 
 
 WIDEST_SIMD = (

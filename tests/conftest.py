@@ -1,10 +1,28 @@
-"""Backend selection for the test suite, after scipy's and array-api-extra's ``xp`` fixture.
+"""Backend selection for the test suite, after the ``xp`` fixtures of scipy
+(``scipy/conftest.py``) and array-api-extra (``tests/main/conftest.py``).
 
 Choose backends with ``pytest --backend torch --backend array_api_strict`` (repeatable) or
 ``XPNET_TEST_BACKENDS=torch,array_api_strict``; by default every backend xpnet knows is
 tried and those that cannot run here are skipped with their reason. Each backend runs on
 its default device; array-api-strict also runs on its non-default ``device1``, which
 catches any code that creates arrays on the default device or copies through NumPy.
+
+Two more axes, for what review cannot see:
+
+``numpy_readonly``
+    NumPy whose arrays, made by the test through ``backend.asarray`` or ``xp``, are read-only
+    (after array-api-extra's ``NUMPY_READONLY``): any test that hands one to xpnet fails
+    where xpnet writes into an input. It is NumPy to the markers (``skip_backends("numpy")``
+    skips it too) and is selected with ``--backend numpy_readonly``; the ``numpy`` nox
+    session selects it beside ``numpy``. ``skip_backends("numpy_readonly", reason=...)``
+    leaves out a test whose arrays never reach xpnet (a command run in a subprocess).
+``dtype``
+    A test that also takes a ``dtype`` argument runs once per floating dtype each backend
+    computes, as scikit-learn's ``yield_namespace_device_dtype_combinations`` yields them
+    (:func:`backend_device_dtype_combinations`): float32 and float64 everywhere, float16
+    where the backend's namespace has it (not array-api-strict nor dask: the standard has no
+    float16). Reserved for tests whose result depends on the dtype (the compute functions);
+    a test that parametrizes ``dtype`` itself next to ``backend`` is refused.
 
 A test that takes the ``backend`` fixture (or ``xp``, ``device``, ``device_option``, which
 take it) runs once per selected backend and device. Every other test is backend-independent
@@ -36,10 +54,13 @@ library, data files), tests skip at run time and say why.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from array_api_extra.testing import lazy_xp_function, patch_lazy_xp_functions
 from realdata import require_book_weights
@@ -55,7 +76,36 @@ DEVICES: dict[str, tuple[str | None, ...]] = {
     "jax": (None, "cuda:0"),
     "dask": (None,),
     "array_api_strict": (None, "device1"),
+    "numpy_readonly": (None,),
 }
+
+TEST_BACKENDS = (*BACKENDS, "numpy_readonly")
+"""The backends the suite knows: xpnet's, and NumPy with read-only inputs."""
+
+VARIANT_OF = {"numpy_readonly": "numpy"}
+"""Test backends that are another backend under another name, for the markers."""
+
+FLOAT16_FREE = frozenset({"array_api_strict", "dask"})
+"""Backends whose namespace has no float16: the array API standard has none, and
+array-api-compat's dask namespace follows it."""
+
+
+def backend_device_dtype_combinations(
+    backends: list[str], devices: list[str]
+) -> Iterator[tuple[str, str | None, str]]:
+    """``(backend, device, dtype)`` for each selected backend, device and floating dtype.
+
+    After scikit-learn's ``yield_namespace_device_dtype_combinations``: float32 and float64
+    on every backend and device, float16 where its namespace has it. ``devices``, when
+    not empty, keeps only those devices (``default`` for ``None``).
+    """
+    for name in backends:
+        dtypes = ("float32", "float64") + (() if name in FLOAT16_FREE else ("float16",))
+        for device in DEVICES[name]:
+            if devices and (device or "default") not in devices:
+                continue
+            for dtype in dtypes:
+                yield name, device, dtype
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,7 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--backend",
         action="append",
         default=[],
-        choices=BACKENDS,
+        choices=TEST_BACKENDS,
         help="array backend to test (repeatable); default: $XPNET_TEST_BACKENDS or all",
     )
     parser.addoption(
@@ -80,10 +130,10 @@ def selected_backends(config: pytest.Config) -> list[str]:
     chosen = config.getoption("--backend") or [
         name for name in os.environ.get("XPNET_TEST_BACKENDS", "").split(",") if name.strip()
     ]
-    unknown = sorted(set(chosen) - set(BACKENDS))
+    unknown = sorted(set(chosen) - set(TEST_BACKENDS))
     if unknown:
-        raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {BACKENDS}")
-    return chosen or list(BACKENDS)
+        raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {TEST_BACKENDS}")
+    return chosen or list(TEST_BACKENDS)
 
 
 LAZY_FUNCTIONS = (
@@ -121,10 +171,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def marker_backends(mark: pytest.Mark, where: str) -> tuple[tuple[str, ...], str]:
     """The backend names and the reason a marker of :data:`MARKERS` gives, checked."""
     names, reason = tuple(mark.args), mark.kwargs.get("reason")
-    unknown = sorted(set(names) - set(BACKENDS))
+    unknown = sorted(set(names) - set(TEST_BACKENDS))
     if not names or unknown or not isinstance(reason, str) or not reason or len(mark.kwargs) > 1:
         raise pytest.UsageError(
-            f"{where}: @pytest.mark.{mark.name} takes backend names from {BACKENDS} and a "
+            f"{where}: @pytest.mark.{mark.name} takes backend names from {TEST_BACKENDS} and a "
             f"reason=...: got {mark.args!r}, {mark.kwargs!r}"
         )
     return names, reason
@@ -162,13 +212,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         for mark in marks["needs_session"]:
             marker_backends(mark, item.nodeid)
+        also = VARIANT_OF.get(name, name)  # numpy_readonly is numpy to a marker naming numpy
         for mark in marks["skip_backends"]:
             names, reason = marker_backends(mark, item.nodeid)
-            if name in names:
+            if name in names or also in names:
                 item.add_marker(pytest.mark.skip(reason=f"skipped on {name}: {reason}"))
         for mark in marks["only_backends"]:
             names, reason = marker_backends(mark, item.nodeid)
-            if name not in names:
+            if name not in names and also not in names:
                 only = ", ".join(names)
                 item.add_marker(pytest.mark.skip(reason=f"only on {only}, not {name}: {reason}"))
         kept.append(item)
@@ -186,14 +237,78 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
-    params = []
+    backends = selected_backends(metafunc.config)
     only = metafunc.config.getoption("--device")
-    for name in selected_backends(metafunc.config):
-        for device in DEVICES[name]:
-            if only and (device or "default") not in only:
-                continue
-            params.append(pytest.param((name, device), id=f"{name}-{device or 'default'}"))
-    metafunc.parametrize("backend", params, indirect=True)
+    if "dtype" not in metafunc.fixturenames:
+        params = [
+            pytest.param((name, device), id=f"{name}-{device or 'default'}")
+            for name in backends
+            for device in DEVICES[name]
+            if not only or (device or "default") in only
+        ]
+        metafunc.parametrize("backend", params, indirect=True)
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "dtype" in ([*names.replace(",", " ").split()] if isinstance(names, str) else names):
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid}: takes the backend fixture and parametrizes "
+                "'dtype' itself; the suite's dtype axis gives each backend's floating dtypes "
+                "(name another parameter otherwise)"
+            )
+    combinations = [
+        pytest.param((name, device), dtype, id=f"{name}-{device or 'default'}-{dtype}")
+        for name, device, dtype in backend_device_dtype_combinations(backends, only)
+    ]
+    metafunc.parametrize(("backend", "dtype"), combinations, indirect=["backend"])
+
+
+class ReadOnlyNumPy:
+    """``array_api_compat.numpy`` whose functions return read-only arrays.
+
+    After array-api-extra's ``NumPyReadOnly`` (its ``tests/main/conftest.py``), with one
+    change: an array handed back unchanged (``asarray`` of a NumPy array) comes back as a
+    read-only view, so the test's own arrays stay writeable. ``array_namespace`` of these
+    arrays is still ``array_api_compat.numpy``, so what xpnet creates from them is writeable;
+    a write into one of them raises ``ValueError: assignment destination is read-only``.
+    """
+
+    def __init__(self, xp: Any) -> None:
+        self._xp = xp
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._xp, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+        return self._read_only(value)
+
+    @staticmethod
+    def _read_only(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return read_only(function(*args, **kwargs))
+
+        return wrapper
+
+
+def read_only(value: Any) -> Any:
+    """``value`` with each NumPy array in it (or in a tuple or list of them) read-only."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, tuple | list):
+        items = [read_only(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def make_backend(name: str, device: str | None) -> Backend:
+    """The :class:`Backend` for a test backend's name (``numpy_readonly`` included)."""
+    if name == "numpy_readonly":
+        numpy = get_backend("numpy", device)
+        return Backend(numpy.name, ReadOnlyNumPy(numpy.xp), numpy.device)
+    return get_backend(name, device)
 
 
 @pytest.fixture
@@ -201,7 +316,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The backend under test, bound to its device; skipped with the reason if unavailable."""
     name, device = request.param
     try:
-        chosen = get_backend(name, device)
+        chosen = make_backend(name, device)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
     with patch_lazy_xp_functions(request, xp=chosen.xp):

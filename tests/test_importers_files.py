@@ -43,13 +43,12 @@ def test_import_xpnet_loads_no_importer_library():
 # ---- tanh -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(), (7,), (3, 4)])
 def test_tanh_values_dtype_and_device(backend, dtype, shape):
     host = np.random.default_rng(0).normal(scale=4.0, size=shape).astype(dtype)
     result = xpnet.activations.tanh(backend.asarray(host))
     expected = np.tanh(host.astype(np.float64)).astype(dtype)
-    rtol = {"float32": 2e-6, "float64": 1e-13}[dtype]
+    rtol = {"float16": 2e-3, "float32": 2e-6, "float64": 1e-13}[dtype]
     assert_close(result, backend.asarray(expected), rtol=rtol, atol=1e-30)
 
 

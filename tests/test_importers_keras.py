@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -13,9 +14,17 @@ from importing import check_agreement, device_of, digits
 import xpnet
 from xpnet.errors import NetworkError, WeightsError
 
-pytestmark = pytest.mark.needs_session(
-    "torch", "jax", reason="keras runs in the torch and jax sessions, on their library"
-)
+NUMPYS_COPY_WARNING = "__array__ implementation doesn't accept a copy keyword"
+"""NumPy 2 warns so where ``np.array`` meets an ``__array__`` without ``copy`` (PyTorch's
+tensors, Keras's variables): Keras's own fit, predict and save do, a thousand times a
+session; xpnet must not (see the test that turns it into an error)."""
+
+pytestmark = [
+    pytest.mark.needs_session(
+        "torch", "jax", reason="keras runs in the torch and jax sessions, on their library"
+    ),
+    pytest.mark.filterwarnings(f"ignore:{NUMPYS_COPY_WARNING}:DeprecationWarning"),
+]
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 try:
@@ -93,6 +102,22 @@ def test_keras_file_matches_keras(trained, backend, tmp_path):
     renamed = tmp_path / "model.weights"  # recognised by content, whatever its name
     shutil.copy(path, renamed)
     assert xpnet.read_weights_info(renamed)["format"] == "keras"
+
+
+def test_weights_are_taken_without_numpys_copy_keyword_warning(trained, tmp_path):
+    path = tmp_path / "model.keras"
+    expected = [array for layer in trained.layers for array in layer.get_weights()]
+    trained.save(path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", NUMPYS_COPY_WARNING, DeprecationWarning)
+        network = xpnet.from_keras(trained)
+        from_file = xpnet.load_weights(path)
+    taken = [array for layer in network.layers for array in (layer.weight, layer.bias)]
+    assert len(taken) == len(expected)
+    for mine, theirs in zip(taken, expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(from_file.layers, network.layers, strict=True):
+        np.testing.assert_array_equal(mine.weight, theirs.weight)
 
 
 @pytest.mark.parametrize(

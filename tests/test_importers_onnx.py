@@ -251,7 +251,6 @@ def test_external_data_outside_the_model_folder_is_refused(mlp, tmp_path):
         xpnet.load_weights(folder / "escape.onnx")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     "activations",
     [("sigmoid", "sigmoid", "softmax"), ("relu", "tanh", "identity"), ("tanh", "relu", "sigmoid")],

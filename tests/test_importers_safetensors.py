@@ -18,12 +18,6 @@ safetensors_numpy = pytest.importorskip(
 )
 
 
-NO_FLOAT16 = pytest.mark.skip_backends(
-    "array_api_strict", "dask", reason="its array-API namespace has no float16"
-)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64", pytest.param("float16", marks=NO_FLOAT16)])
 def test_round_trip_is_bitwise_for_safetensors_and_xpnet(backend, tmp_path, dtype):
     if dtype == "float64" and backend.name == "jax":
         import jax

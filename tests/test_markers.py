@@ -12,11 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
 
 MODULE = """
+import numpy as np
 import pytest
 
 @pytest.fixture
@@ -152,3 +154,88 @@ def test_a_marker_used_wrongly_stops_the_run(tmp_path, mark, message):
     )
     assert done.returncode == 4, done.stdout + done.stderr  # a usage error
     assert message in done.stdout + done.stderr
+
+
+AXES = """
+import numpy as np
+import pytest
+
+@pytest.fixture
+def backend(request):  # in place of the suite's: no backend's library is needed here
+    return request.param
+
+def test_each_dtype(backend, dtype):
+    pass
+
+@pytest.mark.skip_backends("numpy", reason="numpy lacks it")
+def test_not_on_numpy(backend):
+    pass
+
+@pytest.mark.skip_backends("numpy_readonly", reason="its arrays are its own")
+def test_not_read_only(backend):
+    pass
+
+@pytest.mark.only_backends("numpy", reason="numpy's alone")
+def test_only_numpy(backend):
+    pass
+"""
+
+
+def test_the_dtype_axis_gives_each_backend_its_floating_dtypes(tmp_path):
+    chosen = ("--backend", "numpy", "--backend", "array_api_strict", "--backend", "dask")
+    done = run(tmp_path, AXES, *chosen, "-k", "each_dtype")
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = {name for name, outcome in outcomes(done.stdout).items() if outcome == "PASSED"}
+    assert passed == {
+        *(f"test_each_dtype[numpy-default-{d}]" for d in ("float32", "float64", "float16")),
+        *(
+            f"test_each_dtype[{c}-{d}]"
+            for c in ("array_api_strict-default", "array_api_strict-device1", "dask-default")
+            for d in ("float32", "float64")
+        ),
+    }
+
+
+def test_the_read_only_numpy_backend_is_numpy_to_the_markers(tmp_path):
+    chosen = ("--backend", "numpy", "--backend", "numpy_readonly")
+    done = run(tmp_path, AXES, *chosen, "-k", "not each_dtype")
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = {name for name, outcome in outcomes(done.stdout).items() if outcome == "PASSED"}
+    assert passed == {
+        "test_not_read_only[numpy-default]",
+        "test_only_numpy[numpy-default]",
+        "test_only_numpy[numpy_readonly-default]",
+    }
+    skips = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert sorted(line.split(": ", 1)[1] for line in skips) == [
+        "skipped on numpy: numpy lacks it",
+        "skipped on numpy_readonly: its arrays are its own",
+        "skipped on numpy_readonly: numpy lacks it",
+    ]
+
+
+def test_a_backend_test_that_parametrizes_dtype_itself_stops_the_run(tmp_path):
+    module = AXES + (
+        '\n@pytest.mark.parametrize("dtype", ["float32"])\n'
+        "def test_own_dtype(backend, dtype):\n    pass\n"
+    )
+    done = run(tmp_path, module, "--backend", "numpy")
+    assert done.returncode == 2, done.stdout + done.stderr  # an error in collection
+    assert "parametrizes 'dtype' itself" in done.stdout + done.stderr
+
+
+def test_the_read_only_backend_refuses_writes_into_what_it_made():
+    from conftest import make_backend
+
+    host = np.arange(4.0)
+    backend = make_backend("numpy_readonly", None)
+    for x in (backend.asarray(host), backend.xp.asarray(host), backend.xp.zeros(3)):
+        with pytest.raises(ValueError, match="read-only"):
+            x[0] = 1.0
+    counted = backend.xp.unique_counts(backend.asarray(np.array([1, 1, 2])))  # a named tuple
+    assert counted.counts.tolist() == [2, 1]
+    with pytest.raises(ValueError, match="read-only"):
+        counted.counts[0] = 5
+    host[0] = 7.0  # the test's own array stays writeable, and the view shows the change
+    assert backend.asarray(host)[0] == 7.0
+    assert backend.xp.float32 is np.float32 and backend.name == "numpy"

@@ -78,7 +78,7 @@ def read_model(model: Any) -> Network:
                 )
             if getattr(layer, "quantization_mode", None):
                 raise Unsupported(f"{label} is quantized ({layer.quantization_mode})")
-            weights = layer.get_weights()
+            weights = [_to_numpy(keras, variable) for variable in layer.weights]
             kernel = host_array(weights[0], f"{layer.name}.kernel")
             if kernel.ndim != 2:
                 raise Unsupported(f"{label}: its kernel has shape {kernel.shape}")
@@ -110,6 +110,19 @@ def read_model(model: Any) -> Network:
             )
     host: list[HostLayer] = [(w, b, a) for w, b, a in layers]
     return build_network(host)
+
+
+def _to_numpy(keras: Any, variable: Any) -> np.ndarray:
+    """A Keras variable's value as a NumPy array, without ``np.array(tensor)``.
+
+    ``get_weights`` and ``keras.ops.convert_to_numpy`` call ``np.array`` on the backend's
+    tensor, and a PyTorch tensor's ``__array__`` lacks NumPy 2's ``copy`` keyword, so each
+    call warns (a ``DeprecationWarning``); the tensor's own ``numpy()`` does not.
+    """
+    value = variable.value
+    if keras.backend.backend() == "torch":
+        return np.asarray(value.detach().cpu().numpy())
+    return np.asarray(keras.ops.convert_to_numpy(value))
 
 
 def _activation(name: object, label: str) -> str:
