@@ -81,24 +81,24 @@ def _reference(kind, model, x):  # type: ignore[no-untyped-def]
     return model.predict_proba(x), np.searchsorted(model.classes_, model.predict(x))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("graph_dtype", ["float32", "float64"])  # what skl2onnx writes
 @pytest.mark.parametrize("zipmap", [False, True])
 def test_both_routes_give_the_same_network_outputs_and_labels(
-    fitted, backend, tmp_path, dtype, zipmap
+    fitted, backend, tmp_path, graph_dtype, zipmap
 ):
     kind, model = fitted
     if zipmap and kind.startswith("regressor"):
         pytest.skip("a regressor's graph has no ZipMap")
-    path = _graph_file(model, tmp_path, dtype, zipmap)
+    path = _graph_file(model, tmp_path, graph_dtype, zipmap)
     device = device_of(backend)
-    live = xpnet.from_sklearn(model, backend=backend.name, device=device, dtype=dtype)
+    live = xpnet.from_sklearn(model, backend=backend.name, device=device, dtype=graph_dtype)
     from_file = xpnet.load_weights(path, backend=backend.name, device=device)
     assert from_file.sizes == live.sizes and from_file.activations == live.activations
     for ours, theirs in zip(from_file.layers, live.layers, strict=True):
         np.testing.assert_array_equal(xpnet.to_host(ours.weight), xpnet.to_host(theirs.weight))
         np.testing.assert_array_equal(xpnet.to_host(ours.bias), xpnet.to_host(theirs.bias))
     x, _ = digits()
-    rows = x.astype(dtype)
+    rows = x.astype(graph_dtype)
     outputs, labels = _reference(kind, model, rows)
     check_agreement(from_file, backend, rows, outputs, labels)
     on_backend = backend.asarray(rows)
