@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 
-from xpnet import _dask
 from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
@@ -22,6 +21,7 @@ from xpnet.backends import to_host
 from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
 from xpnet.forward_pass import NO_CLASS, forward
 from xpnet.network import Network, NetworkLike, as_network
+from xpnet.scaleout import chunk_engine as _dask
 
 
 def predict(network: NetworkLike, x: Array, *, batch_size: int | None = None) -> Array:
