@@ -13,8 +13,8 @@ import pytest
 from realdata import BOOK_CORRECT, MNIST_DIR, needs_mnist
 
 import xpnet
-from xpnet import _dask_training
 from xpnet.cli import main
+from xpnet.scaleout import training as dask_training
 from xpnet.scaleout.schedulers import compute
 from xpnet.scaleout.store import open_store, write_store
 from xpnet.scaleout.tiling import tiled_order
@@ -255,14 +255,14 @@ def test_training_on_dask_equals_numpy_holding_one_group_of_rows_at_a_time(
     on_numpy, numpy_log, numpy_optimizer = train_twice(network, data, augment_shift)
 
     computed: list[list[tuple[int, ...]]] = []
-    compute_for_real = _dask_training.computed
+    compute_for_real = dask_training.computed
 
     def recording(arrays: list) -> list:
         computed.append([tuple(a.shape) for a in arrays])
         return compute_for_real(arrays)
 
-    monkeypatch.setattr(_dask_training, "computed", recording)
-    monkeypatch.setattr(_dask_training, "GROUP_ROWS", 20)
+    monkeypatch.setattr(dask_training, "computed", recording)
+    monkeypatch.setattr(dask_training, "GROUP_ROWS", 20)
     lazy_data = [da.from_array(a, chunks=15) for a in data]
     on_dask, dask_log, dask_optimizer = train_twice(
         xpnet.to_backend(network, "dask"), lazy_data, augment_shift
@@ -317,8 +317,8 @@ def test_training_on_dask_wraps_a_batch_loss_only_when_it_is_read(monkeypatch):
         wrapped_sizes.append(len(arrays))
         return real_as_dask(arrays)
 
-    real_as_dask = _dask_training.as_dask
-    monkeypatch.setattr(_dask_training, "as_dask", as_dask)
+    real_as_dask = dask_training.as_dask
+    monkeypatch.setattr(dask_training, "as_dask", as_dask)
     x, t = digits(40, seed=6)
     network = xpnet.to_backend(xpnet.init_network((784, 8, 10), seed=0), "dask")
     seen = []

@@ -451,7 +451,8 @@ def test_training_in_memory_loads_neither_dask_nor_its_training_module():
         "xpnet.evaluate(trained, x, t)\n"
         "assert len(history.epochs) == 2 and len(seen) == 2 * 4 + 2\n"
         "print(sorted(m for m in sys.modules if m == 'dask' or m.startswith(('dask.', "
-        "'xpnet._dask'))))\n"
+        "'xpnet.scaleout'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['xpnet._dask']"  # inference's forward-pass engine only
+    # inference's forward-pass engine only: no dask, no training, store or scheduler module
+    assert out.stdout.strip() == "['xpnet.scaleout', 'xpnet.scaleout.chunk_engine']"

@@ -84,11 +84,10 @@ class Backend:
             )
         if host.dtype == np.float64:
             self._check_holds("float64")
-        if self.name == "dask":
-            import dask.array
+        if self.name == "dask":  # dask's engine makes the row chunks
+            from xpnet.scaleout.chunk_engine import from_host
 
-            # Chunks of about CHUNK_BYTES of rows keep dask graphs small and workers busy.
-            return dask.array.from_array(host, chunks=_row_chunks(host))
+            return from_host(host)
         with on_backend(self.name, self.device):
             return self.xp.asarray(host, dtype=target, device=self.device)
 
@@ -123,18 +122,6 @@ class Backend:
 
     def __str__(self) -> str:
         return f"{self.name} on {self.device_name}"
-
-
-CHUNK_BYTES = 100 << 20
-"""The bytes of rows in each chunk of a dask array made from host data."""
-
-
-def _row_chunks(host: np.ndarray) -> tuple[int, ...]:
-    if host.ndim == 0:
-        return ()
-    row_bytes = max(1, host.itemsize * int(np.prod(host.shape[1:])))
-    rows = max(1, min(len(host), CHUNK_BYTES // row_bytes))
-    return (rows, *host.shape[1:])
 
 
 def _no_wait(device: Device) -> None:

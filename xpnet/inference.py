@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
 
-from xpnet import _dask
 from xpnet import _onnxruntime_engine as _engine
 from xpnet._device import on_device_of
 from xpnet._typing import Array
@@ -27,6 +26,7 @@ from xpnet.batching import batch_size_for, iter_batches, optional_batch_size
 from xpnet.errors import BackendUnavailableError
 from xpnet.forward_pass import NO_CLASS, forward
 from xpnet.network import Network, NetworkLike, as_network
+from xpnet.scaleout import chunk_engine as _dask
 
 ENGINES = ("auto", "array-api", "onnxruntime")
 """The engines a NumPy forward pass may run on: ``auto`` chooses by :data:`AUTO_ROWS`."""

@@ -10,11 +10,10 @@ The epoch's copy costs the data's size again in device memory (plus, when shifti
 padded copy and an index array).
 
 The loop is written once for every backend. Dask is the one backend whose arrays the steps
-do not run on: there the data stays lazy, the steps run in memory and the results go back
-to dask. The loop meets dask at two points only, each asking :mod:`xpnet._dask_training`:
-:func:`_transfers` (how arrays reach the steps and go back to the caller) and
-:func:`_groups` (the rows, computed into memory a group of batches at a time). The batches
-are the same as on any other backend, and so are the results.
+do not run on: the data stays lazy, the steps run in memory and the results go back to dask,
+through :mod:`xpnet.scaleout.training` at two points only: :func:`_transfers` (to the steps
+and back) and :func:`_groups` (the rows, in memory a group of batches at a time). The
+batches are the same as on any other backend, and so are the results.
 
 Interrupting :func:`train` (Ctrl-C, or ``KeyboardInterrupt`` raised by a callback) ends it
 early without losing work: it returns the network as of the last completed step, with
@@ -445,9 +444,9 @@ def _groups(
     """``(positions in order, rows)`` of ``source`` on ``backend``, gathered by ``order`` if
     given: all rows in one group, or for dask several groups, each computed when reached."""
     if compat.is_dask_array(source[0]):  # one group of batches in memory at a time, not all
-        from xpnet import _dask_training
+        from xpnet.scaleout import training as dask_training
 
-        yield from _dask_training.groups(source, order, batch_size)
+        yield from dask_training.groups(source, order, batch_size)
         return
     rows = source[0].shape[0]
     if order is None:
@@ -461,9 +460,9 @@ def _transfers(x: Array) -> tuple[ArrayTransfer, ArrayTransfer]:
     """How arrays reach where the steps on ``x`` run, and how the results go back to the
     caller: nowhere (``list``) for in-memory arrays."""
     if compat.is_dask_array(x):  # scheduling a step as dask tasks costs more than its math
-        from xpnet import _dask_training
+        from xpnet.scaleout import training as dask_training
 
-        return _dask_training.computed, _dask_training.as_dask
+        return dask_training.computed, dask_training.as_dask
     return list, list
 
 

@@ -2,7 +2,8 @@
 
 ``--input STORE`` reads an image store (``xpnet convert``) on any backend: whole on the
 host, or lazily, chunk by chunk, with ``--backend dask``. ``--scheduler`` and
-``--local-cluster`` choose where dask computes; dask draws its own progress bar.
+``--local-cluster`` choose where dask computes; dask draws its own progress bar. This module
+parses and checks the options; what they do is :mod:`xpnet.scaleout`'s.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from contextlib import contextmanager
 from xpnet._typing import Array
 from xpnet.cli.options import UsageError, positive_int
 from xpnet.cli.output import word_list
-from xpnet.forward_pass import NO_CLASS
-from xpnet.inference import predict_labels
 from xpnet.network import Network
 
 DASK_ONLY = ("scheduler", "local_cluster", "chunk_rows")
@@ -53,30 +52,26 @@ def dask_scheduler(args: argparse.Namespace) -> Iterator[None]:
     Says where dask computes and, on a distributed cluster, each worker's peak memory.
     """
     if args.backend != "dask":
-        given = [
-            f"--{name.replace('_', '-')}" for name in DASK_ONLY if getattr(args, name) is not None
-        ]
+        given = [f"--{n.replace('_', '-')}" for n in DASK_ONLY if getattr(args, n) is not None]
         if given:
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{word_list(given)} {verb} --backend dask")
         yield
         return
-    from xpnet.scaleout.schedulers import active_client, use_scheduler, worker_peak_memory
+    from xpnet.scaleout import use_scheduler, worker_peak_memory
 
     say = (lambda _: None) if args.json else (lambda text: print(text, file=sys.stderr))
     with use_scheduler(args.scheduler, local_workers=args.local_cluster) as where:
         say(f"scheduler: {where}")
         yield
-        client = active_client()
-        if client is not None:
-            peaks = worker_peak_memory(client)
+        if peaks := worker_peak_memory():  # on a distributed cluster
             say("worker peak memory: " + ", ".join(f"{p / 2**20:.0f} MiB" for p in peaks.values()))
 
 
 def read_input(args: argparse.Namespace) -> tuple[Array, Array, str, str]:
     """The store's raw uint8 images, int64 labels, dataset name and split: dask arrays for
     dask. The names come from the store's metadata (the store's path where it has none)."""
-    from xpnet.scaleout.store import open_store
+    from xpnet.scaleout import open_store
 
     store = open_store(args.input)
     x, t = store.read(lazy=args.backend == "dask")
@@ -87,14 +82,11 @@ def read_input(args: argparse.Namespace) -> tuple[Array, Array, str, str]:
 def count_correct_on_dask(
     network: Network, x: Array, t: Array, args: argparse.Namespace
 ) -> tuple[int, int]:
-    """The correct answers over dask arrays, and the rows with no class (an output that is
-    not finite), computed as one graph with dask's progress bar."""
-    from xpnet.scaleout.schedulers import compute
+    """The correct answers over dask arrays and the rows with no class, in ``--chunk-rows``
+    chunks, with dask's progress bar on a terminal."""
+    from xpnet.scaleout.schedulers import count_correct_and_unlabelled
 
     if args.chunk_rows is not None:
         x, t = x.rechunk({0: args.chunk_rows}), t.rechunk(args.chunk_rows)
-    predicted = predict_labels(network, x, batch_size=args.batch_size)
-    xp = network.xp
-    lazy = xp.count_nonzero(predicted == t), xp.count_nonzero(predicted == NO_CLASS)
-    correct, unlabelled = compute(*lazy, progress=not args.json and sys.stderr.isatty())
-    return int(correct), int(unlabelled)
+    bar = not args.json and sys.stderr.isatty()
+    return count_correct_and_unlabelled(network, x, t, batch_size=args.batch_size, progress=bar)

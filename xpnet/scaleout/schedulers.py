@@ -2,7 +2,8 @@
 
 :func:`use_scheduler` routes every dask computation inside its block; :func:`compute`
 computes with a progress bar on stderr (distributed's where a cluster computes, else dask's
-diagnostics); :func:`worker_peak_memory` reads each worker's memory high-water mark.
+diagnostics), as :func:`count_correct_and_unlabelled` does; :func:`worker_peak_memory` reads
+each worker's memory high-water mark.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import Any
+
+from xpnet._typing import Array
+from xpnet.forward_pass import NO_CLASS
+from xpnet.inference import predict_labels
+from xpnet.network import Network
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 """Dask's single-machine schedulers; any other name is a distributed scheduler's address."""
@@ -120,9 +126,22 @@ def compute(*collections: Any, progress: bool = False) -> tuple[Any, ...]:
     return tuple(client.gather(futures))
 
 
-def worker_peak_memory(client: Any) -> dict[str, int]:
-    """Each worker's peak resident memory in bytes since it started, by worker address."""
-    return dict(client.run(_peak_rss))
+def worker_peak_memory(client: Any = None) -> dict[str, int]:
+    """Each worker's peak resident memory in bytes since it started, by worker address, for
+    ``client`` (``None``: the one dask computes on now; none at all: no workers, ``{}``)."""
+    client = active_client() if client is None else client
+    return {} if client is None else dict(client.run(_peak_rss))
+
+
+def count_correct_and_unlabelled(
+    network: Network, x: Array, t: Array, *, batch_size: int | None = None, progress: bool = False
+) -> tuple[int, int]:
+    """The rows of dask array ``x`` classified as labelled by ``t`` (class indices), and the
+    rows with no class (an output that is not finite), counted as one graph by :func:`compute`."""
+    predicted, xp = predict_labels(network, x, batch_size=batch_size), network.xp
+    lazy = xp.count_nonzero(predicted == t), xp.count_nonzero(predicted == NO_CLASS)
+    correct, unlabelled = compute(*lazy, progress=progress)
+    return int(correct), int(unlabelled)
 
 
 def _peak_rss() -> int:

@@ -113,9 +113,8 @@ class ImageStore:
 
         # Keys from the store's path and manifest: another store, or another content, gets others.
         place = os.fsencode(os.path.abspath(self.path))  # any name, UTF-8 or not
-        token = hashlib.blake2b(
-            place + b"\n" + self.manifest["digest"].encode(), digest_size=16
-        ).hexdigest()
+        seed = place + b"\n" + self.manifest["digest"].encode()
+        token = hashlib.blake2b(seed, digest_size=16).hexdigest()
         images, labels = (
             da.from_array(
                 v,
@@ -179,28 +178,19 @@ class _VerifiedArray:
         rows = slice(start, min(start + self.rows, self.shape[0]))
         key = f"{self.name}/{_chunk_key(self.array, number)}"
         where = f"chunk {key} (rows {rows.start}:{rows.stop}) of the image store {self.store}"
-        width = math.prod(self.chunks_shape[1:])
+        file, width = os.path.join(self.store, *key.split("/")), math.prod(self.chunks_shape[1:])
         _check_chunk_budget(
-            os.path.join(self.store, *key.split("/")),
-            where,
-            math.prod(self.chunks_shape),
-            (rows.stop - rows.start) * width,
+            file, where, math.prod(self.chunks_shape), (rows.stop - rows.start) * width
         )
         try:
             with interrupts_deferred():
                 block = np.asarray(self.array[rows])
         except Exception as exc:  # zarr and its codecs raise many types for damaged chunks
-            raise DataError(
-                f"cannot read chunk {key} (rows {rows.start}:{rows.stop}) of the image store "
-                f"{self.store}: {_reason(exc)}"
-            ) from exc
+            raise DataError(f"cannot read {where}: {_reason(exc)}") from exc
         if _digest(self.name, number, block) != self.digests[number]:
-            missing = not os.path.lexists(os.path.join(self.store, *key.split("/")))
+            missing = not os.path.lexists(file)
             what = "is missing" if missing else "does not match the manifest (damaged or moved)"
-            raise DataError(
-                f"chunk {key} (rows {rows.start}:{rows.stop}) of the image store {self.store} "
-                f"{what}"
-            )
+            raise DataError(f"{where} {what}")
         return block
 
 
@@ -300,14 +290,8 @@ def _existing_store(target: Path, overwrite: bool) -> bool:
         raise DataError(f"cannot write the image store {target}: {exc.strerror}") from None
     if not overwrite:
         raise DataError(f"{target} exists; choose another path, or overwrite it (--overwrite)")
-    kind = (
-        "a symlink"
-        if stat.S_ISLNK(info.st_mode)
-        else None
-        if stat.S_ISDIR(info.st_mode)
-        else "a file"
-    )
-    if kind is None:
+    kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "a file"
+    if stat.S_ISDIR(info.st_mode):  # a folder itself (lstat), not a symlink to one
         try:
             group = _read_json(target / "zarr.json", MAX_METADATA_BYTES)
             marked = _attributes(group).get("xpnet") in (FORMAT, *OLD_FORMATS)

@@ -1,19 +1,10 @@
 """Training and evaluating on dask arrays: lazy data, in-memory steps, results on dask again.
 
 A training step is a few hundred small operations; as dask tasks their scheduling would
-cost far more than the math. So :mod:`xpnet.training` runs the steps in memory and asks this
-module for three things only:
-
-- :func:`computed`: the network and the optimizer's state computed into memory (the chunks'
-  own type: NumPy, CuPy) before the first step;
-- :func:`groups`: each epoch's (shuffled) rows computed into memory a group of whole
-  batches at a time (at least a chunk of rows or :data:`GROUP_ROWS`), so memory holds one
-  group, never the whole set, and the batches are the same as on any other backend;
-- :func:`as_dask`: what is handed back to the caller (the network, the optimizer's state, a
-  step's loss) wrapped as dask arrays again.
-
-The forward pass on dask (inference) stays lazy instead and lives in :mod:`xpnet._dask`.
-This module imports no dask until one of its functions runs on dask arrays.
+cost far more than the math. So :mod:`xpnet.training` runs the steps in memory, computing
+the network and the optimizer's state (:func:`computed`) and each epoch's rows a group of
+whole batches at a time (:func:`groups`: memory holds one group, never the whole set), and
+hands results back as dask arrays (:func:`as_dask`). No dask is imported before then.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""The forward pass on dask arrays: one task per row chunk, lazily, on any dask scheduler.
+"""Dask's engine: arrays in row chunks, made from host data and run one task per chunk.
 
-Each row chunk of ``x`` goes through the network in one task, by the same per-array code as
-an in-memory array (NumPy chunks in ONNX Runtime where it is installed, each process building
-its own session; CuPy chunks the generic path on their GPU), so the task graph grows with
-the number of chunks and not with the batches inside a chunk. The network's arrays enter the
-graph once, as one key each that every chunk task depends on: a distributed scheduler ships
-them to each worker once, never per task.
-Nothing runs until the caller computes the result. ``import xpnet`` imports no dask.
-Training on dask runs its steps in memory instead: see :mod:`xpnet._dask_training`.
+:func:`from_host` makes them for ``Backend.asarray``. :func:`forward` is the forward pass
+on dask arrays, lazily, on any dask scheduler: each row chunk of ``x`` goes through the
+network in one task, by the same per-array code as an in-memory array (NumPy chunks in ONNX
+Runtime where it is installed, each process building its own session; CuPy chunks the
+generic path on their GPU), so the task graph grows with the number of chunks and not with
+the batches inside a chunk. The network's arrays enter the graph once, as one key each that
+every chunk task depends on: a distributed scheduler ships them to each worker once, never
+per task. Nothing runs until the caller computes. ``import xpnet`` imports this module, never
+dask itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat as compat
+import numpy as np
 
 from xpnet._typing import Array
 from xpnet.network import Layer, Network
 
 ChunkForward = Callable[[Network, Array], Array]
 """The in-memory forward pass of a network over one chunk (``predict`` or its labels)."""
+
+CHUNK_BYTES = 100 << 20
+"""Bytes of rows per chunk of a dask array made from host data: small graphs, busy workers."""
+
+
+def from_host(host: np.ndarray) -> Array:
+    """``host`` as a dask array in chunks of whole rows, about :data:`CHUNK_BYTES` each."""
+    import dask.array as da
+
+    row_bytes = max(1, host.itemsize * int(np.prod(host.shape[1:])))
+    rows = [max(1, min(n, CHUNK_BYTES // row_bytes)) for n in host.shape[:1]]  # none if 0-d
+    return da.from_array(host, chunks=(*rows, *host.shape[1:]))
 
 
 def accepts(x: Array) -> bool:
