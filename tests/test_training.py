@@ -6,6 +6,7 @@ cross-backend tests compare each backend with NumPy and check where results and 
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -454,5 +455,7 @@ def test_training_in_memory_loads_neither_dask_nor_its_training_module():
         "'xpnet.scaleout'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    # inference's forward-pass engine only: no dask, no training, store or scheduler module
-    assert out.stdout.strip() == "['xpnet.scaleout', 'xpnet.scaleout.chunk_engine']"
+    # at most inference's chunk engine (imported lazily or not): no dask, and no training,
+    # store or scheduler module of the scale-out package
+    loaded = set(ast.literal_eval(out.stdout.strip()))
+    assert loaded <= {"xpnet.scaleout", "xpnet.scaleout.chunk_engine"}, loaded
