@@ -97,15 +97,14 @@ def trickle() -> Iterator[tuple[str, threading.Event]]:
 
 
 def test_urllib3s_read1_returns_what_one_wait_brings_undecoded(trickle):
-    """Reason: datasets/download.py reads a mirror with response.raw.read1(n,
-    decode_content=False), so a trickling mirror reaches the deadline check and the md5 is
-    of the bytes sent; urllib3 has it from 2.3 (public), before which download.py falls back
-    to the private raw._fp.read1."""
+    """datasets/download.py reads a mirror with urllib3's public response.raw.read1(n,
+    decode_content=False) (from urllib3 2.3, which the data extra requires), so a trickling
+    mirror reaches the deadline check and the md5 is of the bytes sent."""
     requests = pytest.importorskip("requests")
     url, release = trickle
     with requests.get(url, stream=True, timeout=20) as response:
         raw = response.raw
-        assert hasattr(raw, "read1"), "urllib3 < 2.3: download.py takes the private raw._fp"
+        assert hasattr(raw, "read1"), "urllib3 < 2.3, which has no public read1"
         first = raw.read1(1 << 16, decode_content=False)  # blocks to the timeout if it waits
         release.set()
         rest = b""

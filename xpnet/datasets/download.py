@@ -159,12 +159,10 @@ def _download(
 def _reader(raw: Any) -> Any:
     """``read(n)``: the bytes that one wait brings (at most n), as the mirror sent them.
 
-    One wait, not n bytes: a mirror that trickles must reach the deadline check. urllib3
-    has ``read1`` from 2.3; before that, the http.client response it wraps has it.
+    One wait, not n bytes: a mirror that trickles must reach the deadline check
+    (urllib3's public ``read1``, from 2.3, which the ``data`` extra requires).
     """
-    if hasattr(raw, "read1"):
-        return lambda n: raw.read1(n, decode_content=False)
-    return raw._fp.read1
+    return lambda n: raw.read1(n, decode_content=False)
 
 
 @contextlib.contextmanager
