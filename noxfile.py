@@ -194,12 +194,15 @@ GPU_WINDOW_SECONDS = 360
 """What the GPU check may take on a lent machine, its offline install included."""
 
 
-@nox.session(python="3.12")
+@nox.session(python="3.12", default=False)
 def gpu_rehearsal(session: nox.Session) -> None:
     """``scripts/gpu_check.sh`` with its default settings in a host-like Python 3.12 with
     CuPy installed and no GPU (a stand-in ``nvidia-smi``), timed: it must pass within the
     GPU window's 6 minutes. Needs ``.whl`` and ``.gpu-data`` (``scripts/gpu_prepare.sh``);
-    the results go to ``gpu-results/rehearsal``."""
+    the results go to ``gpu-results/rehearsal``. Not in a plain ``nox``: it needs what
+    ``gpu_prepare.sh`` downloads, and it rehearses the GPU machine's window, not this one's
+    code (the numpy session's tests/test_gpu_check.py runs the script's steps each time);
+    ``nox -s gpu_rehearsal`` runs it."""
     import time
 
     session.install(*HOST_LIKE)
