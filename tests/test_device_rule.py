@@ -322,6 +322,15 @@ EXEMPT = {
     "xpnet.datasets.mnist.load_fashion_mnist": "load_mnist with another dataset name; "
     "load_mnist is proved",
     "xpnet.inference.choose_engine": "reads the input's type and shape only",
+    # dask's engine builds graphs; each chunk's task runs inference._run_on_device, which
+    # enters the chunk's device (dask with CuPy chunks: test_gpu_ready, on a GPU)
+    "xpnet.scaleout.chunk_engine.accepts": "reads the input's type only",
+    "xpnet.scaleout.chunk_engine.forward": "builds a dask graph; its tasks enter each "
+    "chunk's device",
+    "xpnet.scaleout.chunk_engine.from_host": "wraps host data in a dask array; no kernel runs",
+    "xpnet.scaleout.schedulers.count_correct_and_unlabelled": "computes a dask graph whose "
+    "chunk tasks enter their devices",
+    "xpnet.scaleout.training.groups": "slices dask arrays lazily; no kernel runs",
 }
 """Public functions that take or give arrays but need no device entered, and why."""
 
