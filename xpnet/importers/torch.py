@@ -188,18 +188,19 @@ def read_state_dict_arrays(
 
 
 def read_state_dict_file(
-    path: str | os.PathLike[str], activations: Sequence[str] | str | None
+    path: str | os.PathLike[str], activations: Sequence[str] | str | None, *, zipped: bool
 ) -> Network:
-    """A state dict saved with ``torch.save(model.state_dict(), path)``."""
+    """A state dict saved with ``torch.save(model.state_dict(), path)``: a zip archive
+    (``zipped``), or PyTorch's legacy format."""
     try:
         import torch
     except ImportError:
         raise Unsupported(
             "reading a PyTorch file needs torch: pip install 'xpnet[torch]'"
         ) from None
-    check_file(path)
+    check_file(path, zipped)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
         raise Unsupported(
             f"torch.load(weights_only=True) refuses it ({short(exc)}); "
@@ -219,18 +220,13 @@ LEGACY_PICKLES = 5
 version, the system's description, the objects and the storages' keys."""
 
 
-def _is_zip(path: str | os.PathLike[str]) -> bool:
-    with open(path, "rb") as file:
-        return file.read(2) == b"PK"
-
-
-def check_file(path: str | os.PathLike[str]) -> None:
+def check_file(path: str | os.PathLike[str], zipped: bool) -> None:
     """Refuse a PyTorch file that declares more than the budget (:mod:`xpnet._budget`)
     before ``torch.load`` reads it: a zip's directory and records, and the opcodes of its
     pickle (or of the legacy format's pickles). The zip format's storages are then mapped
     from the file, not read into memory, so no storage outgrows the file."""
     try:
-        if _is_zip(path):
+        if zipped:
             with budget.open_zip(path, "the archive") as archive:
                 records = [n for n in archive.namelist() if n.endswith("/data.pkl")]
                 if len(records) == 1:
@@ -241,8 +237,6 @@ def check_file(path: str | os.PathLike[str]) -> None:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 budget.check_pickle(file, size, "it", pickles=LEGACY_PICKLES)
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise Unsupported(f"cannot read it ({short(exc)})") from None
 
@@ -267,10 +261,7 @@ def check_tensors(state: Mapping[str, Any], held: int) -> None:
                 "(.contiguous())"
             )
         declared += value.numel() * max(value.element_size(), 4)
-    try:
-        budget.check(declared, held, "the state dict")
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
+    budget.check(declared, held, "the state dict")
 
 
 def _overlaps(shape: Sequence[int], strides: Sequence[int]) -> bool:
