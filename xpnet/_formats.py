@@ -35,15 +35,15 @@ Activations = Sequence[str] | str | None
 
 @dataclass(frozen=True)
 class Probe:
-    """What sniffing a file read: its first bytes, the names a zip archive holds (``None``
-    for a damaged one), its extension, and the open file for a longer look."""
+    """What sniffing a file read: its first bytes, whether it is a zip and the names the zip
+    holds (``None`` for a damaged one), its extension, and the open file (for recognisers
+    only, which may look further: it is closed before a reader runs)."""
 
     head: bytes
     zipped: bool
     names: list[str] | None
     suffix: str
     file: BinaryIO
-    size: int
 
 
 Reader = Callable[[Path, Activations, Probe], "Network | tuple[Network, dict[str, Any]]"]
@@ -91,6 +91,10 @@ def _zip_holding(test: Callable[[list[str]], bool], *suffixes: str) -> Callable[
 _TORCH_LEGACY = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 """How ``torch.save(..., _use_new_zipfile_serialization=False)`` starts: a pickled magic number."""
 
+_torch_zip = _zip_holding(
+    lambda names: any(re.fullmatch(r"[^/]+/data\.pkl", name) for name in names), ".pt", ".pth"
+)
+
 _COMPRESSED = {
     b"\x1f\x8b": "gzip",
     b"BZh": "bz2",
@@ -124,12 +128,7 @@ FORMATS: tuple[Format, ...] = (
     Format(
         "torch",
         "PyTorch state dict",
-        lambda p: (
-            p.head.startswith(_TORCH_LEGACY)
-            or _zip_holding(
-                lambda n: any(re.fullmatch(r"[^/]+/data\.pkl", x) for x in n), ".pt", ".pth"
-            )(p)
-        ),
+        lambda p: p.head.startswith(_TORCH_LEGACY) or _torch_zip(p),
         _reads("xpnet.importers.torch", "read_state_dict_file", activations=True, zipped=True),
     ),
     Format(
@@ -173,7 +172,7 @@ FORMATS: tuple[Format, ...] = (
     Format(
         "onnx",
         "ONNX file",
-        lambda p: _is_onnx(p.file, p.size) or (p.head[:1] == b"\x08" and p.suffix == ".onnx"),
+        lambda p: _is_onnx(p.file) or (p.head[:1] == b"\x08" and p.suffix == ".onnx"),
         _reads("xpnet.importers.onnx", "read_file"),
     ),
 )
@@ -250,7 +249,6 @@ def _sniff(path: Path, file: BinaryIO) -> Probe:
     """The probe of a file: its first bytes and, for a zip, the names it holds, read
     once its directory fits the budget (before :mod:`zipfile` reads every entry)."""
     head = file.read(16)
-    size = os.fstat(file.fileno()).st_size
     names = None
     if head[:2] == b"PK":
         budget.check_zip_directory(file, str(path))
@@ -259,7 +257,7 @@ def _sniff(path: Path, file: BinaryIO) -> Probe:
             zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError
         ):
             names = zipfile.ZipFile(file).namelist()
-    return Probe(head, head[:2] == b"PK", names, path.suffix.lower(), file, size)
+    return Probe(head, head[:2] == b"PK", names, path.suffix.lower(), file)
 
 
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
@@ -269,9 +267,10 @@ MAX_ONNX_FIELDS = 100_000
 """Top-level fields walked before a file is taken to be no ONNX model."""
 
 
-def _is_onnx(file: BinaryIO, size: int) -> bool:
+def _is_onnx(file: BinaryIO) -> bool:
     """Whether the file is one protobuf ``ModelProto``: its top-level fields have ModelProto's
     numbers and wire types, end exactly at the end of the file and include a graph."""
+    size = file.seek(0, os.SEEK_END)
     file.seek(0)
     position, seen = 0, set()
     for _ in range(MAX_ONNX_FIELDS):

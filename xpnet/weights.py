@@ -44,12 +44,6 @@ HEADER_KEY = "xpnet_header"
 MAX_HEADER_CHARS = 1 << 20
 """The longest header read: far more than any provenance needs, checked before parsing."""
 
-MAX_INFLATION = budget.MAX_INFLATION
-INFLATION_SLACK = budget.INFLATION_SLACK
-"""An ``.npz`` entry, and all of them together, may inflate to ``MAX_INFLATION`` times
-their compressed size plus ``INFLATION_SLACK``: the budget every loader keeps
-(:mod:`xpnet._budget`)."""
-
 MAX_NPZ_MEMBERS = 4097
 """The most entries an ``.npz`` may have: a header and two arrays per layer, for thousands."""
 
@@ -228,16 +222,11 @@ def _place(
         with np.errstate(over="ignore"):  # an overflow is refused just below, by name
             params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
-        _check_finite(path, network)
+        try:
+            check_finite(network)
+        except NetworkError as exc:
+            raise WeightsError(f"{path}: {exc}") from None
     return to_backend(network, backend, device)
-
-
-def _check_finite(path: Path, network: Network) -> None:
-    """The non-finite rule at load: a NaN or infinity in any array refuses the file."""
-    try:
-        check_finite(network)
-    except NetworkError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
 
 
 def read_weights_info(
@@ -386,7 +375,7 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
         elif info.file_size > budget.allowance(info.compress_size):
             raise WeightsError(
                 f"{where} would inflate {info.compress_size} bytes to {info.file_size}; "
-                f"xpnet reads no compressed entry that inflates over {MAX_INFLATION}-fold"
+                f"xpnet reads no compressed entry that inflates over {budget.MAX_INFLATION}-fold"
             )
         inflated += info.file_size
         if inflated > budget.allowance(archive_size):
