@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 from xpnet import _budget as budget
 from xpnet.errors import NetworkError, WeightsError
-from xpnet.importers._common import Unsupported, activation_names
+from xpnet.importers._common import DAMAGED_ZIP, Unsupported, activation_names
 from xpnet.network import Network, check_finite
 
 Activations = Sequence[str] | str | None
@@ -252,10 +252,7 @@ def _sniff(path: Path, file: BinaryIO) -> Probe:
     names = None
     if head[:2] == b"PK":
         budget.check_zip_directory(file, str(path))
-        # NotImplementedError: an entry claims a zip version zipfile lacks
-        with contextlib.suppress(
-            zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError
-        ):
+        with contextlib.suppress(*DAMAGED_ZIP):
             names = zipfile.ZipFile(file).namelist()
     return Probe(head, head[:2] == b"PK", names, path.suffix.lower(), file)
 

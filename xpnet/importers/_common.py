@@ -9,6 +9,7 @@ them to the backend and device asked for, so nothing reaches a device unless all
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,10 @@ class Unsupported(Exception):
     layer or operator. Turned into :class:`NetworkError` (live objects) or
     :class:`WeightsError` (files, with the path) at the public boundary."""
 
+
+DAMAGED_ZIP = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError)
+"""What :mod:`zipfile` raises for a damaged archive (a name not UTF-8 is a ValueError; an
+entry claiming a zip version it lacks, NotImplementedError)."""
 
 HostLayer = tuple[np.ndarray, np.ndarray, str]
 """One dense layer on the host: weight ``(in, out)``, bias ``(out,)`` and its activation."""

@@ -7,7 +7,6 @@ A state dict holds no activations, so the caller names them; a file is read with
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from xpnet import _budget as budget
 from xpnet.importers._common import (
+    DAMAGED_ZIP,
     HostLayer,
     Unsupported,
     build_network,
@@ -237,7 +237,9 @@ def check_file(path: str | os.PathLike[str], zipped: bool) -> None:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 budget.check_pickle(file, size, "it", pickles=LEGACY_PICKLES)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except budget.OverBudget:
+        raise
+    except DAMAGED_ZIP as exc:
         raise Unsupported(f"cannot read it ({short(exc)})") from None
 
 
