@@ -254,8 +254,8 @@ def check_tensors(state: Mapping[str, Any], held: int) -> None:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue  # read_state_dict refuses it
-        if value.layout != torch.strided or value.is_quantized or value.is_nested:
-            raise Unsupported(f"the tensor {key!r} is not a plain dense tensor")
+        if _odd_kind(value):  # named as read_state_dict names it, before any is copied
+            raise Unsupported(f"it holds {key!r}, a {_odd_kind(value)} tensor, not a dense one")
         if _overlaps(value.shape, value.stride()):
             raise Unsupported(
                 f"the tensor {key!r} of shape {tuple(value.shape)} is an expanded or "
