@@ -4,7 +4,9 @@ xpnet writes ``numpy.savez`` archives (no pickle inside) holding ``W1, b1, W2, .
 JSON header with the format, layer sizes, activations, dtype and the caller's provenance
 (dataset, command, seed, accuracy...), so a trained network says how it was made. Loading
 reads them with ``allow_pickle=False`` and the textbook's ``sample_weight.pkl`` through
-:func:`~xpnet._safe_pickle.load_textbook_pickle`: no weights file can run code.
+:func:`~xpnet._safe_pickle.load_textbook_pickle`: no weights file can run code. Files are
+recognised, and read or written, by the table of formats (:mod:`xpnet._formats`), whose
+xpnet ``.npz`` and textbook entries are the readers and writer here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import math
 import os
 import reprlib
-import stat
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from xpnet import _budget as budget
+from xpnet import _formats as formats
 from xpnet._atomic import atomic_write
+from xpnet._safe_pickle import load_textbook_pickle
 from xpnet.errors import NetworkError, WeightsError
-from xpnet.importers import check_activations, read_file, read_textbook_pickle
+from xpnet.importers._common import activation_names
 from xpnet.network import Network, NetworkLike, as_network, check_finite, to_backend
 from xpnet.training_record import MAX_NESTING, check_nesting, json_types, load_json
 
@@ -40,12 +43,6 @@ HEADER_KEY = "xpnet_header"
 
 MAX_HEADER_CHARS = 1 << 20
 """The longest header read: far more than any provenance needs, checked before parsing."""
-
-MAX_INFLATION = budget.MAX_INFLATION
-INFLATION_SLACK = budget.INFLATION_SLACK
-"""An ``.npz`` entry, and all of them together, may inflate to ``MAX_INFLATION`` times
-their compressed size plus ``INFLATION_SLACK``: the budget every loader keeps
-(:mod:`xpnet._budget`)."""
 
 MAX_NPZ_MEMBERS = 4097
 """The most entries an ``.npz`` may have: a header and two arrays per layer, for thousands."""
@@ -108,7 +105,7 @@ def save_weights(
     header = {
         "format": FORMAT,
         "version": VERSION,
-        **_describe(host),
+        **formats.describe(host),
         "metadata": dict(metadata or {}),
     }
     try:
@@ -116,25 +113,13 @@ def save_weights(
         text = json.dumps(header)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights metadata must be JSON-serializable: {exc}") from None
-    if format not in ("npz", "safetensors"):
-        raise WeightsError(f"unknown weights format {format!r}; choose 'npz' or 'safetensors'")
-    if format == "safetensors":
-        from xpnet.importers._common import Unsupported
-        from xpnet.importers.safetensors import write
+    formats.write(host, Path(path), text, format)
 
-        try:
-            write(host, Path(path), text)
-        except Unsupported as exc:
-            raise WeightsError(str(exc)) from None
-        except OSError as exc:
-            raise WeightsError(f"cannot write weights file {path}: {exc.strerror or exc}") from None
-        return
-    entries = {**host.to_mapping(), HEADER_KEY: np.array(text)}
-    try:
-        with atomic_write(Path(path)) as file:
-            np.savez(file, **entries)
-    except OSError as exc:
-        raise WeightsError(f"cannot write weights file {path}: {exc.strerror or exc}") from None
+
+def write_npz(network: Network, path: Path, header_text: str) -> None:
+    """Write a host network as xpnet's ``.npz``, atomically (:func:`save_weights`)."""
+    with atomic_write(path) as file:
+        np.savez(file, **{**network.to_mapping(), HEADER_KEY: np.array(header_text)})
 
 
 def load_weights(
@@ -237,16 +222,11 @@ def _place(
         with np.errstate(over="ignore"):  # an overflow is refused just below, by name
             params = {key: value.astype(dtype) for key, value in network.to_mapping().items()}
         network = Network.from_mapping(params, network.activations)
-        _check_finite(path, network)
+        try:
+            check_finite(network)
+        except NetworkError as exc:
+            raise WeightsError(f"{path}: {exc}") from None
     return to_backend(network, backend, device)
-
-
-def _check_finite(path: Path, network: Network) -> None:
-    """The non-finite rule at load: a NaN or infinity in any array refuses the file."""
-    try:
-        check_finite(network)
-    except NetworkError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
 
 
 def read_weights_info(
@@ -291,58 +271,49 @@ def read_weights_info(
     return _read(Path(path), activations)[1]
 
 
-def _describe(network: Network) -> dict[str, Any]:
-    """The layer sizes, activations and dtype of a NumPy network, as headers store them."""
-    return {
-        "sizes": list(network.sizes),
-        "activations": list(network.activations),
-        "dtype": str(network.dtype),
-    }
-
-
 def _read(
     path: Path, activations: Sequence[str] | str | None = None
 ) -> tuple[Network, dict[str, Any]]:
-    """The network (on NumPy) and the header of the weights file at ``path``."""
+    """The network (on NumPy) and the header of the weights file at ``path``, read once."""
+    return formats.read(path, activations)
+
+
+def read_textbook_pickle(
+    path: Path, activations: Sequence[str] | str | None
+) -> tuple[Network, dict[str, Any]]:
+    """The textbook's pickled dict of arrays, read running no code; any other pickle (a
+    scikit-learn model from ``pickle.dump`` or ``joblib.dump``...) is refused pointing to
+    skops."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
-            raise WeightsError(f"cannot read weights file {path}: it is not a regular file")
-    except OSError as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    foreign = read_file(path, activations)  # other frameworks' files, told by content
-    if foreign is not None:
-        _check_finite(path, foreign[0])
-        return foreign
-    network, header = _read_own(path)
+        params = load_textbook_pickle(path)
+    except WeightsError as exc:
+        if not any(why in str(exc) for why in ("refused:", " holds a ", "not a NumPy array")):
+            raise  # damaged, not foreign: the message says so
+        raise WeightsError(
+            f"{exc}. xpnet reads only the textbook's dict of arrays from a pickle, because "
+            f"loading any other pickle (pickle.dump, joblib.dump) can run code; "
+            f"{formats.skops_hint()}"
+        ) from None
+    return _textbook(path, params, activations, "textbook-pickle")
+
+
+def _textbook(
+    path: Path, params: dict[str, Any], activations: Sequence[str] | str | None, format: str
+) -> tuple[Network, dict[str, Any]]:
+    """The textbook's dict ``W1, b1, ...``: sigmoid hidden layers and a softmax output, or
+    the caller's ``activations``, since the file stores none."""
+    network = Network.from_mapping(params)
     if activations is not None:
-        network = check_activations(path, network, header, activations)
-        header = {**header, "activations": list(network.activations)}
-    _check_finite(path, network)
-    return network, header
+        names = activation_names(activations)
+        if len(names) != len(network.layers):
+            raise WeightsError(
+                f"{path} has {len(network.layers)} layers but {len(names)} activations were given"
+            )
+        network = Network.from_mapping(params, names)
+    return network, {"format": format, **formats.describe(network), "metadata": {}}
 
 
-def _read_own(path: Path) -> tuple[Network, dict[str, Any]]:
-    """:func:`_read` of xpnet's ``.npz`` and the textbook's pickle or plain ``.npz``."""
-    try:
-        with open(path, "rb") as file:
-            magic = file.read(2)
-    except OSError as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    try:
-        if magic == b"PK":  # a zip archive, as numpy.savez writes
-            return _read_npz(path)
-        if magic[:1] == b"\x80":  # the PROTO opcode that starts every pickle of protocol >= 2
-            network = Network.from_mapping(read_textbook_pickle(path))
-            return network, {"format": "textbook-pickle", **_describe(network), "metadata": {}}
-    except NetworkError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
-    raise WeightsError(
-        f"{path} is neither xpnet's .npz weights nor the textbook's pickle "
-        f"(it starts with {magic!r})"
-    )
-
-
-def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
+def read_npz(path: Path, activations: Sequence[str] | str | None) -> tuple[Network, dict[str, Any]]:
     """Read xpnet's ``.npz`` with no pickle, each array's size checked before it is read.
 
     Every member's ``.npy`` header is read first: its shape and dtype must account exactly
@@ -351,13 +322,13 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
     have the shape and dtype that its layer sizes give. Only then is anything inflated.
     """
     try:
-        archive_size = budget.check_zip_directory(path, str(path))
+        archive_size = budget.check_zip_directory(path, "the archive")
         with zipfile.ZipFile(path) as archive:
             members = _npz_members(path, archive, archive_size)
             strays = sorted(key for key, (info, _, _) in members.items() if info is None)
             if HEADER_KEY not in members:
                 if strays:
-                    return _read_plain_npz(path, {}, strays)
+                    return _read_plain_npz(path, {}, strays, activations)
                 header = None
             else:
                 header = _parse_header(path, _read_member(archive, members.pop(HEADER_KEY)[0]))
@@ -365,16 +336,14 @@ def _read_npz(path: Path) -> tuple[Network, dict[str, Any]]:
                     raise WeightsError(f"{path}: the entries {strays} are not arrays")
                 _check_against_header(path, header, members)
             entries = {key: _read_member(archive, info) for key, (info, _, _) in members.items()}
-    except WeightsError:
+    except (WeightsError, budget.OverBudget):
         raise
-    except budget.OverBudget as exc:
-        raise WeightsError(str(exc)) from None
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise WeightsError(f"cannot read {path} as .npz: {type(exc).__name__}: {exc}") from None
     if header is None:
-        return _read_plain_npz(path, entries, [])
+        return _read_plain_npz(path, entries, [], activations)
     network = Network.from_mapping(entries, header["activations"])
-    found = _describe(network)
+    found = formats.describe(network)
     stored = {key: header.get(key) for key in found}
     if stored != found:
         raise WeightsError(f"{path}: the header says {stored} but the arrays give {found}")
@@ -406,7 +375,7 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, archive_size: int) -> dic
         elif info.file_size > budget.allowance(info.compress_size):
             raise WeightsError(
                 f"{where} would inflate {info.compress_size} bytes to {info.file_size}; "
-                f"xpnet reads no compressed entry that inflates over {MAX_INFLATION}-fold"
+                f"xpnet reads no compressed entry that inflates over {budget.MAX_INFLATION}-fold"
             )
         inflated += info.file_size
         if inflated > budget.allowance(archive_size):
@@ -479,7 +448,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo | None) -> np.n
 
 
 def _read_plain_npz(
-    path: Path, entries: dict[str, Any], strays: list[str]
+    path: Path,
+    entries: dict[str, Any],
+    strays: list[str],
+    activations: Sequence[str] | str | None,
 ) -> tuple[Network, dict[str, Any]]:
     """An ``.npz`` without xpnet's header: the textbook's dict as ``numpy.savez(path,
     **params)`` writes it, read like its pickle (sigmoid hidden layers, softmax output).
@@ -487,13 +459,13 @@ def _read_plain_npz(
     try:
         if strays:
             raise NetworkError(f"the entries {strays} are not arrays")
-        network = Network.from_mapping(entries)
+        Network.from_mapping(entries)
     except NetworkError as exc:
         raise WeightsError(
             f"{path} is an .npz without an xpnet header, nor the textbook's W1, b1, ... arrays "
             f"({exc}); write weights with xpnet.save_weights"
         ) from None
-    return network, {"format": "plain-npz", **_describe(network), "metadata": {}}
+    return _textbook(path, entries, activations, "plain-npz")
 
 
 def _parse_header(path: Path, entry: object) -> dict[str, Any]:

@@ -3,28 +3,24 @@ safetensors as an :class:`~xpnet.Network` on any backend and device.
 
 Live objects go through :func:`from_sklearn`, :func:`from_torch`, :func:`from_keras` and
 :func:`from_onnx`; files through :func:`xpnet.load_weights`, which recognises each format by
-its content (:func:`read_file`). Each source library is imported only when one of its models
-or files is read, and belongs to an extra (``sklearn``, ``torch``, ``keras``, ``onnx``,
-``safetensors``). What xpnet cannot represent is refused in one line naming the first layer
-or operator at fault: :class:`~xpnet.NetworkError` for live objects,
-:class:`~xpnet.WeightsError` for files. No importer runs code from a file: pickles are never
-loaded, skops trusts only an MLP's types, PyTorch files are read with
+its content (the table of formats in ``xpnet._formats``). Each source library is imported
+only when one of its models or files is read, and belongs to an extra (``sklearn``,
+``torch``, ``keras``, ``onnx``, ``safetensors``). What xpnet cannot represent is refused
+in one line naming the first layer or operator at fault: :class:`~xpnet.NetworkError` for
+live objects, :class:`~xpnet.WeightsError` for files. No importer runs code from a file:
+pickles are never loaded, skops trusts only an MLP's types, PyTorch files are read with
 ``torch.load(weights_only=True)`` and ``.keras`` files with ``safe_mode=True``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from xpnet.errors import WeightsError
-from xpnet.importers import _sniff
 from xpnet.importers._common import Unsupported, live
 from xpnet.network import Network
 
-__all__ = ["from_keras", "from_onnx", "from_sklearn", "from_torch", "read_file"]
+__all__ = ["from_keras", "from_onnx", "from_sklearn", "from_torch"]
 
 
 def from_sklearn(
@@ -214,122 +210,3 @@ def from_onnx(
     from xpnet.importers.onnx import read_model
 
     return live(read_model, model, backend, device, dtype)
-
-
-FOREIGN = frozenset({_sniff.TORCH, _sniff.KERAS, _sniff.SKOPS, _sniff.ONNX, _sniff.SAFETENSORS})
-
-
-def read_file(
-    path: Path, activations: Sequence[str] | str | None = None
-) -> tuple[Network, dict[str, Any]] | None:
-    """The host network and header of a file from another framework, or ``None`` for xpnet's
-    ``.npz`` and the textbook's pickle (which :mod:`xpnet.weights` reads itself).
-
-    Raises :class:`WeightsError`, one line naming the file, for a file that cannot be read,
-    a compressed file (as ``joblib.dump`` writes) or a model xpnet cannot represent.
-    """
-    try:
-        kind, detail = _sniff.sniff(path)
-    except OSError as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    if kind == _sniff.COMPRESSED:
-        raise WeightsError(
-            f"{path} is {detail}-compressed, as joblib.dump(..., compress=...) writes: a "
-            f"pickle inside can run any code when loaded, so xpnet never opens one; "
-            f"{_skops_hint()}"
-        )
-    if kind not in FOREIGN:
-        return None
-    try:
-        network, header = _read_foreign(path, kind, activations)
-    except Unsupported as exc:
-        raise WeightsError(f"{path}: {_DESCRIPTION[kind]}: {exc}") from None
-    if kind != _sniff.SAFETENSORS:
-        header = {
-            "format": kind,
-            "sizes": list(network.sizes),
-            "activations": list(network.activations),
-            "dtype": str(network.dtype),
-            "metadata": {},
-        }
-    if activations is not None and kind != _sniff.TORCH:
-        check_activations(path, network, header, activations)
-    return network, header
-
-
-_DESCRIPTION = {
-    _sniff.TORCH: "PyTorch state dict",
-    _sniff.KERAS: ".keras file",
-    _sniff.SKOPS: "skops file",
-    _sniff.ONNX: "ONNX file",
-    _sniff.SAFETENSORS: "safetensors file",
-}
-
-
-def _read_foreign(
-    path: Path, kind: str, activations: Sequence[str] | str | None
-) -> tuple[Network, dict[str, Any]]:
-    if kind == _sniff.SAFETENSORS:
-        from xpnet.importers import safetensors
-
-        return safetensors.read_file(path, activations)
-    if kind == _sniff.TORCH:
-        from xpnet.importers import torch
-
-        return torch.read_state_dict_file(path, activations), {}
-    if kind == _sniff.KERAS:
-        from xpnet.importers import keras
-
-        return keras.read_file(path), {}
-    if kind == _sniff.SKOPS:
-        from xpnet.importers import sklearn
-
-        return sklearn.read_skops(path), {}
-    from xpnet.importers import onnx
-
-    return onnx.read_file(path), {}
-
-
-def check_activations(
-    path: object, network: Network, header: dict[str, Any], activations: Sequence[str] | str
-) -> Network:
-    """``network`` with the caller's ``activations`` where its file stores none (the
-    textbook's pickle and plain ``.npz``); where the file stores them, they must agree."""
-    names = activations.split(",") if isinstance(activations, str) else list(activations)
-    names = [name.strip() for name in names]
-    if tuple(names) == network.activations:
-        return network
-    if header.get("format") in ("textbook-pickle", "plain-npz"):
-        if len(names) != len(network.layers):
-            raise WeightsError(
-                f"{path} has {len(network.layers)} layers but {len(names)} activations were given"
-            )
-        return Network.from_mapping(network.to_mapping(), names)
-    raise WeightsError(
-        f"{path} stores the activations {','.join(network.activations)}, not "
-        f"{','.join(names)}: leave activations out"
-    )
-
-
-def read_textbook_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The textbook's pickled dict of arrays, read running no code; any other pickle (a
-    scikit-learn model from ``pickle.dump`` or ``joblib.dump``...) is refused pointing to
-    skops."""
-    from xpnet._safe_pickle import load_textbook_pickle
-
-    try:
-        return load_textbook_pickle(path)
-    except WeightsError as exc:
-        if not any(why in str(exc) for why in ("refused:", " holds a ", "not a NumPy array")):
-            raise  # damaged, not foreign: the message says so
-        raise WeightsError(
-            f"{exc}. xpnet reads only the textbook's dict of arrays from a pickle, because "
-            f"loading any other pickle (pickle.dump, joblib.dump) can run code; "
-            f"{_skops_hint()}"
-        ) from None
-
-
-def _skops_hint() -> str:
-    from xpnet.importers.sklearn import SKOPS_HINT
-
-    return SKOPS_HINT + "; other models: ONNX, .keras, safetensors or a torch state dict"

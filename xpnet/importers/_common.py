@@ -9,12 +9,13 @@ them to the backend and device asked for, so nothing reaches a device unless all
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from xpnet.errors import NetworkError, WeightsError
+from xpnet.errors import NetworkError
 from xpnet.network import Layer, Network, check_finite, to_backend
 
 
@@ -23,6 +24,10 @@ class Unsupported(Exception):
     layer or operator. Turned into :class:`NetworkError` (live objects) or
     :class:`WeightsError` (files, with the path) at the public boundary."""
 
+
+DAMAGED_ZIP = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError)
+"""What :mod:`zipfile` raises for a damaged archive (a name not UTF-8 is a ValueError; an
+entry claiming a zip version it lacks, NotImplementedError)."""
 
 HostLayer = tuple[np.ndarray, np.ndarray, str]
 """One dense layer on the host: weight ``(in, out)``, bias ``(out,)`` and its activation."""
@@ -83,9 +88,10 @@ def live(read: Any, source: object, backend: str, device: str | None, dtype: str
     return place(network, backend, device, dtype)
 
 
-def file_error(path: object, exc: Exception) -> WeightsError:
-    """A refusal or failure to read the file at ``path``, as one line naming the file."""
-    return WeightsError(f"{path}: {exc}")
+def activation_names(activations: Sequence[str] | str) -> list[str]:
+    """The caller's activations, given as a list or as ``"sigmoid,sigmoid,softmax"``."""
+    names = activations.split(",") if isinstance(activations, str) else list(activations)
+    return [name.strip() for name in names]
 
 
 def chosen_activations(
@@ -97,8 +103,7 @@ def chosen_activations(
             f"{where} stores no activations: pass activations=[...] with one name per "
             f"layer ({layers} layers; `xpnet infer --activations sigmoid,...,softmax`)"
         )
-    names = activations.split(",") if isinstance(activations, str) else list(activations)
-    names = [name.strip() for name in names]
+    names = activation_names(activations)
     if len(names) != layers:
         raise Unsupported(f"{where} has {layers} layers but {len(names)} activations were given")
     return names

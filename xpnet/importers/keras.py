@@ -198,10 +198,8 @@ def check_config(path: Path) -> None:
             if "model.weights.h5" in archive.namelist():
                 with archive.open("model.weights.h5") as weights:
                     budget.check(_h5_bytes(weights), size, "its model.weights.h5")
-    except Unsupported:
+    except (Unsupported, budget.OverBudget):
         raise
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
     except Exception as exc:  # zipfile, zlib, json and h5py raise many kinds for a damaged file
         raise Unsupported(f"cannot read its config.json ({short(exc)})") from None
 

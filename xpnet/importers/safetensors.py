@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from xpnet import _budget as budget
 from xpnet._atomic import atomic_write
-from xpnet.importers._common import Unsupported, build_network, short
+from xpnet._formats import describe
+from xpnet.importers._common import Unsupported, activation_names, build_network, short
 from xpnet.network import Network, textbook_activations
 from xpnet.training_record import load_json
 
@@ -76,9 +78,7 @@ def read_file(
             raise Unsupported(f"its tensors {sorted(tensors)} are not W1, b1, W2, ...")
         if len(tensors) != 2 * len(numbers) or any(f"b{n}" not in tensors for n in numbers):
             raise Unsupported(f"its tensors {sorted(tensors)} lack or add a bias")
-        names = stored or activations or textbook_activations(len(numbers))
-        if isinstance(names, str):
-            names = [name.strip() for name in names.split(",")]
+        names = activation_names(stored or activations or textbook_activations(len(numbers)))
         if len(names) != len(numbers):
             raise Unsupported(
                 f"it has {len(numbers)} layers but {len(names)} activations {list(names)}"
@@ -89,11 +89,7 @@ def read_file(
         from xpnet.importers.torch import read_state_dict_arrays
 
         network = read_state_dict_arrays(tensors, stored or activations, "the safetensors file")
-    found = {
-        "sizes": list(network.sizes),
-        "activations": list(network.activations),
-        "dtype": str(network.dtype),
-    }
+    found = describe(network)
     if "sizes" in header and {key: header.get(key) for key in found} != found:
         said = {key: header.get(key) for key in found}
         raise Unsupported(f"its header says {said} but the tensors give {found}")
@@ -119,8 +115,6 @@ def _header(metadata: dict[str, str]) -> dict[str, Any]:
 def _check_header_length(path: str | os.PathLike[str]) -> None:
     """Refuse a header longer than :data:`xpnet._budget.MAX_METADATA_BYTES` before the
     library parses it (it admits 100 MB: a million empty tensors, each then an array)."""
-    from xpnet import _budget as budget
-
     with open(path, "rb") as file:
         head = file.read(8)
     length = int.from_bytes(head, "little") if len(head) == 8 else 0

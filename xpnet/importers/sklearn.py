@@ -104,9 +104,7 @@ def read_skops(path: str | os.PathLike[str]) -> Network:
                     f"{budget.MAX_METADATA_BYTES}"
                 )
             budget.check_npy_members(archive, "the archive")
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
-    except Unsupported:
+    except (Unsupported, budget.OverBudget):
         raise
     except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a damaged file
         raise Unsupported(f"not a readable skops file ({short(exc)})") from None

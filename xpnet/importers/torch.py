@@ -7,7 +7,6 @@ A state dict holds no activations, so the caller names them; a file is read with
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from xpnet import _budget as budget
 from xpnet.importers._common import (
+    DAMAGED_ZIP,
     HostLayer,
     Unsupported,
     build_network,
@@ -188,18 +188,19 @@ def read_state_dict_arrays(
 
 
 def read_state_dict_file(
-    path: str | os.PathLike[str], activations: Sequence[str] | str | None
+    path: str | os.PathLike[str], activations: Sequence[str] | str | None, *, zipped: bool
 ) -> Network:
-    """A state dict saved with ``torch.save(model.state_dict(), path)``."""
+    """A state dict saved with ``torch.save(model.state_dict(), path)``: a zip archive
+    (``zipped``), or PyTorch's legacy format."""
     try:
         import torch
     except ImportError:
         raise Unsupported(
             "reading a PyTorch file needs torch: pip install 'xpnet[torch]'"
         ) from None
-    check_file(path)
+    check_file(path, zipped)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
         raise Unsupported(
             f"torch.load(weights_only=True) refuses it ({short(exc)}); "
@@ -219,18 +220,13 @@ LEGACY_PICKLES = 5
 version, the system's description, the objects and the storages' keys."""
 
 
-def _is_zip(path: str | os.PathLike[str]) -> bool:
-    with open(path, "rb") as file:
-        return file.read(2) == b"PK"
-
-
-def check_file(path: str | os.PathLike[str]) -> None:
+def check_file(path: str | os.PathLike[str], zipped: bool) -> None:
     """Refuse a PyTorch file that declares more than the budget (:mod:`xpnet._budget`)
     before ``torch.load`` reads it: a zip's directory and records, and the opcodes of its
     pickle (or of the legacy format's pickles). The zip format's storages are then mapped
     from the file, not read into memory, so no storage outgrows the file."""
     try:
-        if _is_zip(path):
+        if zipped:
             with budget.open_zip(path, "the archive") as archive:
                 records = [n for n in archive.namelist() if n.endswith("/data.pkl")]
                 if len(records) == 1:
@@ -241,9 +237,9 @@ def check_file(path: str | os.PathLike[str]) -> None:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 budget.check_pickle(file, size, "it", pickles=LEGACY_PICKLES)
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
-    except (OSError, zipfile.BadZipFile) as exc:
+    except budget.OverBudget:
+        raise
+    except DAMAGED_ZIP as exc:
         raise Unsupported(f"cannot read it ({short(exc)})") from None
 
 
@@ -258,8 +254,8 @@ def check_tensors(state: Mapping[str, Any], held: int) -> None:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue  # read_state_dict refuses it
-        if value.layout != torch.strided or value.is_quantized or value.is_nested:
-            raise Unsupported(f"the tensor {key!r} is not a plain dense tensor")
+        if _odd_kind(value):  # named as read_state_dict names it, before any is copied
+            raise Unsupported(f"it holds {key!r}, a {_odd_kind(value)} tensor, not a dense one")
         if _overlaps(value.shape, value.stride()):
             raise Unsupported(
                 f"the tensor {key!r} of shape {tuple(value.shape)} is an expanded or "
@@ -267,10 +263,7 @@ def check_tensors(state: Mapping[str, Any], held: int) -> None:
                 "(.contiguous())"
             )
         declared += value.numel() * max(value.element_size(), 4)
-    try:
-        budget.check(declared, held, "the state dict")
-    except budget.OverBudget as exc:
-        raise Unsupported(str(exc)) from None
+    budget.check(declared, held, "the state dict")
 
 
 def _overlaps(shape: Sequence[int], strides: Sequence[int]) -> bool:
