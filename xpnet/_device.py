@@ -31,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 import array_api_compat as compat
 
 from xpnet._array_api import backend_name
+from xpnet._backend_records import RECORDS
 from xpnet._typing import Array, Device
 from xpnet.errors import BackendUnavailableError
 
@@ -60,13 +61,11 @@ def parse_device(text: str | None) -> tuple[str, int | None]:
     return "cuda", 0 if index is None else index
 
 
-def _enter_cupy(device: Device) -> AbstractContextManager[Any]:
-    """A ``cupy.cuda.Device`` is itself the context that makes it current."""
-    return device
-
-
-_ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {"cupy": _enter_cupy}
-"""Backends whose arrays need their device entered, by backend name (see the module)."""
+_ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {
+    name: record.enter for name, record in RECORDS.items() if record.enter is not None
+}
+"""How to enter a device, for the backends whose records say (see the module): the rule's
+cost is then one dictionary lookup."""
 
 
 def on_backend(name: str, device: Device) -> AbstractContextManager[Any]:
