@@ -15,9 +15,11 @@ import argparse
 import subprocess
 import sys
 
-SESSION_BACKENDS = ("numpy", "array_api_strict", "torch", "dask", "jax", "cupy")
-"""The backend each per-backend nox session selects (``numpy_narrower_simd`` and ``build``
-select ``numpy`` as the ``numpy`` session does)."""
+from xpnet.backends import BACKENDS
+
+SESSION_BACKENDS = BACKENDS
+"""The backend each per-backend nox session selects: every backend has a session named for
+it (``numpy_narrower_simd`` and ``build`` select ``numpy`` as the ``numpy`` session does)."""
 
 
 def collected(*args: str) -> set[str]:

@@ -39,6 +39,8 @@ class BackendRecord:
     x64_hint = ""
     """How to make the backend hold float64 where a setting narrows it, or ``""``."""
     enter: Callable[[Device], AbstractContextManager[Any]] | None = None
+    test_devices: tuple[str | None, ...] = (None,)
+    """The devices the test suite runs on where they exist (``None``: the default)."""
 
     @staticmethod
     def is_namespace(xp: Namespace) -> bool:
@@ -102,6 +104,7 @@ class CuPy(BackendRecord):
         "with an NVIDIA GPU; it brings CuPy with the CUDA libraries it loads (CuPy's ctk extra)"
     )
     is_namespace = staticmethod(compat.is_cupy_namespace)
+    test_devices = ("cuda:0",)
 
     @staticmethod
     def enter(device: Device) -> AbstractContextManager[Any]:
@@ -197,6 +200,7 @@ class Torch(BackendRecord):
     name = package = "torch"
     install_hint = "pip install 'xpnet[torch]'"
     is_namespace = staticmethod(compat.is_torch_namespace)
+    test_devices = ("cpu", "cuda:0")
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         import torch
@@ -245,6 +249,7 @@ class Jax(BackendRecord):
     install_hint = "pip install 'xpnet[jax]'"
     x64_hint = "set JAX_ENABLE_X64=1 in the environment before starting Python (JAX's x64 mode)"
     is_namespace = staticmethod(compat.is_jax_namespace)
+    test_devices = (None, "cuda:0")
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         import jax
@@ -307,6 +312,7 @@ class ArrayApiStrict(BackendRecord):
     name = package = "array_api_strict"
     install_hint = "pip install 'xpnet[strict]'"
     is_namespace = staticmethod(compat.is_array_api_strict_namespace)
+    test_devices = (None, "device1")  # device1 catches arrays made on the default device
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         import array_api_strict
