@@ -6,12 +6,18 @@ device rule), wait for it, ask its free memory, copy an array to the host, wheth
 is a GPU, and its native kernels. :data:`RECORDS` lists them; adding a backend is one
 record here plus one nox session (docs/design.md). A record imports its library only
 inside its methods, so importing this module loads no backend.
+
+**Device names**, the same for CuPy, PyTorch and JAX (:func:`parse_device`): ``cpu``;
+``cuda`` (the first GPU, as ``cuda:0``), ``cuda:N``, and a bare ``N``; ``gpu`` and
+``gpu:N`` as JAX spells them. Anything else (``cuda:``, ``cuda:-1``, ``cuda0``, ``-1``) is
+refused the same way on all three. array-api-strict keeps its own names.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -22,34 +28,55 @@ import numpy as np
 from xpnet._typing import Array, Device, Namespace
 from xpnet.errors import BackendUnavailableError
 
+_DEVICE_NAME = re.compile(r"(?:(?P<kind>cpu|cuda|gpu)(?::(?P<index>[0-9]+))?|(?P<bare>[0-9]+))")
+
+
+def parse_device(text: str | None) -> tuple[str, int | None]:
+    """``(kind, index)`` of a device name: kind ``"cpu"`` or ``"cuda"``, index ``None`` or N.
+
+    ``None`` and ``"cpu"`` give ``("cpu", None)``; ``"cuda"``, ``"gpu"`` give
+    ``("cuda", 0)``; ``"cuda:N"``, ``"gpu:N"`` and ``"N"`` give ``("cuda", N)``;
+    ``"cpu:N"`` gives ``("cpu", N)``. Raises :class:`BackendUnavailableError` for any other
+    name, in one line.
+    """
+    if text is None:
+        return "cpu", None
+    match = _DEVICE_NAME.fullmatch(text)
+    if match is None:
+        raise BackendUnavailableError(
+            f"device {text!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'N'"
+        )
+    if match["bare"] is not None:
+        return "cuda", int(match["bare"])
+    index = None if match["index"] is None else int(match["index"])
+    if match["kind"] == "cpu":
+        return "cpu", index
+    return "cuda", 0 if index is None else index
+
 
 class BackendRecord:
-    """A backend that runs on the CPU only, computes eagerly and has no native kernels.
+    """A backend; by default one on the CPU only, eager, with no native kernels.
 
-    Subclasses override what differs. ``enter`` is ``None`` where the backend needs no
-    device entered (the device rule is then a no-op); otherwise it returns the context that
-    makes a device current.
+    Subclasses override what differs: ``resolve`` turns a device name (``None``: the
+    default) into the namespace and a device object; ``device_name`` names a device object
+    where ``str`` does not; ``enter`` makes a device current (``None``: the device rule is
+    a no-op); ``synchronize`` waits for a device's queued work; ``free_memory`` gives a
+    GPU's free bytes (``None``: unknown); ``to_host`` copies an array to NumPy;
+    ``native_sigmoid`` is the backend's one-pass logistic function (``None``: none);
+    ``namespace_module`` is a CPU-only backend's namespace; ``x64_hint`` says how to make it
+    hold float64 where a setting narrows it; ``test_devices`` are the devices the suite
+    tests where they exist.
     """
 
     name: str
     package: str
     install_hint: str
-    namespace_module = ""
-    """The array-API namespace of a CPU-only backend, imported by :meth:`resolve`."""
-    x64_hint = ""
-    """How to make the backend hold float64 where a setting narrows it, or ``""``."""
+    is_namespace: Callable[[Namespace], bool]
+    namespace_module = x64_hint = ""
     enter: Callable[[Device], AbstractContextManager[Any]] | None = None
     test_devices: tuple[str | None, ...] = (None,)
-    """The devices the test suite runs on where they exist (``None``: the default)."""
-
-    @staticmethod
-    def is_namespace(xp: Namespace) -> bool:
-        raise NotImplementedError
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
-        """The namespace and the device object named ``device`` (``None``: the default)."""
-        from xpnet._device import parse_device
-
         if parse_device(device) not in (("cpu", None), ("cpu", 0)):
             raise BackendUnavailableError(
                 f"backend {self.name!r} has only the device 'cpu', not {device!r}"
@@ -57,24 +84,21 @@ class BackendRecord:
         return importlib.import_module(self.namespace_module), "cpu"
 
     def device_name(self, device: Device) -> str | None:
-        """``device``'s name where this backend names it its own way, else ``None``."""
         return None
 
     def synchronize(self, device: Device) -> None:
-        """Wait for work queued on ``device`` (eager host backends have nothing to wait for)."""
+        return None
 
     def is_gpu(self, device: Device) -> bool:
         return False
 
     def free_memory(self, device: Device) -> int | None:
-        """Bytes free on ``device``'s GPU as the backend reports them; ``None`` where unknown."""
         return None
 
     def to_host(self, x: Array) -> np.ndarray:
         return np.asarray(x)
 
     def native_sigmoid(self) -> Callable[[Array], Array] | None:
-        """The backend's own one-pass logistic function, or ``None``."""
         return None
 
 
@@ -112,8 +136,6 @@ class CuPy(BackendRecord):
         return device
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
-        from xpnet._device import parse_device
-
         kind, index = parse_device("cuda" if device is None else device)
         if kind != "cuda" or index is None:
             raise BackendUnavailableError(
@@ -169,7 +191,6 @@ class CuPy(BackendRecord):
         return True
 
     def free_memory(self, device: Device) -> int | None:
-        """The driver's free memory plus what CuPy's own pool holds unused."""
         import cupy
 
         with device:
@@ -204,8 +225,6 @@ class Torch(BackendRecord):
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         import torch
-
-        from xpnet._device import parse_device
 
         kind, index = parse_device(device)
         if kind == "cpu":
@@ -254,8 +273,6 @@ class Jax(BackendRecord):
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         import jax
 
-        from xpnet._device import parse_device
-
         kind, index = parse_device(device)
         try:
             devices = jax.devices("gpu" if kind == "cuda" else "cpu")
@@ -279,7 +296,6 @@ class Jax(BackendRecord):
         return getattr(device, "platform", "cpu") in ("gpu", "cuda", "rocm")
 
     def free_memory(self, device: Device) -> int | None:
-        """The allocator's limit less what is in use."""
         stats = (device.memory_stats() or {}) if self.is_gpu(device) else {}
         if "bytes_limit" not in stats:
             return None
