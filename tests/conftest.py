@@ -66,16 +66,12 @@ from array_api_extra.testing import lazy_xp_function, patch_lazy_xp_functions
 from realdata import require_book_weights
 
 import xpnet
+from xpnet._backend_records import RECORDS
 from xpnet.backends import BACKENDS, Backend, get_backend
 from xpnet.errors import BackendUnavailableError
 
 DEVICES: dict[str, tuple[str | None, ...]] = {
-    "numpy": (None,),
-    "cupy": ("cuda:0",),
-    "torch": ("cpu", "cuda:0"),
-    "jax": (None, "cuda:0"),
-    "dask": (None,),
-    "array_api_strict": (None, "device1"),
+    **{name: record.test_devices for name, record in RECORDS.items()},
     "numpy_readonly": (None,),
 }
 

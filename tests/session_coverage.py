@@ -18,16 +18,13 @@ import argparse
 import subprocess
 import sys
 
-SESSION_BACKENDS = {
-    "numpy": ("numpy", "numpy_readonly"),
-    "array_api_strict": ("array_api_strict",),
-    "torch": ("torch",),
-    "dask": ("dask",),
-    "jax": ("jax",),
-    "cupy": ("cupy",),
-}
-"""The backends each per-backend nox session selects, by session (``numpy_narrower_simd``
-and ``build`` select ``numpy`` alone: a part of what the ``numpy`` session runs)."""
+from xpnet.backends import BACKENDS
+
+SESSION_BACKENDS = {name: (name,) for name in BACKENDS} | {"numpy": ("numpy", "numpy_readonly")}
+"""The backends each per-backend nox session selects, by session: every backend has a
+session named for it, and the ``numpy`` session also runs NumPy with read-only inputs
+(``numpy_narrower_simd`` and ``build`` select ``numpy`` alone: a part of what the ``numpy``
+session runs)."""
 
 
 def collected(*args: str) -> set[str]:

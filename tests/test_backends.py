@@ -14,6 +14,26 @@ def test_registry_names_every_backend():
     assert "numpy" in xpnet.available_backends()
 
 
+def test_every_backend_record_has_its_nox_session_and_knows_its_namespace():
+    # Adding a backend is one record plus one nox session named for it (docs/design.md):
+    # a record without its session would go untested, silently.
+    import ast
+    from pathlib import Path
+
+    from xpnet._backend_records import RECORDS
+
+    noxfile = Path(__file__).resolve().parents[1] / "noxfile.py"
+    sessions = {
+        node.name
+        for node in ast.walk(ast.parse(noxfile.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef)
+    }
+    assert set(xpnet.BACKENDS) <= sessions
+    for name in xpnet.available_backends():
+        xp = xpnet.get_backend(name).xp
+        assert [record.name for record in RECORDS.values() if record.is_namespace(xp)] == [name]
+
+
 def test_unknown_backend_lists_the_choices():
     with pytest.raises(
         xpnet.BackendUnavailableError, match="unknown backend 'mxnet'; choose one of numpy"

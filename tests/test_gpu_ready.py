@@ -22,8 +22,7 @@ import pytest
 import xpnet
 import xpnet.batching as batching
 import xpnet.inference as inference
-from xpnet._device import parse_device
-from xpnet._native import native_sigmoid
+from xpnet._backend_records import native_sigmoid, parse_device
 from xpnet.backends import Backend, free_device_memory, is_gpu
 
 # --- device names: one rule for cupy, torch and jax -------------------------------------------

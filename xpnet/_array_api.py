@@ -7,16 +7,8 @@ from __future__ import annotations
 
 import array_api_compat as compat
 
+from xpnet._backend_records import RECORDS
 from xpnet._typing import Array, Device, Namespace
-
-_BACKEND_TESTS = (
-    ("numpy", compat.is_numpy_namespace),
-    ("cupy", compat.is_cupy_namespace),
-    ("torch", compat.is_torch_namespace),
-    ("jax", compat.is_jax_namespace),
-    ("dask", compat.is_dask_namespace),
-    ("array_api_strict", compat.is_array_api_strict_namespace),
-)
 
 
 def namespace_of(*arrays: Array, what: str = "input") -> Namespace:
@@ -35,8 +27,8 @@ def backend_name(xp: Namespace) -> str:
     """Name of the backend behind namespace ``xp`` (``'numpy'``, ``'torch'``...)."""
     name = _names.get(xp)
     if name is None:
-        tests = (name for name, is_namespace in _BACKEND_TESTS if is_namespace(xp))
-        name = _names[xp] = next(tests, xp.__name__)
+        known = (record.name for record in RECORDS.values() if record.is_namespace(xp))
+        name = _names[xp] = next(known, xp.__name__)
     return name
 
 
@@ -46,16 +38,11 @@ _names: dict[Namespace, str] = {}
 
 def device_name(device: Device) -> str:
     """A short, readable name of a device object (``'cpu'``, ``'cuda:0'``, ``'device1'``)."""
-    inner = getattr(device, "_device", None)  # array_api_strict.Device keeps its name here
-    if isinstance(inner, str):
-        return inner
-    module = type(device).__module__
-    if module.startswith("cupy"):
-        return f"cuda:{device.id}"
-    name = str(device)
-    if module.startswith("jaxlib") and ":" not in name:  # jax 0.5 and older: 'TFRT_CPU_0'
-        return f"{device.platform}:{device.id}"
-    return name
+    for record in RECORDS.values():
+        name = record.device_name(device)
+        if name is not None:
+            return name
+    return str(device)
 
 
 def describe(x: Array) -> str:

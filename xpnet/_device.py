@@ -12,18 +12,12 @@ its operands and honour ``device=``.
 Public functions that compute on arrays they are given wear :func:`device_rule`, which
 enters the device of their first array argument; those that create arrays for a backend
 use :func:`on_backend` inside.
-
-**Device names**, the same for CuPy, PyTorch and JAX (:func:`parse_device`): ``cpu``;
-``cuda`` (the first GPU, as ``cuda:0``), ``cuda:N``, and a bare ``N``; ``gpu`` and
-``gpu:N`` as JAX spells them. Anything else (``cuda:``, ``cuda:-1``, ``cuda0``, ``-1``) is
-refused the same way on all three. array-api-strict keeps its own names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
@@ -31,42 +25,14 @@ from typing import Any, ParamSpec, TypeVar
 import array_api_compat as compat
 
 from xpnet._array_api import backend_name
+from xpnet._backend_records import RECORDS
 from xpnet._typing import Array, Device
-from xpnet.errors import BackendUnavailableError
 
-_DEVICE_NAME = re.compile(r"(?:(?P<kind>cpu|cuda|gpu)(?::(?P<index>[0-9]+))?|(?P<bare>[0-9]+))")
-
-
-def parse_device(text: str | None) -> tuple[str, int | None]:
-    """``(kind, index)`` of a device name: kind ``"cpu"`` or ``"cuda"``, index ``None`` or N.
-
-    ``None`` and ``"cpu"`` give ``("cpu", None)``; ``"cuda"``, ``"gpu"`` give
-    ``("cuda", 0)``; ``"cuda:N"``, ``"gpu:N"`` and ``"N"`` give ``("cuda", N)``;
-    ``"cpu:N"`` gives ``("cpu", N)``. Raises :class:`BackendUnavailableError` for any other
-    name, in one line.
-    """
-    if text is None:
-        return "cpu", None
-    match = _DEVICE_NAME.fullmatch(text)
-    if match is None:
-        raise BackendUnavailableError(
-            f"device {text!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'N'"
-        )
-    if match["bare"] is not None:
-        return "cuda", int(match["bare"])
-    index = None if match["index"] is None else int(match["index"])
-    if match["kind"] == "cpu":
-        return "cpu", index
-    return "cuda", 0 if index is None else index
-
-
-def _enter_cupy(device: Device) -> AbstractContextManager[Any]:
-    """A ``cupy.cuda.Device`` is itself the context that makes it current."""
-    return device
-
-
-_ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {"cupy": _enter_cupy}
-"""Backends whose arrays need their device entered, by backend name (see the module)."""
+_ENTER: dict[str, Callable[[Device], AbstractContextManager[Any]]] = {
+    name: record.enter for name, record in RECORDS.items() if record.enter is not None
+}
+"""How to enter a device, for the backends whose records say (see the module): the rule's
+cost is then one dictionary lookup."""
 
 
 def on_backend(name: str, device: Device) -> AbstractContextManager[Any]:

@@ -11,8 +11,8 @@ import math
 from collections.abc import Callable
 
 from xpnet._array_api import as_floating, namespace_of, scalar_like
+from xpnet._backend_records import native_sigmoid
 from xpnet._device import device_rule
-from xpnet._native import native_sigmoid
 from xpnet._typing import Array, Namespace
 
 

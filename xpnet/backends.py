@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,30 +17,13 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import backend_name, device_name
-from xpnet._device import on_backend, parse_device
+from xpnet._backend_records import RECORDS, first_line, record_of
+from xpnet._device import on_backend
 from xpnet._typing import Array, Device, Namespace
 from xpnet.errors import BackendUnavailableError
 
-BACKENDS = ("numpy", "cupy", "torch", "jax", "dask", "array_api_strict")
+BACKENDS = tuple(RECORDS)
 """Every backend name xpnet knows, in the order tables and ``--backend`` list them."""
-
-_PACKAGE = {
-    "numpy": "numpy",
-    "cupy": "cupy",
-    "torch": "torch",
-    "jax": "jax",
-    "dask": "dask",
-    "array_api_strict": "array_api_strict",
-}
-_INSTALL_HINT = {
-    "numpy": "pip install numpy",
-    "cupy": "pip install 'xpnet[cuda13]' (or 'xpnet[cuda12]' for a CUDA 12 driver) on a machine "
-    "with an NVIDIA GPU; it brings CuPy with the CUDA libraries it loads (CuPy's ctk extra)",
-    "torch": "pip install 'xpnet[torch]'",
-    "jax": "pip install 'xpnet[jax]'",
-    "dask": "pip install 'xpnet[dask]'",
-    "array_api_strict": "pip install 'xpnet[strict]'",
-}
 
 
 @dataclass(frozen=True)
@@ -100,11 +82,7 @@ class Backend:
             return
         if dtype in held:
             return
-        fix = (
-            "set JAX_ENABLE_X64=1 in the environment before starting Python (JAX's x64 mode)"
-            if self.name == "jax"
-            else f"use one of {', '.join(held)}"
-        )
+        fix = record_of(self.name).x64_hint or f"use one of {', '.join(held)}"
         raise BackendUnavailableError(
             f"backend {self.name!r} as configured holds no {dtype} (it would narrow it to "
             f"{', '.join(held)}); {fix}, or convert explicitly (dtype='float32')"
@@ -112,7 +90,7 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until work queued on this device is done (before reading a clock)."""
-        _SYNCHRONIZE.get(self.name, _no_wait)(self.device)
+        record_of(self.name).synchronize(self.device)
 
     @property
     def device_name(self) -> str:
@@ -122,30 +100,6 @@ class Backend:
 
     def __str__(self) -> str:
         return f"{self.name} on {self.device_name}"
-
-
-def _no_wait(device: Device) -> None:
-    """Backends that compute eagerly on the host have nothing to wait for."""
-
-
-def _synchronize_cupy(device: Device) -> None:
-    import cupy
-
-    with device:
-        cupy.cuda.get_current_stream().synchronize()
-
-
-def _synchronize_torch(device: Device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-_SYNCHRONIZE: dict[str, Callable[[Device], None]] = {
-    "cupy": _synchronize_cupy,
-    "torch": _synchronize_torch,
-}
 
 
 def backend_status(name: str) -> tuple[bool, str]:
@@ -240,29 +194,30 @@ def get_backend(name: str, device: str | None = None) -> Backend:
     >>> print(xpnet.get_backend("numpy"))
     numpy on cpu
     """
-    if name not in _PACKAGE:
+    record = RECORDS.get(name)
+    if record is None:
         raise BackendUnavailableError(
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
         )
     _import_backend(name)
     try:
-        xp, resolved = _RESOLVERS[name](device)
+        xp, resolved = record.resolve(device)
     except (ImportError, OSError) as exc:  # e.g. dask importing a CuPy that cannot load
         raise _import_failed(name, exc) from None
     return Backend(name=name, xp=xp, device=resolved)
 
 
 def _import_failed(name: str, exc: BaseException) -> BackendUnavailableError:
-    why = _first_line(exc)
+    record = RECORDS[name]
     return BackendUnavailableError(
-        f"backend {name!r}: the package {_PACKAGE[name]!r} is installed but cannot be imported "
-        f"({why}); {_INSTALL_HINT[name]}"
+        f"backend {name!r}: the package {record.package!r} is installed but cannot be imported "
+        f"({first_line(exc)}); {record.install_hint}"
     )
 
 
 def _import_backend(name: str) -> None:
     """Import backend ``name``'s package, turning every way that can fail into one line."""
-    package = _PACKAGE[name]
+    package = RECORDS[name].package
     try:
         found = importlib.util.find_spec(package) is not None
     except (ImportError, ValueError):  # a broken entry in sys.modules
@@ -270,7 +225,7 @@ def _import_backend(name: str) -> None:
     if not found:
         raise BackendUnavailableError(
             f"backend {name!r} needs the package {package!r}, which is not installed: "
-            f"{_INSTALL_HINT[name]}"
+            f"{RECORDS[name].install_hint}"
         )
     try:
         importlib.import_module(package)
@@ -278,143 +233,9 @@ def _import_backend(name: str) -> None:
         raise _import_failed(name, exc) from None
 
 
-def _cpu_only(name: str, device: str | None) -> None:
-    if parse_device(device) not in (("cpu", None), ("cpu", 0)):
-        raise BackendUnavailableError(f"backend {name!r} has only the device 'cpu', not {device!r}")
-
-
-def _resolve_numpy(device: str | None) -> tuple[Namespace, Device]:
-    _cpu_only("numpy", device)
-    return importlib.import_module("array_api_compat.numpy"), "cpu"
-
-
-def _resolve_dask(device: str | None) -> tuple[Namespace, Device]:
-    _cpu_only("dask", device)
-    return importlib.import_module("array_api_compat.dask.array"), "cpu"
-
-
-def _no_cuda_device(name: str, index: int, count: int, why: str = "") -> BackendUnavailableError:
-    return BackendUnavailableError(
-        f"backend {name!r} has no CUDA device {index}: it sees {count} GPU(s){why}"
-    )
-
-
-def _resolve_cupy(device: str | None) -> tuple[Namespace, Device]:
-    kind, index = parse_device("cuda" if device is None else device)
-    if kind != "cuda" or index is None:
-        raise BackendUnavailableError(f"backend 'cupy' runs only on CUDA devices, not {device!r}")
-    import cupy
-
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDARuntimeError, or a missing driver library
-        raise BackendUnavailableError(
-            f"backend 'cupy' needs an NVIDIA GPU, but CUDA reports none here ({exc}); "
-            "use --backend numpy on this machine"
-        ) from None
-    if index >= count:
-        raise _no_cuda_device("cupy", index, count)
-    missing = _cupy_libraries_missing()
-    if missing:
-        raise BackendUnavailableError(f"backend 'cupy' sees {count} GPU(s) but {missing}")
-    return importlib.import_module("array_api_compat.cupy"), cupy.cuda.Device(index)
-
-
-def _cupy_libraries_missing() -> str:
-    """Why CuPy cannot compile a kernel (NVRTC) or multiply matrices (cuBLAS) here, or "".
-
-    CuPy 14 loads both from the CUDA toolkit on the system or from pip's CUDA wheels (its
-    ``ctk`` extra) only when first needed, so a CuPy that counts the GPUs may still fail at
-    its first elementwise kernel or matrix product; this loads them now, in microseconds
-    once loaded.
-    """
-    problems = []
-    try:
-        from cupy_backends.cuda.libs import nvrtc
-
-        nvrtc.getVersion()
-    except Exception as exc:  # DynamicLibNotFoundError, ImportError, a CUDA error
-        problems.append(f"NVRTC, CUDA's kernel compiler, cannot load ({_first_line(exc)})")
-    try:
-        from cupy_backends.cuda.libs import cublas  # noqa: F401  (loading it is the check)
-    except Exception as exc:
-        problems.append(f"cuBLAS, CUDA's matrix library, cannot load ({_first_line(exc)})")
-    if not problems:
-        return ""
-    return "; ".join(problems) + f": {_INSTALL_HINT['cupy']}"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
-
-
-def _resolve_torch(device: str | None) -> tuple[Namespace, Device]:
-    import torch
-
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        if index not in (None, 0):
-            raise BackendUnavailableError(f"torch has one CPU device, 'cpu', not {device!r}")
-        resolved = torch.device("cpu")
-    else:
-        assert index is not None  # parse_device numbers every CUDA device
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if index >= count:
-            why = "" if count else " (a CPU-only torch build, or no NVIDIA GPU): use --device cpu"
-            raise _no_cuda_device("torch", index, count, why)
-        resolved = torch.device("cuda", index)
-    return importlib.import_module("array_api_compat.torch"), resolved
-
-
-def _resolve_jax(device: str | None) -> tuple[Namespace, Device]:
-    import jax
-
-    kind, index = parse_device(device)
-    platform = "gpu" if kind == "cuda" else "cpu"
-    try:
-        devices = jax.devices(platform)
-    except RuntimeError:
-        devices = []
-    position = index or 0
-    if position >= len(devices):
-        if kind == "cuda":
-            raise _no_cuda_device("jax", position, len(devices))
-        raise BackendUnavailableError(f"jax has {len(devices)} cpu device(s), not {position + 1}")
-    return importlib.import_module("jax.numpy"), devices[position]
-
-
-def _resolve_array_api_strict(device: str | None) -> tuple[Namespace, Device]:
-    import array_api_strict
-
-    name = {None: "CPU_DEVICE", "cpu": "CPU_DEVICE"}.get(device, device)
-    known = {device_name(d): d for d in array_api_strict.__array_namespace_info__().devices()}
-    if name not in known:
-        raise BackendUnavailableError(
-            f"array_api_strict has no device {device!r}; choose one of {', '.join(known)}"
-        )
-    return array_api_strict, known[name]
-
-
-_RESOLVERS: dict[str, Callable[[str | None], tuple[Namespace, Device]]] = {
-    "numpy": _resolve_numpy,
-    "cupy": _resolve_cupy,
-    "torch": _resolve_torch,
-    "jax": _resolve_jax,
-    "dask": _resolve_dask,
-    "array_api_strict": _resolve_array_api_strict,
-}
-
-
 def is_gpu(backend: Backend) -> bool:
     """Whether ``backend`` computes on a GPU: CuPy, PyTorch on ``cuda``, JAX on a GPU."""
-    if backend.name == "cupy":
-        return True
-    if backend.name == "torch":
-        return getattr(backend.device, "type", "cpu") == "cuda"
-    if backend.name == "jax":
-        return getattr(backend.device, "platform", "cpu") in ("gpu", "cuda", "rocm")
-    return False
+    return record_of(backend.name).is_gpu(backend.device)
 
 
 def free_device_memory(backend: Backend) -> int | None:
@@ -425,24 +246,9 @@ def free_device_memory(backend: Backend) -> int | None:
     failure to ask gives ``None`` (the caller then uses a fixed budget).
     """
     try:
-        if backend.name == "cupy":
-            import cupy
-
-            with backend.device:
-                free, _ = cupy.cuda.runtime.memGetInfo()
-                return int(free) + int(cupy.get_default_memory_pool().free_bytes())
-        if backend.name == "torch" and is_gpu(backend):
-            import torch
-
-            free, _ = torch.cuda.mem_get_info(backend.device)
-            return int(free)
-        if backend.name == "jax" and is_gpu(backend):
-            stats = backend.device.memory_stats() or {}
-            if "bytes_limit" in stats:
-                return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return record_of(backend.name).free_memory(backend.device)
     except Exception:  # a driver that cannot answer: fall back to the fixed budget
         return None
-    return None
 
 
 def backend_of(x: Array) -> Backend:
@@ -480,18 +286,7 @@ def to_host(x: Array) -> np.ndarray:
     ndarray [1.0, 2.0]
     """
     xp = compat.array_namespace(x)
-    if compat.is_numpy_namespace(xp):
-        return np.asarray(x)
-    if compat.is_dask_namespace(xp):
-        return to_host(x.compute())
-    if compat.is_cupy_namespace(xp):
-        return x.get()
-    if compat.is_torch_namespace(xp):
-        return x.detach().to("cpu").numpy()
-    if compat.is_jax_namespace(xp):
-        import jax
-
-        return np.asarray(jax.device_get(x))
-    if compat.is_array_api_strict_namespace(xp):
-        return np.from_dlpack(compat.to_device(x, xp.Device("CPU_DEVICE")))
-    raise TypeError(f"xpnet cannot copy {backend_name(xp)} arrays to the host")
+    record = RECORDS.get(backend_name(xp))
+    if record is None:
+        raise TypeError(f"xpnet cannot copy {backend_name(xp)} arrays to the host")
+    return record.to_host(x)
