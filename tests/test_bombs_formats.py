@@ -69,7 +69,8 @@ def run_child(setup: str, code: str, tmp_path: Path) -> dict[str, object]:
         "XPNET_CACHE_DIR": str(tmp_path / "cache"),
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
-        "KERAS_BACKEND": "numpy",
+        # the session's Keras backend (torch or jax: Keras's numpy backend imports jax)
+        "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch"),
         "BOMB_ADDRESS_LIMIT": str(ADDRESS_LIMIT),
     }
     done = subprocess.run(

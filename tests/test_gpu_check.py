@@ -118,7 +118,8 @@ def rehearsal(tmp_path):
             "XPNET_GPU_CHECK_DEADLINE": "3000",
             "XPNET_GPU_CHECK_TEST_SECONDS": "600",
             "XPNET_GPU_CHECK_WORKERS": "1",
-            "XPNET_GPU_CHECK_PYTEST_ARGS": "-k test_softmax_over_an_empty_axis_is_empty",
+            # a case every session can run: no library beyond the test extra's
+            "XPNET_GPU_CHECK_PYTEST_ARGS": "-k test_softmax_refuses_an_axis_out_of_range",
             **extra,
         }
         return subprocess.run(
@@ -170,7 +171,7 @@ def test_gpu_check_rehearsal_passes_and_fails_when_a_test_fails(rehearsal):
 
     failed = rehearsal(
         "bad",
-        XPNET_GPU_CHECK_PYTEST_ARGS="-k test_softmax_over -p fail_one",
+        XPNET_GPU_CHECK_PYTEST_ARGS="-k test_softmax_refuses -p fail_one",
         XPNET_GPU_CHECK_BENCH="0",
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
@@ -189,8 +190,8 @@ def test_a_hung_step_is_killed_and_the_steps_before_it_are_kept(rehearsal):
     started = time.monotonic()
     hung = rehearsal(
         "hung",
-        XPNET_GPU_CHECK_ONLY="jax",
-        XPNET_GPU_CHECK_PYTEST_ARGS="-k test_softmax_over -p hang_one",
+        XPNET_GPU_CHECK_ONLY="cupy",  # its stand-in, array-api-strict, is in every session
+        XPNET_GPU_CHECK_PYTEST_ARGS="-k test_softmax_refuses -p hang_one",
         XPNET_GPU_CHECK_TEST_SECONDS="60",
         XPNET_GPU_CHECK_BENCH="0",
     )
@@ -198,9 +199,9 @@ def test_a_hung_step_is_killed_and_the_steps_before_it_are_kept(rehearsal):
     assert time.monotonic() - started < 1200  # not the hour the stuck test would sleep
     steps = steps_of(rehearsal.root / "hung")
     assert steps["gpu"]["status"] == steps["carried"]["status"] == "passed"
-    assert steps["jax"]["status"] in ("passed", "rehearsed") and "cupy" not in steps
-    assert steps["tests-jax"]["status"] == "timeout"
-    assert 60 <= steps["tests-jax"]["seconds"] < 60 + 10 + 30  # TERM ignored, then KILL
+    assert steps["cupy"]["status"] in ("passed", "rehearsed") and "jax" not in steps
+    assert steps["tests-cupy"]["status"] == "timeout"
+    assert 60 <= steps["tests-cupy"]["seconds"] < 60 + 10 + 30  # TERM ignored, then KILL
     assert steps["benchmark"]["status"] == "skipped"
     assert "exit status 1" in (rehearsal.root / "hung" / "summary.txt").read_text()
 
