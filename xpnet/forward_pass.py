@@ -55,8 +55,9 @@ def forward(net: Network, x: Array, *, labels: bool) -> Array:
     x : array
         One sample ``(features,)`` or rows ``(N, features)`` on the network's device.
     labels : bool
-        Return class indices rather than the output layer's values (:func:`labels_of`:
-        :data:`NO_CLASS` for a row whose output layer's values are not all finite).
+        Return class indices rather than the output layer's values
+        (:func:`~xpnet.forward_pass.labels_of`: :data:`~xpnet.forward_pass.NO_CLASS` for a
+        row whose output layer's values are not all finite).
 
     Returns
     -------

@@ -62,7 +62,7 @@ def use_engine(engine: str) -> Iterator[None]:
     Raises
     ------
     ValueError
-        If ``engine`` is not one of :data:`ENGINES`.
+        If ``engine`` is not one of :data:`~xpnet.inference.ENGINES`.
 
     Examples
     --------
@@ -109,9 +109,9 @@ def choose_engine(network: NetworkLike, x: Array, engine: str | None = None) -> 
       :class:`~xpnet.BackendUnavailableError` where it is not installed; other input
       (another backend, one 1-D sample) runs the array-API code;
     - ``"auto"``: NumPy rows in ONNX Runtime where it is installed and the work pays for
-      its start-up: ``x`` has :data:`AUTO_ROWS` rows or more, or this process has given the
-      array-API code that many already, or the network's session is built; else the
-      array-API code. The labels are the same either way.
+      its start-up: ``x`` has :data:`~xpnet.inference.AUTO_ROWS` rows or more, or this
+      process has given the array-API code that many already, or the network's session is
+      built; else the array-API code. The labels are the same either way.
 
     Parameters
     ----------
@@ -382,7 +382,8 @@ def count_correct(
     int
         The number of rows whose predicted class is their label. A row whose output
         layer's values are not all finite (NaN, infinity) has no class and is never
-        correct (the non-finite rule; :func:`count_correct_and_unlabelled` counts them).
+        correct (the non-finite rule;
+        :func:`~xpnet.inference.count_correct_and_unlabelled` counts them).
 
     Raises
     ------
@@ -437,10 +438,10 @@ def count_correct_and_unlabelled(
     batch_size: int | None = None,
     engine: str | None = None,
 ) -> tuple[int, int]:
-    """:func:`count_correct`, and how many rows got no class at all (their output layer's
+    """:func:`~xpnet.count_correct`, and how many rows got no class at all (their output layer's
     values were not all finite: the non-finite rule), from one pass.
 
-    Arguments and errors as in :func:`count_correct`; the two counts cross to the host
+    Arguments and errors as in :func:`~xpnet.count_correct`; the two counts cross to the host
     together.
 
     Examples
