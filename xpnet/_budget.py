@@ -66,6 +66,16 @@ def check(declared: int, held: int, what: str) -> None:
         )
 
 
+def check_metadata(declared: int, what: str) -> None:
+    """Refuse a config, schema or header (``what``) that declares more than
+    :data:`MAX_METADATA_BYTES`, before it is read."""
+    if declared > MAX_METADATA_BYTES:
+        raise OverBudget(
+            f"{what} declares {declared} bytes; xpnet reads at most {MAX_METADATA_BYTES} "
+            "(a network describes itself in far less)"
+        )
+
+
 def array_bytes(shape: Sequence[Any], itemsize: int, what: str) -> int:
     """The bytes of an array of ``shape``; :class:`OverBudget` for a shape that is no shape."""
     dims = [n for n in shape if type(n) is int and n >= 0]

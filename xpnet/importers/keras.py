@@ -185,11 +185,7 @@ def check_config(path: Path) -> None:
     try:
         with budget.open_zip(path, "the archive") as archive:
             info = archive.getinfo("config.json")
-            if info.file_size > budget.MAX_METADATA_BYTES:
-                raise Unsupported(
-                    f"its config.json declares {info.file_size} bytes; xpnet reads at most "
-                    f"{budget.MAX_METADATA_BYTES}"
-                )
+            budget.check_metadata(info.file_size, "its config.json")
             with archive.open(info) as file:
                 config = json.loads(file.read(budget.MAX_METADATA_BYTES + 1))
             size = os.stat(path).st_size

@@ -118,8 +118,4 @@ def _check_header_length(path: str | os.PathLike[str]) -> None:
     with open(path, "rb") as file:
         head = file.read(8)
     length = int.from_bytes(head, "little") if len(head) == 8 else 0
-    if length > budget.MAX_METADATA_BYTES:
-        raise Unsupported(
-            f"its header declares {length} bytes; xpnet reads at most "
-            f"{budget.MAX_METADATA_BYTES} (a network's tensors need far less)"
-        )
+    budget.check_metadata(length, "its header")

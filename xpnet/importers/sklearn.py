@@ -98,11 +98,7 @@ def read_skops(path: str | os.PathLike[str]) -> Network:
     try:
         with budget.open_zip(path, "the archive") as archive:
             schema = archive.getinfo("schema.json")
-            if schema.file_size > budget.MAX_METADATA_BYTES:
-                raise Unsupported(
-                    f"its schema.json declares {schema.file_size} bytes; xpnet reads at most "
-                    f"{budget.MAX_METADATA_BYTES}"
-                )
+            budget.check_metadata(schema.file_size, "its schema.json")
             budget.check_npy_members(archive, "the archive")
     except (Unsupported, budget.OverBudget):
         raise
