@@ -13,6 +13,8 @@ import pytest
 from realdata import BOOK_CORRECT, MNIST_DIR, REPO, needs_mnist
 
 import xpnet
+import xpnet._onnxruntime_engine
+import xpnet.inference
 from xpnet._array_api import device_name
 from xpnet.backends import to_host
 from xpnet.cli import main
@@ -207,11 +209,18 @@ def test_the_engine_is_the_users_choice_and_the_report_names_it(book_weights, ca
     monkeypatch.delenv("XPNET_ENGINE", raising=False)
     common = ("--weights", str(book_weights), "--data-dir", str(MNIST_DIR))
     chosen = "onnxruntime" if AUTO_ROWS <= 10_000 else "array-api"  # auto's rule
+
+    def as_a_fresh_process() -> None:  # auto also weighs what this process ran before
+        monkeypatch.setattr(xpnet.inference, "_generic_rows", 0)
+        monkeypatch.setattr(xpnet._onnxruntime_engine, "_entries", [])
+
     for option, expected in (("auto", chosen), *((e, e) for e in ENGINES[1:])):
+        as_a_fresh_process()
         status, out, err = infer(capsys, *common, "--engine", option, "--json")
         assert status == 0
         report = json.loads(out)
         assert report["engine"] == expected and report["correct"] == BOOK_CORRECT
+        as_a_fresh_process()
         status, out, err = infer(capsys, *common, "--engine", option)
         assert f"engine: {expected}" in out.splitlines() and f"engine: {expected}" in err
     monkeypatch.setenv("XPNET_ENGINE", "onnxruntime")

@@ -7,14 +7,27 @@ from __future__ import annotations
 
 import array_api_compat as compat
 
-from xpnet._backend_records import RECORDS
+from xpnet._backend_records import NUMPY_SPEAKS_STANDARD, RECORDS
 from xpnet._typing import Array, Device, Namespace
+
+
+def array_namespace(*arrays: Array) -> Namespace:
+    """``array_api_compat.array_namespace(*arrays)``, NumPy's own namespace for NumPy arrays.
+
+    NumPy arrays (Python scalars beside them aside) get ``numpy`` itself where NumPy
+    implements the standard (:data:`~xpnet._backend_records.NUMPY_SPEAKS_STANDARD`), as
+    ``get_backend("numpy")`` does; every other array gets array-api-compat's choice.
+    """
+    own = NUMPY_SPEAKS_STANDARD and all(
+        compat.is_numpy_array(a) or isinstance(a, int | float | complex | None) for a in arrays
+    )
+    return compat.array_namespace(*arrays, use_compat=False if own else None)
 
 
 def namespace_of(*arrays: Array, what: str = "input") -> Namespace:
     """Return the array namespace of ``arrays``, with a readable error for non-arrays."""
     try:
-        return compat.array_namespace(*arrays)
+        return array_namespace(*arrays)
     except TypeError as exc:
         kinds = ", ".join(sorted({type(a).__name__ for a in arrays}))
         raise TypeError(
@@ -47,7 +60,7 @@ def device_name(device: Device) -> str:
 
 def describe(x: Array) -> str:
     """``'<backend> on <device>'`` for array ``x``, as error messages print it."""
-    return f"{backend_name(compat.array_namespace(x))} on {device_name(compat.device(x))}"
+    return f"{backend_name(array_namespace(x))} on {device_name(compat.device(x))}"
 
 
 def as_floating(x: Array, xp: Namespace, what: str) -> Array:

@@ -60,7 +60,7 @@ def write_target(path: str | os.PathLike[str]) -> Path:
 
 @contextlib.contextmanager
 def atomic_write(
-    path: Path, *, replace: bool = True, make_folders: bool = False
+    path: Path, *, replace: bool = True, make_folders: bool = False, flush_to_disk: bool = True
 ) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block ends cleanly.
 
@@ -72,6 +72,8 @@ def atomic_write(
     then. An exception, Ctrl-C included, at any step leaves the old file untouched and
     removes the temporary file. A missing folder is ``FileNotFoundError``, as for
     ``open``, unless ``make_folders`` (xpnet's own cache folders) creates it.
+    ``flush_to_disk=False`` skips waiting for the disk (``fsync``), for files that check
+    themselves on every read and are rebuilt when a crash has torn them.
     """
     target = write_target(path)
     if make_folders:
@@ -89,7 +91,8 @@ def atomic_write(
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if flush_to_disk:
+                os.fsync(stream.fileno())
         write_target(target)  # still a regular file or nothing, just before the rename
         if replace:
             os.replace(tmp, target)
@@ -104,7 +107,8 @@ def atomic_write(
     finally:
         if lock is not None:
             os.close(lock)
-    _fsync_folder(target.parent)
+    if flush_to_disk:
+        _fsync_folder(target.parent)
 
 
 def write_all(

@@ -114,10 +114,19 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
+NUMPY_SPEAKS_STANDARD = getattr(np, "__array_api_version__", "") >= "2023.12"
+"""Whether NumPy's own namespace implements the array API standard (NumPy 2.1 on).
+
+Where it does, xpnet computes NumPy arrays in ``numpy`` itself; before, in
+array-api-compat's wrapper. The wrapper clones NumPy's namespace on import, which loads
+every NumPy submodule NumPy itself loads lazily (``numpy.f2py``, ``numpy.testing``...):
+as much time as importing NumPy, on every process that computes."""
+
+
 class NumPy(BackendRecord):
     name = package = "numpy"
     install_hint = "pip install numpy"
-    namespace_module = "array_api_compat.numpy"
+    namespace_module = "numpy" if NUMPY_SPEAKS_STANDARD else "array_api_compat.numpy"
     is_namespace = staticmethod(compat.is_numpy_namespace)
 
 

@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import array_api_compat as compat
 
-from xpnet._array_api import backend_name
+from xpnet._array_api import array_namespace, backend_name
 from xpnet._backend_records import RECORDS
 from xpnet._typing import Array, Device
 
@@ -46,7 +46,7 @@ def on_device_of(x: Array) -> AbstractContextManager[Any]:
 
     Every array created inside it without an explicit device lands on ``x``'s device.
     """
-    name = backend_name(compat.array_namespace(x))
+    name = backend_name(array_namespace(x))
     if name not in _ENTER:
         return contextlib.nullcontext()
     return on_backend(name, compat.device(x))
@@ -66,7 +66,7 @@ def _backend_of_argument(value: object) -> str | None:
         return _backend_of_type[kind]
     except KeyError:
         pass
-    name = backend_name(compat.array_namespace(value)) if compat.is_array_api_obj(value) else None
+    name = backend_name(array_namespace(value)) if compat.is_array_api_obj(value) else None
     _backend_of_type[kind] = name
     return name
 

@@ -16,7 +16,7 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
-from xpnet._array_api import backend_name, device_name
+from xpnet._array_api import array_namespace, backend_name, device_name
 from xpnet._backend_records import RECORDS, first_line, record_of
 from xpnet._device import on_backend
 from xpnet._typing import Array, Device, Namespace
@@ -253,7 +253,7 @@ def free_device_memory(backend: Backend) -> int | None:
 
 def backend_of(x: Array) -> Backend:
     """The :class:`Backend` that array ``x`` lives on."""
-    xp = compat.array_namespace(x)
+    xp = array_namespace(x)
     return Backend(name=backend_name(xp), xp=xp, device=compat.device(x))
 
 
@@ -285,7 +285,7 @@ def to_host(x: Array) -> np.ndarray:
     ndarray [1.0, 2.0]
     ndarray [1.0, 2.0]
     """
-    xp = compat.array_namespace(x)
+    xp = array_namespace(x)
     record = RECORDS.get(backend_name(xp))
     if record is None:
         raise TypeError(f"xpnet cannot copy {backend_name(xp)} arrays to the host")

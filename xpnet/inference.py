@@ -31,7 +31,7 @@ from xpnet.scaleout import chunk_engine as _dask
 ENGINES = ("auto", "array-api", "onnxruntime")
 """The engines a NumPy forward pass may run on: ``auto`` chooses by :data:`AUTO_ROWS`."""
 
-AUTO_ROWS = 10_000
+AUTO_ROWS = 20_000
 """The rows of NumPy input from which ``auto`` runs ONNX Runtime: a call of this many, or
 a smaller one once this process has given the array-API code this many (the rule of
 renting until the rent paid would have bought: never more than twice the better

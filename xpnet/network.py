@@ -11,6 +11,7 @@ import itertools
 import math
 import os
 import re
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -18,7 +19,7 @@ from typing import TypeAlias
 import array_api_compat as compat
 import numpy as np
 
-from xpnet._array_api import describe, device_name
+from xpnet._array_api import array_namespace, describe, device_name
 from xpnet._device import device_rule, on_backend, on_device_of
 from xpnet._typing import Array, Namespace
 from xpnet.activations import ACTIVATIONS
@@ -96,7 +97,7 @@ class Network:
             raise BackendMismatchError(
                 f"a network's arrays must share one backend and device; got {sorted(places)}"
             )
-        xp = compat.array_namespace(*arrays)
+        xp = array_namespace(*arrays)
         dtypes = {str(a.dtype) for a in arrays}
         if len(dtypes) > 1 or not xp.isdtype(arrays[0].dtype, "real floating"):
             raise NetworkError(f"a network's arrays must share one floating dtype; got {dtypes}")
@@ -169,7 +170,7 @@ class Network:
     @property
     def xp(self) -> Namespace:
         """The array namespace of the network's arrays."""
-        return compat.array_namespace(self.layers[0].weight)
+        return array_namespace(self.layers[0].weight)
 
     @property
     def dtype(self) -> object:
@@ -297,7 +298,7 @@ def check_finite(network: Network) -> None:
         If an array holds a value that is not finite.
     """
     for key, array in network.to_mapping().items():
-        xp = compat.array_namespace(array)
+        xp = array_namespace(array)
         with on_device_of(array):
             bad = int(xp.count_nonzero(~xp.isfinite(array)))
         if bad:
@@ -309,7 +310,8 @@ def check_finite(network: Network) -> None:
 
 def _check_real(x: Array, what: str) -> None:
     """Refuse arrays that cannot be numbers: masked, complex, strings, bytes, objects."""
-    if isinstance(x, np.ma.MaskedArray):
+    masked = sys.modules.get("numpy.ma")  # none was made if NumPy's masked arrays never loaded
+    if masked is not None and isinstance(x, masked.MaskedArray):
         raise NetworkError(
             f"{what} is a NumPy masked array, whose mask xpnet would lose; fill the masked "
             "entries (x.filled(value)) or drop those rows first"
@@ -333,7 +335,7 @@ def _number_kind(x: Array) -> str | None:
         return _kind_of[key]
     except (KeyError, TypeError):  # not seen yet, or a dtype that cannot be hashed
         pass
-    xp = compat.array_namespace(x)
+    xp = array_namespace(x)
     kind = next((k for k in _NUMBER_KINDS if xp.isdtype(x.dtype, k)), None)
     if kind is not None and isinstance(key[1], Hashable):
         _kind_of[key] = kind

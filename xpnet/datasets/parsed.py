@@ -170,7 +170,8 @@ def _store(copy: Path, spec: DataFile, verified: Verified, source: Path) -> None
     }
     try:
         _sweep_temporaries(copy.parent)
-        with atomic_write(copy, make_folders=True) as stream:
+        # No wait for the disk: a copy a crash tears fails its checksum and is parsed again.
+        with atomic_write(copy, make_folders=True, flush_to_disk=False) as stream:
             stream.write(_MAGIC)
             stream.write(json.dumps(meta, sort_keys=True).encode() + b"\n")
             stream.write(array.reshape(-1).data)
