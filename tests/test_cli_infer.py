@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +59,32 @@ def test_book_accuracy_on_every_backend(backend, device_option, book_weights, ca
     assert report["seconds"] >= sum(report[stage] or 0 for stage in stages)
     assert report["compute_seconds"] > 0
     assert report["weights_provenance"] is None  # the textbook's pickle records none
+
+
+def test_the_main_job_loads_only_what_it_runs(tmp_path):
+    """``xpnet infer`` on the shipped test split, in a fresh process: NumPy arrays compute in
+    NumPy's own namespace (array-api-compat's wrapper clones NumPy's, importing every
+    submodule NumPy loads lazily), and 10,000 rows, below ``auto``'s threshold, run the
+    array-API code without importing ONNX Runtime."""
+    from xpnet._backend_records import NUMPY_SPEAKS_STANDARD
+
+    code = (
+        "import json, sys\n"
+        "from xpnet.cli import main\n"
+        "status = main(['infer', '--json'])\n"
+        "loaded = [m for m in ('array_api_compat.numpy', 'onnxruntime') if m in sys.modules]\n"
+        "print(json.dumps({'status': status, 'loaded': loaded}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XPNET_")}
+    env["XPNET_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    report, last = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    assert last["status"] == 0 and report["images"] == 10_000 and report["accuracy"] >= 0.95
+    assert AUTO_ROWS > 10_000 and report["engine"] == "array-api"
+    assert "onnxruntime" not in last["loaded"]
+    assert ("array_api_compat.numpy" in last["loaded"]) is not NUMPY_SPEAKS_STANDARD
 
 
 @needs_mnist

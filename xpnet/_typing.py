@@ -11,7 +11,7 @@ Array: TypeAlias = Any
 """An array of any namespace that follows the Python array API standard."""
 
 Namespace: TypeAlias = ModuleType
-"""An array namespace such as ``array_api_compat.numpy`` or ``array_api_strict``."""
+"""An array namespace such as ``numpy``, ``array_api_compat.torch`` or ``array_api_strict``."""
 
 Device: TypeAlias = Any
 """A backend's own device object (``"cpu"``, ``torch.device``, ``cupy.cuda.Device``...)."""
