@@ -299,7 +299,6 @@ def computes(function: Callable[..., Any]) -> bool:
 
 EXEMPT = {
     "xpnet.backends.get_backend": "makes no array",
-    "xpnet.backends.is_gpu": "reads a backend's name and device kind only",
     "xpnet.datasets.idx.write_idx": "host files: takes NumPy data (a device array is refused)",
     "xpnet.datasets.idx.idx_bytes": "host files: takes NumPy data (a device array is refused)",
     "xpnet.scaleout.store.ImageStore.read": "the image store reads to the host (NumPy, dask)",

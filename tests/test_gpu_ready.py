@@ -22,8 +22,8 @@ import pytest
 import xpnet
 import xpnet.batching as batching
 import xpnet.inference as inference
-from xpnet._backend_records import native_sigmoid, parse_device
-from xpnet.backends import Backend, free_device_memory, is_gpu
+from xpnet._backend_records import RECORDS, native_sigmoid, parse_device
+from xpnet.backends import Backend, free_device_memory
 
 # --- device names: one rule for cupy, torch and jax -------------------------------------------
 
@@ -409,7 +409,7 @@ def test_count_correct_follows_the_rule_on_a_stand_in_gpu(monkeypatch):
     assert xpnet.count_correct(network, x, t) == reference  # a CPU backend: 100 at a time
     assert sizes == [100, 100, 50]
     asked: list[Backend] = []
-    monkeypatch.setattr(batching, "is_gpu", lambda backend: True)
+    monkeypatch.setattr(RECORDS["array_api_strict"], "is_gpu", lambda device: True)
 
     def free_memory(backend):
         asked.append(backend)
@@ -438,6 +438,10 @@ def fake_cupy_module(mem_get_info) -> types.ModuleType:
     pool = types.SimpleNamespace(free_bytes=lambda: 5)
     cupy.get_default_memory_pool = lambda: pool  # type: ignore[attr-defined]
     return cupy
+
+
+def is_gpu(backend: Backend) -> bool:
+    return RECORDS[backend.name].is_gpu(backend.device)
 
 
 def test_gpu_kind_and_memory_queries(monkeypatch):
@@ -483,7 +487,7 @@ def test_xpnet_infer_follows_the_rule(monkeypatch, capsys):
         return real(network, x, t, batch_size=batch_size, engine=engine)
 
     monkeypatch.setattr(infer_cli, "count_correct_and_unlabelled", counting)
-    monkeypatch.setattr(batching, "is_gpu", lambda backend: True)
+    monkeypatch.setattr(RECORDS["array_api_strict"], "is_gpu", lambda device: True)
     monkeypatch.setattr(batching, "free_device_memory", lambda backend: 2 * 700 * ROW)
     argv = ["infer", "--backend", "array_api_strict", "--data-dir", str(MNIST_DIR)]
     assert main([*argv, "--limit", "2000", "--no-download", "--json"]) == 0

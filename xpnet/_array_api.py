@@ -5,6 +5,8 @@ Everything here takes the namespace from the arrays it is given; nothing imports
 
 from __future__ import annotations
 
+import functools
+
 import array_api_compat as compat
 
 from xpnet._backend_records import NUMPY_SPEAKS_STANDARD, RECORDS
@@ -36,26 +38,17 @@ def namespace_of(*arrays: Array, what: str = "input") -> Namespace:
         ) from exc
 
 
+@functools.cache
 def backend_name(xp: Namespace) -> str:
     """Name of the backend behind namespace ``xp`` (``'numpy'``, ``'torch'``...)."""
-    name = _names.get(xp)
-    if name is None:
-        known = (record.name for record in RECORDS.values() if record.is_namespace(xp))
-        name = _names[xp] = next(known, xp.__name__)
-    return name
-
-
-_names: dict[Namespace, str] = {}
-"""The backend name of each namespace asked about (a handful of modules)."""
+    known = (record.name for record in RECORDS.values() if record.is_namespace(xp))
+    return next(known, xp.__name__)
 
 
 def device_name(device: Device) -> str:
     """A short, readable name of a device object (``'cpu'``, ``'cuda:0'``, ``'device1'``)."""
-    for record in RECORDS.values():
-        name = record.device_name(device)
-        if name is not None:
-            return name
-    return str(device)
+    names = (record.device_name(device) for record in RECORDS.values())
+    return next(filter(None, names), str(device))
 
 
 def describe(x: Array) -> str:
@@ -64,12 +57,9 @@ def describe(x: Array) -> str:
 
 
 def as_floating(x: Array, xp: Namespace, what: str) -> Array:
-    """Return ``x`` if it is real floating; convert bool and integer input to the default float.
-
-    Integer and bool input (as in the textbook's ``softmax(np.array([1010, 1000, 990]))``)
-    is converted to the namespace's default real floating dtype on ``x``'s device
-    (float64 for NumPy, float32 for PyTorch); complex input is refused.
-    """
+    """``x`` if it is real floating; bool and integer input (the textbook's
+    ``softmax(np.array([1010, 1000, 990]))``) converted to the namespace's default real
+    floating dtype (float64 for NumPy, float32 for PyTorch); complex input refused."""
     if xp.isdtype(x.dtype, "real floating"):
         return x
     if xp.isdtype(x.dtype, ("integral", "bool")):

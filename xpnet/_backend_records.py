@@ -32,13 +32,7 @@ _DEVICE_NAME = re.compile(r"(?:(?P<kind>cpu|cuda|gpu)(?::(?P<index>[0-9]+))?|(?P
 
 
 def parse_device(text: str | None) -> tuple[str, int | None]:
-    """``(kind, index)`` of a device name: kind ``"cpu"`` or ``"cuda"``, index ``None`` or N.
-
-    ``None`` and ``"cpu"`` give ``("cpu", None)``; ``"cuda"``, ``"gpu"`` give
-    ``("cuda", 0)``; ``"cuda:N"``, ``"gpu:N"`` and ``"N"`` give ``("cuda", N)``;
-    ``"cpu:N"`` gives ``("cpu", N)``. Raises :class:`BackendUnavailableError` for any other
-    name, in one line.
-    """
+    """A device name (``None``: the CPU) as ``("cpu", None)``, ``("cpu", N)`` or ``("cuda", N)``."""
     if text is None:
         return "cpu", None
     match = _DEVICE_NAME.fullmatch(text)
@@ -55,18 +49,8 @@ def parse_device(text: str | None) -> tuple[str, int | None]:
 
 
 class BackendRecord:
-    """A backend; by default one on the CPU only, eager, with no native kernels.
-
-    Subclasses override what differs: ``resolve`` turns a device name (``None``: the
-    default) into the namespace and a device object; ``device_name`` names a device object
-    where ``str`` does not; ``enter`` makes a device current (``None``: the device rule is
-    a no-op); ``synchronize`` waits for a device's queued work; ``free_memory`` gives a
-    GPU's free bytes (``None``: unknown); ``to_host`` copies an array to NumPy;
-    ``native_sigmoid`` is the backend's one-pass logistic function (``None``: none);
-    ``namespace_module`` is a CPU-only backend's namespace; ``x64_hint`` says how to make it
-    hold float64 where a setting narrows it; ``test_devices`` are the devices the suite
-    tests where they exist.
-    """
+    """A backend; by default CPU-only, eager, without native kernels. A record overrides what
+    differs (docs/design.md says what each part is); an answer ``None`` is none or unknown."""
 
     name: str
     package: str
@@ -115,12 +99,10 @@ def first_line(exc: BaseException) -> str:
 
 
 NUMPY_SPEAKS_STANDARD = getattr(np, "__array_api_version__", "") >= "2023.12"
-"""Whether NumPy's own namespace implements the array API standard (NumPy 2.1 on).
-
-Where it does, xpnet computes NumPy arrays in ``numpy`` itself; before, in
-array-api-compat's wrapper. The wrapper clones NumPy's namespace on import, which loads
-every NumPy submodule NumPy itself loads lazily (``numpy.f2py``, ``numpy.testing``...):
-as much time as importing NumPy, on every process that computes."""
+"""Whether NumPy's own namespace implements the array API standard (NumPy 2.1 on): then
+xpnet computes NumPy arrays in ``numpy`` itself, not in array-api-compat's wrapper, whose
+import clones NumPy's namespace and so loads every submodule NumPy loads lazily
+(``numpy.f2py``, ``numpy.testing``...): as much time as importing NumPy, in every process."""
 
 
 class NumPy(BackendRecord):
@@ -138,11 +120,7 @@ class CuPy(BackendRecord):
     )
     is_namespace = staticmethod(compat.is_cupy_namespace)
     test_devices = ("cuda:0",)
-
-    @staticmethod
-    def enter(device: Device) -> AbstractContextManager[Any]:
-        """A ``cupy.cuda.Device`` is itself the context that makes it current."""
-        return device
+    enter = staticmethod(lambda device: device)  # a cupy.cuda.Device makes itself current
 
     def resolve(self, device: str | None) -> tuple[Namespace, Device]:
         kind, index = parse_device("cuda" if device is None else device)
@@ -167,13 +145,8 @@ class CuPy(BackendRecord):
         return importlib.import_module("array_api_compat.cupy"), cupy.cuda.Device(index)
 
     def _libraries_missing(self) -> str:
-        """Why CuPy cannot compile a kernel (NVRTC) or multiply matrices (cuBLAS) here, or "".
-
-        CuPy 14 loads both from the CUDA toolkit on the system or from pip's CUDA wheels
-        (its ``ctk`` extra) only when first needed, so a CuPy that counts the GPUs may still
-        fail at its first elementwise kernel or matrix product; this loads them now, in
-        microseconds once loaded.
-        """
+        """Why CuPy cannot compile kernels (NVRTC) or multiply matrices (cuBLAS), or "": CuPy
+        loads both at first use, so one that counts the GPUs may yet fail; this loads them now."""
         problems = []
         try:
             from cupy_backends.cuda.libs import nvrtc
@@ -214,16 +187,14 @@ class CuPy(BackendRecord):
             from cupyx.scipy.special import expit
         except ImportError:  # a CuPy build without its SciPy layer
             return None
-        return functools.partial(_dtype_kept, expit)
 
+        def dtype_kept(x: Array) -> Array:  # expit has no float16 loop: float32, rounded once
+            if x.dtype == np.float16:
+                return expit(x.astype(np.float32)).astype(np.float16)
+            result = expit(x)
+            return result if result.dtype == x.dtype else result.astype(x.dtype)
 
-def _dtype_kept(kernel: Callable[[Array], Array], x: Array) -> Array:
-    """``kernel(x)`` in ``x``'s dtype: CuPy's ``expit`` has no float16 loop and returns
-    float64 for it, so float16 is computed in float32 and rounded back once."""
-    if x.dtype == np.float16:
-        return kernel(x.astype(np.float32)).astype(np.float16)
-    result = kernel(x)
-    return result if result.dtype == x.dtype else result.astype(x.dtype)
+        return dtype_kept
 
 
 class Torch(BackendRecord):
@@ -376,12 +347,8 @@ RECORDS: dict[str, BackendRecord] = {
 
 @functools.cache
 def native_sigmoid(xp: Namespace) -> Callable[[Array], Array] | None:
-    """``xp``'s own logistic function, or ``None`` where it has none (NumPy, the standard).
-
-    The generic sigmoid in :mod:`xpnet.activations` takes eight elementwise passes; a
-    native one takes one. The generic formula stays the reference the tests hold it to.
-    """
+    """``xp``'s own one-pass logistic function, or ``None`` (NumPy, the standard): the generic
+    sigmoid in :mod:`xpnet.activations`, the tests' reference, takes eight passes."""
     from xpnet._array_api import backend_name
 
-    record = RECORDS.get(backend_name(xp))
-    return None if record is None else record.native_sigmoid()
+    return record_of(backend_name(xp)).native_sigmoid()

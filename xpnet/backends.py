@@ -1,14 +1,11 @@
-"""The backend registry: backend names and device names to array namespaces.
-
-``get_backend("torch", "cuda:0")`` returns a :class:`Backend` that knows its namespace and
-device, moves host (NumPy) arrays onto that device and waits for the device to finish.
-``backend_status(name)`` says whether a backend can run here and, if not, why. Backends
-are imported only when asked for, so ``import xpnet`` loads none of them.
+"""The backend registry: ``get_backend("torch", "cuda:0")`` is a :class:`Backend` that knows
+its namespace and device, moves host (NumPy) arrays there and waits for the device to finish;
+``backend_status(name)`` says whether a backend can run here and, if not, why. Backends are
+imported only when asked for, so ``import xpnet`` loads none of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +14,7 @@ import array_api_compat as compat
 import numpy as np
 
 from xpnet._array_api import array_namespace, backend_name, device_name
-from xpnet._backend_records import RECORDS, first_line, record_of
+from xpnet._backend_records import RECORDS, BackendRecord, first_line, record_of
 from xpnet._device import on_backend
 from xpnet._typing import Array, Device, Namespace
 from xpnet.errors import BackendUnavailableError
@@ -49,11 +46,10 @@ class Backend:
     def asarray(self, host: Any, dtype: str | None = None) -> Array:
         """Copy host data (a NumPy array or nested sequence) onto this backend and device.
 
-        ``dtype`` is a dtype name such as ``"float32"``; ``None`` keeps the host dtype. A
-        dtype the backend lacks (NumPy's float128 on PyTorch, strings) raises
-        :class:`BackendUnavailableError` in one line, as does a floating dtype the backend
-        would narrow as configured (float64 on JAX without ``JAX_ENABLE_X64=1``): the
-        numbers never change silently. Runs under the device rule.
+        ``dtype`` is a dtype name such as ``"float32"``; ``None`` keeps the host dtype. A dtype
+        the backend lacks (float128 on PyTorch, strings) or would narrow as configured (float64
+        on JAX without ``JAX_ENABLE_X64=1``) raises :class:`BackendUnavailableError` in one
+        line: the numbers never change silently. Runs under the device rule.
         """
         host = np.asarray(host)
         if dtype is not None:
@@ -64,8 +60,17 @@ class Backend:
                 f"backend {self.name!r} has no dtype {host.dtype}; convert the data to one it "
                 "has first (float32 or float64)"
             )
-        if host.dtype == np.float64:
-            self._check_holds("float64")
+        if host.dtype == np.float64:  # refuse what the backend as configured would narrow
+            try:
+                held = self.xp.__array_namespace_info__().dtypes(kind="real floating")
+            except (AttributeError, TypeError):  # a namespace that cannot say: trust its dtypes
+                held = ("float64",)
+            if "float64" not in held:
+                fix = record_of(self.name).x64_hint or f"use one of {', '.join(held)}"
+                raise BackendUnavailableError(
+                    f"backend {self.name!r} as configured holds no float64 (it would narrow it "
+                    f"to {', '.join(held)}); {fix}, or convert explicitly (dtype='float32')"
+                )
         if self.name == "dask":  # dask's engine makes the row chunks
             from xpnet.scaleout.chunk_engine import from_host
 
@@ -73,29 +78,13 @@ class Backend:
         with on_backend(self.name, self.device):
             return self.xp.asarray(host, dtype=target, device=self.device)
 
-    def _check_holds(self, dtype: str) -> None:
-        """Refuse a standard floating dtype that this backend, as configured, would narrow:
-        JAX without its x64 mode turns float64 into float32, silently changing the numbers."""
-        try:
-            held = self.xp.__array_namespace_info__().dtypes(kind="real floating")
-        except (AttributeError, TypeError):  # a namespace that cannot say: trust its dtypes
-            return
-        if dtype in held:
-            return
-        fix = record_of(self.name).x64_hint or f"use one of {', '.join(held)}"
-        raise BackendUnavailableError(
-            f"backend {self.name!r} as configured holds no {dtype} (it would narrow it to "
-            f"{', '.join(held)}); {fix}, or convert explicitly (dtype='float32')"
-        )
-
     def synchronize(self) -> None:
         """Wait until work queued on this device is done (before reading a clock)."""
         record_of(self.name).synchronize(self.device)
 
     @property
     def device_name(self) -> str:
-        """The device's name, as :func:`get_backend`, ``to_backend`` and ``--device`` take it
-        (``'cpu'``, ``'cuda:0'``, ``'device1'``...)."""
+        """The device's name as :func:`get_backend` and ``--device`` take it (``'cuda:0'``...)."""
         return device_name(self.device)
 
     def __str__(self) -> str:
@@ -156,13 +145,10 @@ def available_backends() -> list[str]:
 def get_backend(name: str, device: str | None = None) -> Backend:
     """Return backend ``name`` on ``device`` (its default device when ``None``).
 
-    Device names are the same for CuPy, PyTorch and JAX: ``cpu`` (PyTorch, JAX),
-    ``cuda`` (the first GPU), ``cuda:N`` or a bare ``N`` (GPU number N), and JAX's
-    spelling ``gpu``/``gpu:N``; NumPy and dask have only ``cpu``; array-api-strict has
-    ``CPU_DEVICE`` (or ``cpu``), ``device1`` and ``device2``. A GPU that does not exist
-    is refused the same way everywhere: ``no CUDA device N``.
-    Raises :class:`BackendUnavailableError` saying why and what to do, in one line: also
-    where the package is installed but its import fails.
+    Device names are the same for CuPy, PyTorch and JAX: ``cpu`` (PyTorch, JAX), ``cuda``
+    (the first GPU), ``cuda:N`` or a bare ``N`` (GPU number N), and JAX's ``gpu``/``gpu:N``;
+    NumPy and dask have only ``cpu``; array-api-strict has ``CPU_DEVICE`` (or ``cpu``),
+    ``device1`` and ``device2``. A missing GPU is refused alike: ``no CUDA device N``.
 
     Parameters
     ----------
@@ -179,8 +165,8 @@ def get_backend(name: str, device: str | None = None) -> Backend:
     Raises
     ------
     BackendUnavailableError
-        If the backend is unknown or not installed, its import fails, or the device does
-        not exist.
+        In one line, saying why and what to do: if the backend is unknown or not installed,
+        its import fails, or the device does not exist.
 
     Examples
     --------
@@ -199,52 +185,36 @@ def get_backend(name: str, device: str | None = None) -> Backend:
         raise BackendUnavailableError(
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
         )
-    _import_backend(name)
     try:
-        xp, resolved = record.resolve(device)
-    except (ImportError, OSError) as exc:  # e.g. dask importing a CuPy that cannot load
-        raise _import_failed(name, exc) from None
-    return Backend(name=name, xp=xp, device=resolved)
-
-
-def _import_failed(name: str, exc: BaseException) -> BackendUnavailableError:
-    record = RECORDS[name]
-    return BackendUnavailableError(
-        f"backend {name!r}: the package {record.package!r} is installed but cannot be imported "
-        f"({first_line(exc)}); {record.install_hint}"
-    )
-
-
-def _import_backend(name: str) -> None:
-    """Import backend ``name``'s package, turning every way that can fail into one line."""
-    package = RECORDS[name].package
-    try:
-        found = importlib.util.find_spec(package) is not None
+        found = importlib.util.find_spec(record.package) is not None
     except (ImportError, ValueError):  # a broken entry in sys.modules
         found = True
     if not found:
         raise BackendUnavailableError(
-            f"backend {name!r} needs the package {package!r}, which is not installed: "
-            f"{RECORDS[name].install_hint}"
+            f"backend {name!r} needs the package {record.package!r}, which is not installed: "
+            f"{record.install_hint}"
         )
     try:
-        importlib.import_module(package)
+        importlib.import_module(record.package)
     except Exception as exc:  # ImportError, OSError (a missing CUDA library), RuntimeError...
-        raise _import_failed(name, exc) from None
+        raise _import_failed(record, exc) from None
+    try:
+        xp, resolved = record.resolve(device)
+    except (ImportError, OSError) as exc:  # e.g. dask importing a CuPy that cannot load
+        raise _import_failed(record, exc) from None
+    return Backend(name=name, xp=xp, device=resolved)
 
 
-def is_gpu(backend: Backend) -> bool:
-    """Whether ``backend`` computes on a GPU: CuPy, PyTorch on ``cuda``, JAX on a GPU."""
-    return record_of(backend.name).is_gpu(backend.device)
+def _import_failed(record: BackendRecord, exc: BaseException) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"backend {record.name!r}: the package {record.package!r} is installed but cannot be "
+        f"imported ({first_line(exc)}); {record.install_hint}"
+    )
 
 
 def free_device_memory(backend: Backend) -> int | None:
-    """Bytes free on ``backend``'s GPU as the backend reports them; ``None`` where unknown.
-
-    CuPy: the driver's free memory plus what CuPy's own pool holds unused; PyTorch:
-    ``torch.cuda.mem_get_info``; JAX: the allocator's limit less what is in use. Any
-    failure to ask gives ``None`` (the caller then uses a fixed budget).
-    """
+    """Bytes free on ``backend``'s GPU; ``None`` where unknown or asking fails (callers then
+    use a fixed budget)."""
     try:
         return record_of(backend.name).free_memory(backend.device)
     except Exception:  # a driver that cannot answer: fall back to the fixed budget
@@ -285,8 +255,7 @@ def to_host(x: Array) -> np.ndarray:
     ndarray [1.0, 2.0]
     ndarray [1.0, 2.0]
     """
-    xp = array_namespace(x)
-    record = RECORDS.get(backend_name(xp))
-    if record is None:
-        raise TypeError(f"xpnet cannot copy {backend_name(xp)} arrays to the host")
-    return record.to_host(x)
+    name = backend_name(array_namespace(x))
+    if name not in RECORDS:
+        raise TypeError(f"xpnet cannot copy {name} arrays to the host")
+    return RECORDS[name].to_host(x)

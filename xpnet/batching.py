@@ -15,8 +15,9 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterator
 
+from xpnet._backend_records import record_of
 from xpnet._typing import Array
-from xpnet.backends import free_device_memory, is_gpu
+from xpnet.backends import free_device_memory
 from xpnet.network import Network, NetworkLike, as_network
 
 DEFAULT_BATCH_SIZE = 100
@@ -87,7 +88,7 @@ def batch_size_for(network: NetworkLike, x: Array) -> int:
     """
     net = as_network(network)
     backend = net.backend
-    gpu = is_gpu(backend)
+    gpu = record_of(backend.name).is_gpu(backend.device)
     return auto_batch_size(
         int(x.shape[0]) if x.ndim else 1,
         working_set_per_row(net),
