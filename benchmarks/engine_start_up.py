@@ -25,11 +25,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-ENGINES = {
+ENGINES: dict[str, dict[str, Any]] = {
     "onnxruntime: import, session, run": {"engine": "onnxruntime"},
     "array-api, batches of 100": {"engine": "array-api"},
     "array-api, whole input": {"engine": "array-api", "batch_size": -1},
@@ -51,7 +52,7 @@ def one_run(weights: str, data_dir: str, engine: str, rows: int) -> float:
     if options.get("batch_size") == -1:
         options["batch_size"] = rows
     start = time.perf_counter()
-    correct = xpnet.count_correct(network, x, t, **options)  # type: ignore[arg-type]
+    correct = xpnet.count_correct(network, x, t, **options)
     seconds = time.perf_counter() - start
     if correct != 9352 * copies:
         raise SystemExit(f"{engine} counted {correct} correct, not the book's 9352 x {copies}")
