@@ -34,7 +34,7 @@ class Backend:
     name : str
         The backend's name, one of :data:`BACKENDS`.
     xp : module
-        Its array-API namespace (``array_api_compat.numpy``, ``array_api_strict``...).
+        Its array-API namespace (``numpy``, ``array_api_compat.torch``, ``array_api_strict``...).
     device : object
         The device, as the namespace's own ``device=`` arguments take it.
     """
