@@ -7,9 +7,10 @@ SIGINT's handler set explicitly to Python's (so the test does not depend on the 
 it inherits). With ``XPNET_INTERRUPT_WHILE_SCORING=1`` the process sends itself SIGINT as
 ``xpnet train`` starts scoring the trained network on the test split. With
 ``XPNET_SIGNALS_AT=POINT:SIGNAL,...`` ``xpnet train`` sends itself each SIGNAL (``SIGINT``,
-``SIGTERM``) at POINT: ``batch2`` (the second step has ended), ``record`` (training is over,
-before the save) or ``save`` (the save has begun), one right after the other. SIGTERM's
-disposition is set to the default explicitly too.
+``SIGTERM``, ``SIGHUP``) at POINT: ``load`` (the data are loading, before training begins),
+``batch2`` (the second step has ended), ``record`` (training is over, before the save) or
+``save`` (the save has begun), one right after the other. SIGTERM's and SIGHUP's
+dispositions are set to the default explicitly too.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def send_signals_at(points: str) -> None:
         for number in wanted.pop(point, []):
             os.kill(os.getpid(), number)
 
+    real_load = train_command.load_mnist
+
+    def load_mnist(*args: Any, **kwargs: Any) -> Any:
+        send("load")
+        return real_load(*args, **kwargs)
+
     real_batch = train_command.EpochBars.batch
 
     def batch(self: Any, stats: Any) -> None:
@@ -89,6 +96,7 @@ def send_signals_at(points: str) -> None:
         send("save")
         real_save(*args, **kwargs)
 
+    train_command.load_mnist = load_mnist  # type: ignore[assignment]
     train_command.EpochBars.batch = batch  # type: ignore[method-assign]
     train_command.json_safe = json_safe  # type: ignore[assignment]
     train_command.save_weights = save_weights  # type: ignore[assignment]
@@ -97,10 +105,12 @@ def send_signals_at(points: str) -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if os.environ.get("XPNET_SIGNALS_AT"):
-        send_signals_at(os.environ["XPNET_SIGNALS_AT"])
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     xpnet.datasets.load_mnist = fake_load_mnist  # type: ignore[assignment]
     train_command.load_mnist = fake_load_mnist  # type: ignore[assignment]
+    if os.environ.get("XPNET_SIGNALS_AT"):
+        send_signals_at(os.environ["XPNET_SIGNALS_AT"])
     if os.environ.get("XPNET_INTERRUPT_WHILE_SCORING") == "1":
         train_command.evaluate = interrupting_evaluate  # type: ignore[assignment]
     sys.exit(main(sys.argv[1:]))

@@ -767,7 +767,7 @@ MALFORMED: dict[str, tuple[Callable[..., object], str]] = {
             g.initializer.append(n.from_array(np.zeros((4, 0), np.float32), "w2")),
             g.initializer.append(n.from_array(np.zeros(0, np.float32), "b2")),
         ),
-        r"its layer 2 has the shape \(4, 0\): no units",
+        r"layer 2 has the shape \(4, 0\): no units",
     ),
     "unknown-attribute": (
         lambda g, h, n, t: _node(g, "relu1").attribute.append(h.make_attribute("alpha", 0.1)),

@@ -118,6 +118,31 @@ def test_malformed_parameters_are_explained(change, message):
         xpnet.Network.from_mapping(params)
 
 
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ([(784, 0), (0, 10)], r"^layer 1 has the shape \(784, 0\): no units$"),
+        ([(784, 50), (50, 0)], r"^layer 2 has the shape \(50, 0\): no units$"),
+        ([(0, 50), (50, 10)], r"^layer 1 has the shape \(0, 50\): no units$"),
+    ],
+)
+def test_zero_width_layers_are_refused_by_every_constructor(backend, shapes, message):
+    params = {}
+    for number, (inputs, outputs) in enumerate(shapes, start=1):
+        params[f"W{number}"] = backend.asarray(np.zeros((inputs, outputs), np.float32))
+        params[f"b{number}"] = backend.asarray(np.zeros(outputs, np.float32))
+    with pytest.raises(xpnet.NetworkError, match=message):
+        xpnet.Network.from_mapping(params)
+    layers = tuple(
+        xpnet.Layer(params[f"W{n}"], params[f"b{n}"], "sigmoid") for n in range(1, len(shapes) + 1)
+    )
+    with pytest.raises(xpnet.NetworkError, match=message):
+        xpnet.Network(layers)
+    sizes = (shapes[0][0], *(outputs for _, outputs in shapes))
+    with pytest.raises(xpnet.NetworkError, match="positive layer widths"):
+        xpnet.init_network(sizes, backend=backend.name, device=backend.device_name)
+
+
 def test_unknown_activation_and_wrong_width():
     params = xpnet.init_network((6, 4, 3), seed=0).to_mapping()
     with pytest.raises(xpnet.NetworkError, match="unknown activation 'tanhh'"):

@@ -441,6 +441,49 @@ def test_what_a_killed_write_left_is_removed_by_the_next_but_nothing_else(store,
     open_store(store).read()
 
 
+SECOND_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from xpnet.scaleout.store import write_store
+    rng = np.random.default_rng(int(sys.argv[2]))
+    x = rng.integers(0, 256, (50, 784), dtype=np.uint8)
+    write_store(sys.argv[1], x, rng.integers(0, 10, 50), chunk_rows=20, overwrite=True)
+    """
+)
+
+
+@pytest.mark.parametrize("replacing", [False, True])
+def test_a_second_writer_never_removes_a_finished_staging_store(tmp_path, monkeypatch, replacing):
+    # The first write is held at its swap, its store complete beside the target, while a
+    # second process writes the same target from start to end.
+    target = tmp_path / "s.zarr"
+    if replacing:
+        write_store(target, *digits(30, seed=3))
+    swap = "_exchange" if replacing else "_rename_new"
+    real_swap = getattr(store_module, swap)
+    second: list[subprocess.CompletedProcess[str]] = []
+
+    def swap_after_a_second_write(staging: Path, into: Path) -> None:
+        command = [sys.executable, "-c", SECOND_WRITER, str(target), "4"]
+        second.append(subprocess.run(command, capture_output=True, text=True, check=False))
+        real_swap(staging, into)
+
+    monkeypatch.setattr(store_module, swap, swap_after_a_second_write)
+    x, t = digits(40, seed=1)
+    if replacing:  # last to swap, the first write wins; the second's store was the old one
+        write_store(target, x, t, chunk_rows=20, overwrite=True)
+        expected = x
+    else:  # the second write came first; the first refuses to replace what appeared
+        with pytest.raises(DataError, match="appeared while the store was written"):
+            write_store(target, x, t, chunk_rows=20)
+        expected = np.random.default_rng(4).integers(0, 256, (50, 784), dtype=np.uint8)
+    assert second[0].returncode == 0, second[0].stderr
+    np.testing.assert_array_equal(open_store(target).read()[0], expected)
+    assert beside(target) == []
+    assert sorted(os.listdir(target)) == ["images", "labels", "xpnet-manifest.json", "zarr.json"]
+
+
 def fake_mnist(monkeypatch) -> None:
     import xpnet.datasets
 

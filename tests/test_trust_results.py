@@ -245,20 +245,11 @@ def test_infer_reports_the_provenance_of_the_arrays_it_ran(tmp_path, capsys, mon
 # Signals during xpnet train ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("signals", "status"),
-    [
-        ("batch2:SIGINT,record:SIGINT", 130),  # the second as training hands over
-        ("batch2:SIGTERM", 143),
-        ("batch2:SIGINT,save:SIGINT,save:SIGTERM", 130),  # more during the save itself
-        ("record:SIGINT", 130),  # after the last step, before the save
-        ("save:SIGTERM", 143),
-    ],
-)
-def test_train_saves_the_network_whatever_signals_arrive(tmp_path, signals, status):
-    out = tmp_path / "w.npz"
+def train_sending_signals(out: Path, signals: str) -> subprocess.CompletedProcess[str]:
+    """``xpnet train`` (two epochs of made-up data) in a child that sends itself ``signals``
+    (``XPNET_SIGNALS_AT``, see tests/cli_child.py) and sets their dispositions itself."""
     env = {**os.environ, "XPNET_SIGNALS_AT": signals, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             str(CHILD),
@@ -277,6 +268,21 @@ def test_train_saves_the_network_whatever_signals_arrive(tmp_path, signals, stat
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.parametrize(
+    ("signals", "status"),
+    [
+        ("batch2:SIGINT,record:SIGINT", 130),  # the second as training hands over
+        ("batch2:SIGTERM", 143),
+        ("batch2:SIGINT,save:SIGINT,save:SIGTERM", 130),  # more during the save itself
+        ("record:SIGINT", 130),  # after the last step, before the save
+        ("save:SIGTERM", 143),
+    ],
+)
+def test_train_saves_the_network_whatever_signals_arrive(tmp_path, signals, status):
+    out = tmp_path / "w.npz"
+    result = train_sending_signals(out, signals)
     assert result.returncode == status, result.stderr
     assert "saved the network" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]
@@ -284,6 +290,24 @@ def test_train_saves_the_network_whatever_signals_arrive(tmp_path, signals, stat
     assert record["interrupted"] == signals.startswith("batch2")
     assert record["epochs_completed"] == (0 if signals.startswith("batch2") else 2)
     assert xpnet.load_weights(out).sizes == (784, 50, 100, 10)
+
+
+@pytest.mark.parametrize(
+    ("signals", "status"),
+    [("load:SIGINT", 130), ("load:SIGTERM", 143), ("load:SIGHUP", 129), ("batch2:SIGHUP", 129)],
+)
+def test_train_exits_with_the_status_of_the_signal_at_every_stage(tmp_path, signals, status):
+    # The child sets each signal's disposition itself, so what this process inherited
+    # (a shell's trap '' INT, nohup) does not change the outcome.
+    out = tmp_path / "w.npz"
+    result = train_sending_signals(out, signals)
+    assert result.returncode == status, result.stderr
+    if signals.startswith("load"):  # nothing trained yet: nothing saved, nothing left
+        assert result.stderr.splitlines()[-1] == "xpnet: interrupted", result.stderr
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert "saved the network" in result.stderr, result.stderr
+        assert xpnet.read_weights_info(out)["metadata"]["interrupted"]
 
 
 # One sweep rule ------------------------------------------------------------------------

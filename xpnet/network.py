@@ -66,7 +66,7 @@ class Network:
         If the arrays are not all on one backend and device.
     NetworkError
         If there is no layer, the arrays differ in dtype or are not floating, a layer's
-        shapes do not fit, or an activation is unknown.
+        shapes do not fit or hold no units (a width of 0), or an activation is unknown.
 
     See Also
     --------
@@ -354,6 +354,8 @@ def _check_layer(number: int, layer: Layer, inputs: int | None) -> None:
             f"layer {number}: weight must be (in, out) and bias (out,); "
             f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
         )
+    if 0 in weight.shape:
+        raise NetworkError(f"layer {number} has the shape {tuple(weight.shape)}: no units")
     if inputs is not None and weight.shape[0] != inputs:
         raise NetworkError(
             f"layer {number} takes {weight.shape[0]} inputs but layer {number - 1} gives {inputs}"

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 from xpnet import __version__
 from xpnet.cli.options import Parser, UsageError, add_debug_option, describe
-from xpnet.cli.output import INTERRUPTED, printable, silence_stdout, stdout_broken, tell
+from xpnet.cli.output import (
+    interrupted_status,
+    printable,
+    silence_stdout,
+    stdout_broken,
+    tell,
+)
 from xpnet.errors import XpnetError
 
 COMMANDS = {
@@ -35,7 +41,8 @@ EXPECTED_FAILURES = (XpnetError, OSError, ValueError, TypeError, ImportError, Me
 """Failures a user can cause and fix; anything else is a bug and keeps its traceback."""
 
 FAILURE = 1
-"""The exit status of every failure but a usage error (2) and Ctrl-C (130)."""
+"""The exit status of every failure but a usage error (2) and a stop signal (128 plus its
+number: 130 for Ctrl-C)."""
 
 
 def build_parser(only: str | None = None) -> Parser:
@@ -91,9 +98,9 @@ def _main(argv: Sequence[str] | None) -> int:
     warnings.formatwarning = one_line_warning
     try:
         return int(args.run(args))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         tell("xpnet: interrupted")
-        return INTERRUPTED
+        return interrupted_status(interrupt)
     except UsageError as exc:
         args.parser.error(str(exc))  # exits with status 2
         raise  # not reached: error() exits

@@ -17,6 +17,22 @@ from typing import Any
 INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) raised as an interrupt, remembering which,
+    so that the command exits with that signal's status wherever it arrives."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status for ``interrupt``: 128 plus its signal's number, as shells report it
+    (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    return 128 + interrupt.signum if isinstance(interrupt, Interrupted) else INTERRUPTED
+
+
 # Text and JSON that are safe to print -------------------------------------------------------
 
 _UNPRINTABLE = re.compile(

@@ -3,9 +3,10 @@
 The data moves to the chosen backend and device once and stays there. A progress bar per
 epoch ends with that epoch's loss and accuracy; the trained network is then scored on the
 whole test split and saved, atomically, with its provenance in the file's header (see
-:class:`~xpnet.training_record.TrainingRecord`). Ctrl-C at any point after the first step
-(scoring on the test split included) saves the network as of the last completed step and
-exits with status 130.
+:class:`~xpnet.training_record.TrainingRecord`). Ctrl-C (or SIGTERM, SIGHUP) at any point after
+the first step (scoring on the test split included) saves the network as of the last
+completed step and exits with 128 plus the signal's number (130 for Ctrl-C); one while the
+data load ends the command with that status at once.
 
 The defaults are the recipe of the bundled weights (``xpnet/pretrained/mnist_5k.npz``,
 0.9564 on the MNIST test split): the textbook's 784-50-100-10 sigmoid network, Adam at
@@ -40,7 +41,15 @@ from xpnet.cli.options import (
     number,
     positive_int,
 )
-from xpnet.cli.output import INTERRUPTED, display_path, json_safe, print_json, printable, tell
+from xpnet.cli.output import (
+    INTERRUPTED,
+    Interrupted,
+    display_path,
+    json_safe,
+    print_json,
+    printable,
+    tell,
+)
 from xpnet.cli.output_files import check_output
 from xpnet.cli.progress import EpochBars
 from xpnet.datasets import Dataset, get_dataset, load_mnist
@@ -212,7 +221,7 @@ class SaveOnSignals:
         self.received.append(signum)
         if self._raising and len(self.received) == 1:
             self._raising = False  # at most one KeyboardInterrupt, ever
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
 
     def record_only(self) -> None:
         """From now on signals are recorded, never raised (training has begun)."""
@@ -229,7 +238,7 @@ class SaveOnSignals:
     def on_batch(self) -> None:
         """Called after each training step: end training here once a signal came."""
         if self.received:
-            raise KeyboardInterrupt
+            raise Interrupted(self.received[0])
 
     def exit_status(self) -> int:
         """128 plus the first signal's number (130 for Ctrl-C), as shells report it."""

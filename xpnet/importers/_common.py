@@ -51,9 +51,6 @@ def build_network(layers: Sequence[HostLayer]) -> Network:
     }
     if len(dtypes) > 1:
         raise Unsupported(f"its layers mix the dtypes {sorted(dtypes)}")
-    for number, (weight, _, _) in enumerate(layers, start=1):
-        if 0 in weight.shape:
-            raise Unsupported(f"its layer {number} has the shape {weight.shape}: no units")
     try:
         return Network(tuple(Layer(weight, bias, name) for weight, bias, name in layers))
     except NetworkError as exc:

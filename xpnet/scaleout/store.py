@@ -11,11 +11,11 @@ its digest as it is read (whole or lazily, on any worker), so a missing, damaged
 or resized piece is a one-line :class:`DataError` naming it, never zeros or another answer.
 
 Writing builds the new store beside its path under a name xpnet owns
-(``.NAME.xpnet-<token>``, marked as xpnet's while it is built) and swaps it into place in one
-step, so ``path`` holds the complete old store or the complete new one. ``overwrite``
-replaces only an xpnet store, recognised by its own metadata, and deletes of the old one only
-the files its manifest lists. What a killed writer left beside ``path`` under xpnet's names
-is cleaned up by the next write.
+(``.NAME.xpnet-<token>``, marked as xpnet's and locked by its writer until it is in place)
+and swaps it into place in one step, so ``path`` holds the complete old store or the
+complete new one. ``overwrite`` replaces only an xpnet store, recognised by its own
+metadata, and deletes of the old one only the files its manifest lists. What a killed
+writer left beside ``path`` under xpnet's names is cleaned up by the next write.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ MANIFEST = "xpnet-manifest.json"
 
 STAGING_MARKER = "xpnet-staging.json"
 """The file that marks a folder as a store xpnet is still building; its builder holds its
-lock (``flock``) while it builds, so one whose lock is free was left by a dead process
-and is swept (:mod:`xpnet._temporaries`)."""
+lock (``flock``) until the store is swapped into place (and removes it then) or removed,
+so one whose lock is free was left by a dead process and is swept
+(:mod:`xpnet._temporaries`)."""
 
 MAX_METADATA_BYTES = 1 << 20
 """The largest ``zarr.json`` read: far above what a store's group or arrays need."""
@@ -240,11 +241,15 @@ def write_store(
     }
     staging = target.with_name(f".{target.name}.xpnet-{secrets.token_hex(8)}")
     made = False
-    marker: int | None = None  # the staging marker, locked while this process builds
+    # The staging marker stays locked until the new store is in place or removed: another
+    # writer to ``target`` sweeps a staging folder only once no process holds its marker.
+    marker: int | None = None
+    folder: int | None = None  # the new store's folder, wherever the swap moves it
     try:
         with interrupts_deferred():
             staging.mkdir()
             made = True
+            folder = _open_folder(staging)
             marker, _ = create_locked(staging, lambda: STAGING_MARKER)
             os.write(marker, json.dumps({"xpnet": "staging", "pid": os.getpid()}).encode())
         _build(staging, images.reshape(len(images), pixels), labels, rows, chunk_rows, attrs)
@@ -253,14 +258,16 @@ def write_store(
                 _exchange(staging, target)
             else:
                 _rename_new(staging, target)
+            _unmark(folder, target)
     except BaseException:
         if made:
             with interrupts_deferred():
                 _remove_xpnet_folder(staging)
         raise
     finally:
-        if marker is not None:
-            os.close(marker)
+        for fd in (marker, folder):
+            if fd is not None:
+                os.close(fd)
     if replacing:
         with interrupts_deferred():
             _remove_xpnet_folder(staging)  # now the old store
@@ -314,7 +321,8 @@ def _build(
     chunk_rows: int,
     attrs: dict[str, Any],
 ) -> None:
-    """Write the store into ``path``, a new folder marked as xpnet's; unmark it once complete."""
+    """Write the store into ``path``, a new folder marked as xpnet's (the marker stays: the
+    caller removes it once the store is in place)."""
     zarr = _zarr()
     from zarr.codecs import ZstdCodec
 
@@ -366,7 +374,6 @@ def _build(
     with interrupts_deferred():
         _write_json(path / MANIFEST, manifest)
         _fsync_tree(path)
-        (path / STAGING_MARKER).unlink()
 
 
 def write_chunk(array: Any, start: int, block: np.ndarray) -> None:
@@ -442,6 +449,26 @@ def _rename_exchange(a: Path, b: Path) -> bool:
     raise OSError(error, os.strerror(error), os.fspath(b))
 
 
+def _open_folder(path: Path) -> int | None:
+    """A descriptor of the folder ``path`` (following it through renames), or None where
+    the system cannot remove a file relative to one."""
+    if os.unlink not in os.supports_dir_fd:
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+
+
+def _unmark(folder: int | None, target: Path) -> None:
+    """Remove the staging marker from the new store now at ``target``: through ``folder``,
+    its own folder's descriptor, so that a store another writer has meanwhile put at
+    ``target`` keeps its marker; by path where there is no descriptor."""
+    with contextlib.suppress(FileNotFoundError):  # a later writer replaced and removed it
+        if folder is None:
+            os.unlink(target / STAGING_MARKER)
+        else:
+            os.unlink(STAGING_MARKER, dir_fd=folder)
+
+
 def _rename_new(staging: Path, target: Path) -> None:
     """Move a new store into place where nothing is; refuses if something appeared there."""
     if os.path.lexists(target):
@@ -501,8 +528,8 @@ def _remove_xpnet_folder(folder: Path) -> None:
         here = Path(root)
         for name in files:
             relative = (here / name).relative_to(folder).as_posix()
-            if _owned(relative, owned) and stat.S_ISREG(os.lstat(here / name).st_mode):
-                with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):  # removed by another process
+                if _owned(relative, owned) and stat.S_ISREG(os.lstat(here / name).st_mode):
                     os.unlink(here / name)
         for name in dirs:
             with contextlib.suppress(OSError):
