@@ -29,10 +29,10 @@ from benchmarks import machine as machine_module
 from benchmarks import peers, report
 from benchmarks.timing import time_interleaved
 from xpnet.backends import BACKENDS, Backend
-from xpnet.cli import EXPECTED_FAILURES, FAILURE, INTERRUPTED, one_line
+from xpnet.cli import EXPECTED_FAILURES, FAILURE, one_line
 from xpnet.cli.network_loading import load_network, weights_file
 from xpnet.cli.options import Parser, UsageError, add_debug_option, at_least_zero, positive_int
-from xpnet.cli.output import json_safe, print_json, tell, word_list
+from xpnet.cli.output import INTERRUPTED, json_safe, print_json, tell, word_list
 from xpnet.cli.progress import progress_bar
 from xpnet.weights import load_weights
 
