@@ -21,6 +21,19 @@ from xpnet.backends import Backend, to_host
 
 ATOL = {"float32": 1e-5, "float64": 1e-12}
 
+NUMPYS_COPY_WARNING = "__array__ implementation doesn't accept a copy keyword"
+"""NumPy 2 warns so where ``np.array`` meets an ``__array__`` without ``copy`` (PyTorch's
+tensors, Keras's variables): Keras's own fit, predict and save do, a thousand times a
+session; xpnet must not (see the test that turns it into an error)."""
+
+
+def save_keras(model, path) -> None:  # type: ignore[no-untyped-def]
+    """``model.save(path)``, without the warning Keras's own saver gives on PyTorch
+    (:data:`NUMPYS_COPY_WARNING`): what xpnet then does with the file stays watched."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NUMPYS_COPY_WARNING, DeprecationWarning)
+        model.save(path)
+
 
 @functools.cache
 def digits() -> tuple[np.ndarray, np.ndarray]:

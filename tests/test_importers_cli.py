@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from importing import quiet_fit
+from importing import quiet_fit, save_keras
 from realdata import MNIST_DIR, needs_mnist_5k
 
 import xpnet
@@ -72,7 +72,7 @@ def _write(kind: str, model, folder):  # type: ignore[no-untyped-def]
         keras_model = keras.Sequential([keras.Input((784,)), *dense])
         keras_model.set_weights([np.asarray(a) for a in network.to_mapping().values()])
         path = folder / "model.keras"
-        keras_model.save(path)
+        save_keras(keras_model, path)
     return path
 
 

@@ -9,15 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-from importing import check_agreement, device_of, digits
+from importing import NUMPYS_COPY_WARNING, check_agreement, device_of, digits
 
 import xpnet
 from xpnet.errors import NetworkError, WeightsError
-
-NUMPYS_COPY_WARNING = "__array__ implementation doesn't accept a copy keyword"
-"""NumPy 2 warns so where ``np.array`` meets an ``__array__`` without ``copy`` (PyTorch's
-tensors, Keras's variables): Keras's own fit, predict and save do, a thousand times a
-session; xpnet must not (see the test that turns it into an error)."""
 
 pytestmark = [
     pytest.mark.needs_session(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from importing import save_keras
 from realdata import needs_mnist
 
 import xpnet
@@ -267,7 +268,7 @@ def _keras_file() -> bytes:
                 keras.layers.Dense(3, activation="softmax"),
             ]
         )
-        model.save(path.with_suffix(".keras"))
+        save_keras(model, path.with_suffix(".keras"))
         path.with_suffix(".keras").rename(path)
 
     return _through_file(write)()
