@@ -255,6 +255,8 @@ def build(session: nox.Session) -> None:
     (wheel,) = dist.glob("xpnet-*.whl")
     session.run("twine", "check", "--strict", str(sdist), str(wheel))
 
+    # A reused environment holds the previous build, whose version pip takes as this one's.
+    session.run("python", "-m", "pip", "uninstall", "--yes", "xpnet", silent=True)
     session.install(f"{wheel}[test]")
     unpacked = work / "sdist"
     shutil.rmtree(unpacked, ignore_errors=True)
