@@ -27,10 +27,15 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def interrupted_status(interrupt: KeyboardInterrupt) -> int:
-    """The exit status for ``interrupt``: 128 plus its signal's number, as shells report it
+def signal_status(signum: int) -> int:
+    """The exit status after stop signal ``signum``: 128 plus its number, as shells report it
     (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
-    return 128 + interrupt.signum if isinstance(interrupt, Interrupted) else INTERRUPTED
+    return 128 + signum
+
+
+def interrupted_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status for ``interrupt``: its signal's, Ctrl-C's where it names none."""
+    return signal_status(interrupt.signum) if isinstance(interrupt, Interrupted) else INTERRUPTED
 
 
 # Text and JSON that are safe to print -------------------------------------------------------

@@ -48,6 +48,7 @@ from xpnet.cli.output import (
     json_safe,
     print_json,
     printable,
+    signal_status,
     tell,
 )
 from xpnet.cli.output_files import check_output
@@ -242,7 +243,7 @@ class SaveOnSignals:
 
     def exit_status(self) -> int:
         """128 plus the first signal's number (130 for Ctrl-C), as shells report it."""
-        return 128 + self.received[0] if self.received else INTERRUPTED
+        return signal_status(self.received[0]) if self.received else INTERRUPTED
 
 
 def physical_memory() -> int | None:
